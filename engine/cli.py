@@ -1,0 +1,177 @@
+"""`python -m engine …`: generate a video, watch memory. Exit 0 ok, 1 failed after every
+fallback, 2 invalid input (or a bad setting), 3 not enough memory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from engine.errors import QuoteError
+from engine.models import Request, Result
+from engine.settings import Settings
+
+EXIT_OK = 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine", description="Quote to Speak: a quote becomes a narrated MP4."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate", help="turn a quote into an MP4")
+    gen.add_argument("text", help="the quote")
+    gen.add_argument("--author", default="", help="shown under the quote")
+    gen.add_argument("--lang", default="en", help="language code (default en)")
+    gen.add_argument(
+        "--tts",
+        choices=("auto", "gtts", "espeak"),
+        default=None,
+        help="speech engine (default: TTS_ENGINE, else auto: gTTS, then offline)",
+    )
+    gen.add_argument("--tld", default="com", help="gTTS accent by Google domain, e.g. co.uk")
+    gen.add_argument("--slow", action="store_true", help="slower gTTS speech")
+    gen.add_argument(
+        "--tier",
+        choices=("auto", "high", "medium", "low"),
+        default="auto",
+        help="quality tier (default: chosen from available memory)",
+    )
+    gen.add_argument(
+        "--method",
+        choices=("auto", "moviepy", "ffmpeg", "emergency"),
+        default="auto",
+        help="render method to start the chain at; later ones stay as fallbacks",
+    )
+    gen.add_argument("--no-fallback", action="store_true", help="run the chosen method alone (for tuning)")
+    gen.add_argument("--aspect", choices=("16:9", "9:16", "1:1"), default="16:9", help="frame shape (default 16:9)")
+    gen.add_argument(
+        "--captions",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="highlight the phrase being spoken (accepted; not drawn yet)",
+    )
+    gen.add_argument(
+        "--motion",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="fade-in and slow zoom through MoviePy (accepted; renders still for now)",
+    )
+    gen.add_argument("--out", type=Path, default=None, help="where to write the MP4 (default: DATA_DIR/outputs)")
+    gen.add_argument("--json", action="store_true", help="print one JSON object")
+
+    mon = commands.add_parser("monitor", help="live memory readout: host, container, app tree")
+    mon.add_argument("--interval", type=float, default=1.0, help="seconds between readings")
+    mon.add_argument("--count", type=int, default=0, help="stop after this many readings (0: until Ctrl-C)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except QuoteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if args.command == "generate":
+        return _generate(args, settings)
+    return _monitor(args, settings)
+
+
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.pipeline import generate
+
+    request = Request(
+        text=args.text, author=args.author, lang=args.lang, tts=args.tts, tld=args.tld, slow=args.slow,
+        tier=args.tier, method=args.method, fallback=not args.no_fallback, aspect=args.aspect,
+        captions=args.captions, motion=args.motion, out=args.out,
+    )  # fmt: skip
+    try:
+        result = generate(request, settings)
+        code = EXIT_OK
+    except QuoteError as exc:
+        result, code = exc.result, exc.exit_code
+        if result is None:
+            raise
+    if args.json:
+        print(json.dumps(result_json(result), indent=2))
+    else:
+        print(_describe(result), file=sys.stdout if code == EXIT_OK else sys.stderr)
+    return code
+
+
+def result_json(result: Result) -> dict:
+    """The contract of `generate --json` (DESIGN.md)."""
+    data = {
+        "status": result.status,
+        "generation_id": result.generation_id,
+        "output": str(result.output) if result.output else None,
+        "tier": result.tier,
+        "tier_reason": result.tier_reason,
+        "method": result.method,
+        "tts_engine": result.tts_engine,
+        "width": result.width,
+        "height": result.height,
+        "duration_s": result.duration_s,
+        "size_bytes": result.size_bytes,
+        "video_kbps": result.video_kbps,
+        "audio_kbps": result.audio_kbps,
+        "peak_rss_mb": result.peak_rss_mb,
+        "available_mb": result.available_mb,
+        "wall_s": result.wall_s,
+        "stage_s": result.stage_s,
+        "attempts": [
+            {k: v for k, v in asdict(a).items() if k in ("method", "tier", "status", "error", "peak_rss_mb", "wall_s")}
+            for a in result.attempts
+        ],
+    }
+    if result.status == "error":
+        data["error"] = result.error
+    return data
+
+
+def _describe(result: Result) -> str:
+    if result.status != "ok":
+        lines = [f"error: {result.error}"]
+    else:
+        lines = [
+            f"{result.output}",
+            f"  {result.width}x{result.height}, {result.duration_s:.1f} s, {result.size_bytes / 1024:.0f} KB, "
+            f"{result.video_kbps}k video / {result.audio_kbps}k audio",
+            f"  tier {result.tier} ({result.tier_reason}); method {result.method}; speech {result.tts_engine}",
+            f"  peak {result.peak_rss_mb:.0f} MB of {result.available_mb:.0f} MB available; {result.wall_s:.1f} s",
+        ]
+    lines += [
+        f"  attempt {a.method} at {a.tier}: {a.status}, peak {a.peak_rss_mb:.0f} MB, {a.wall_s:.1f} s"
+        + (f" ({a.error})" if a.error else "")
+        for a in result.attempts
+    ]
+    return "\n".join(lines)
+
+
+def _monitor(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.memory import read_memory
+
+    taken = 0
+    try:
+        while True:
+            r = read_memory(settings.max_memory_mb)
+            container = f"{r.container.used_mb:.0f}/{r.container.limit_mb:.0f} MB" if r.container else "no limit"
+            print(
+                f"{time.strftime('%H:%M:%S')}  available {r.available_mb:7.0f} MB (bound by {r.bound_by})  "
+                f"host {r.host_available_mb:7.0f} MB  container {container}  app tree {r.app_rss_mb:5.0f} MB",
+                flush=True,
+            )
+            taken += 1
+            if args.count and taken >= args.count:
+                return EXIT_OK
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return EXIT_OK

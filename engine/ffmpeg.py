@@ -1,0 +1,84 @@
+"""The ffmpeg binary that imageio-ffmpeg ships: running it, and probing what it made.
+
+imageio-ffmpeg ships ffmpeg without ffprobe, so probing reads `ffmpeg -i`'s stream lines.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from engine.errors import RenderFailed
+
+
+@cache
+def ffmpeg_exe() -> str:
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as exc:
+        raise RenderFailed(f"ffmpeg is not available ({exc}); reinstall the requirements") from exc
+
+
+def run(args: list[str], timeout_s: float = 600.0) -> None:
+    """Run ffmpeg with `args` (no shell); RenderFailed with its last error line on failure."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    try:
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise RenderFailed(f"ffmpeg took longer than {timeout_s:.0f} s and was stopped") from None
+    except OSError as exc:
+        raise RenderFailed(f"ffmpeg could not start ({exc.strerror}); reinstall the requirements") from None
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        raise RenderFailed(f"ffmpeg failed: {lines[-1] if lines else f'exit {done.returncode}'}")
+
+
+@dataclass(frozen=True)
+class Probe:
+    duration_s: float
+    video_codec: str | None
+    width: int
+    height: int
+    audio_codec: str | None
+    size_bytes: int
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_VIDEO = re.compile(r"Stream #\S+: Video: (\w+).*?, (\d{2,5})x(\d{2,5})")
+_AUDIO = re.compile(r"Stream #\S+: Audio: (\w+)")
+
+
+def probe(path: Path) -> Probe:
+    """Streams, duration and size of a media file; RenderFailed when it is not one."""
+    try:
+        done = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RenderFailed(f"could not probe {path.name}: {exc}") from None
+    return parse_probe(done.stderr.decode(errors="replace"), path.stat().st_size if path.exists() else 0)
+
+
+def parse_probe(text: str, size_bytes: int) -> Probe:
+    duration = _DURATION.search(text)
+    if duration is None:
+        raise RenderFailed("the file is not a readable media file")
+    hours, minutes, seconds = duration.groups()
+    video = _VIDEO.search(text)
+    audio = _AUDIO.search(text)
+    return Probe(
+        duration_s=int(hours) * 3600 + int(minutes) * 60 + float(seconds),
+        video_codec=video[1] if video else None,
+        width=int(video[2]) if video else 0,
+        height=int(video[3]) if video else 0,
+        audio_codec=audio[1] if audio else None,
+        size_bytes=size_bytes,
+    )

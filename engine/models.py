@@ -1,0 +1,88 @@
+"""Value objects of one generation: the request, its attempts, its result, its progress events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Request:
+    text: str
+    author: str = ""
+    lang: str = "en"
+    tts: str | None = None  # None: the TTS_ENGINE setting
+    tld: str = "com"  # gTTS accent, e.g. "co.uk"
+    slow: bool = False
+    tier: str = "auto"
+    method: str = "auto"
+    fallback: bool = True  # False runs the chosen method alone, for tuning
+    aspect: str = "16:9"
+    captions: bool = False
+    motion: bool = False
+    out: Path | None = None
+    crash_methods: tuple[str, ...] = ()  # test seam: these methods' children die on start
+
+
+@dataclass(frozen=True)
+class Attempt:
+    method: str
+    tier: str
+    status: str  # "ok", "failed", "killed", "crashed", "timeout", "unverified"
+    error: str | None
+    peak_rss_mb: float
+    wall_s: float
+    budget_mb: float = 0.0
+
+
+@dataclass(frozen=True)
+class Result:
+    generation_id: str
+    status: str  # "ok" or "error"
+    output: Path | None = None
+    tier: str | None = None
+    tier_asked: str = "auto"
+    tier_reason: str | None = None
+    method: str | None = None
+    tts_engine: str | None = None
+    tts_fallback_reason: str | None = None
+    width: int = 0
+    height: int = 0
+    duration_s: float = 0.0
+    size_bytes: int = 0
+    video_kbps: int = 0
+    audio_kbps: int = 0
+    peak_rss_mb: float = 0.0
+    available_mb: float = 0.0
+    app_rss_mb: float = 0.0
+    wall_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=dict)
+    attempts: tuple[Attempt, ...] = ()
+    timeline: tuple[tuple[float, float], ...] = ()
+    error: str | None = None
+
+    @property
+    def fell_back(self) -> bool:
+        return self.status == "ok" and len(self.attempts) > 1
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    stage: str  # "admit", "speech", "card", "render", "verify", "done"
+    message: str
+
+
+@dataclass(frozen=True)
+class MemorySample:
+    t_s: float  # seconds since the generation started
+    rss_mb: float
+    budget_mb: float
+    method: str
+
+
+@dataclass(frozen=True)
+class AttemptEvent:
+    attempt: Attempt
+
+
+ProgressEvent = StageEvent | MemorySample | AttemptEvent

@@ -1,0 +1,230 @@
+"""One generation, end to end: validate, admit, speak, draw, render (with fallbacks), verify.
+
+`generate()` is the one call that pages, the CLI and the HTTP routes make. It returns
+a Result, or raises a QuoteError whose `.result` holds what was known (attempts, times).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from engine.card import draw_card
+from engine.errors import InvalidInput, NotEnoughMemory, QuoteError, RenderFailed
+from engine.memory import read_memory
+from engine.models import Attempt, AttemptEvent, MemorySample, ProgressEvent, Request, Result, StageEvent
+from engine.render.isolation import run_isolated
+from engine.render.job import METHODS, RenderJob, encoder_threads
+from engine.render.verify import verify
+from engine.settings import Settings
+from engine.speech import Speech, engines_for, speak
+from engine.tiers import Tier, TierChoice, choose_tier, tier
+from engine.validate import validate
+
+log = logging.getLogger(__name__)
+
+SAFETY_MARGIN_MB = 16.0
+SAFETY_MARGIN_SHARE = 0.10
+
+OnEvent = Callable[[ProgressEvent], None]
+
+
+def method_chain(request: Request) -> list[str]:
+    """Methods to try in order. Auto starts at MoviePy only when motion needs it: for a
+    still card FFmpeg makes the same video at a fraction of the memory and time."""
+    first = request.method
+    if first == "auto":
+        first = "moviepy" if request.motion else "ffmpeg"
+    chain = list(METHODS[METHODS.index(first) :])
+    return chain if request.fallback else chain[:1]
+
+
+def attempt_budget_mb(available_mb: float) -> float:
+    """What one attempt may hold: available memory less a safety margin."""
+    return max(0.0, available_mb - max(SAFETY_MARGIN_MB, available_mb * SAFETY_MARGIN_SHARE))
+
+
+@dataclass
+class _Run:
+    """What one generation has learned so far; becomes the Result, or the error's `.result`."""
+
+    generation_id: str
+    started: float = field(default_factory=time.monotonic)
+    fields: dict = field(default_factory=dict)
+    stage_s: dict[str, float] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def result(self, status: str, error: str | None = None) -> Result:
+        peak = max((a.peak_rss_mb for a in self.attempts), default=0.0)
+        return Result(
+            generation_id=self.generation_id,
+            status=status,
+            error=error,
+            peak_rss_mb=peak,
+            wall_s=round(self.elapsed(), 3),
+            stage_s=dict(self.stage_s),
+            attempts=tuple(self.attempts),
+            timeline=tuple(self.timeline),
+            **self.fields,
+        )
+
+
+def generate(request: Request, settings: Settings, on_event: OnEvent | None = None) -> Result:
+    emit = on_event or (lambda _event: None)
+    run = _Run(uuid.uuid4().hex)
+    job_dir = settings.temp_dir / run.generation_id
+    try:
+        with _stage(run, "validate"):
+            request = validate(request, settings)
+        choice = _admit(run, request, settings, emit)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        emit(StageEvent("speech", "making the speech"))
+        with _stage(run, "speech"):
+            speech = _speech(request, settings, job_dir)
+        run.fields.update(tts_engine=speech.engine, tts_fallback_reason=speech.fallback_reason)
+        output = _render_chain(run, request, speech, choice, settings, job_dir, emit)
+        emit(StageEvent("done", f"done in {run.elapsed():.1f} s"))
+        return replace(run.result("ok"), output=output)
+    except QuoteError as exc:
+        exc.result = run.result("error", str(exc))
+        emit(StageEvent("error", str(exc)))
+        raise
+    finally:
+        shutil.rmtree(job_dir, ignore_errors=True)
+
+
+@contextmanager
+def _stage(run: _Run, stage: str) -> Iterator[None]:
+    """Add the time spent inside to the stage's total (a stage may run more than once)."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        run.stage_s[stage] = round(run.stage_s.get(stage, 0.0) + time.monotonic() - started, 3)
+
+
+def _admit(run: _Run, request: Request, settings: Settings, emit: OnEvent) -> TierChoice:
+    reading = read_memory(settings.max_memory_mb)
+    run.fields.update(available_mb=round(reading.available_mb, 1), app_rss_mb=round(reading.app_rss_mb, 1))
+    if reading.available_mb < settings.min_required_memory_mb:
+        raise NotEnoughMemory(reading.available_mb, settings.min_required_memory_mb)
+    choice = choose_tier(reading.available_mb, request.tier, settings)
+    if request.tier == "auto" and reading.bound_by != "host":
+        choice = replace(choice, reason=f"{choice.reason} (bound by {reading.bound_by})")
+    run.fields.update(tier=choice.tier.name, tier_asked=choice.asked, tier_reason=choice.reason)
+    emit(StageEvent("admit", f"tier {choice.tier.name}: {choice.reason}"))
+    return choice
+
+
+def _speech(request: Request, settings: Settings, job_dir: Path) -> Speech:
+    speech = speak(request.text, request.lang, engines_for(request.tts, tld=request.tld, slow=request.slow), job_dir)
+    if speech.duration_s > settings.max_video_duration_s:
+        raise InvalidInput(
+            f"the speech lasts {speech.duration_s:.0f} s, longer than the {settings.max_video_duration_s:.0f} s "
+            "limit (MAX_VIDEO_DURATION); shorten the quote"
+        )
+    return speech
+
+
+def _render_chain(
+    run: _Run, request: Request, speech: Speech, choice: TierChoice, settings: Settings, job_dir: Path, emit: OnEvent
+) -> Path:
+    cards: dict[tuple[int, int], Path] = {}
+    for number, method in enumerate(method_chain(request), start=1):
+        used = tier("emergency", settings) if method == "emergency" else choice.tier
+        size = used.size(request.aspect)
+        if size not in cards:
+            emit(StageEvent("card", f"drawing the card at {size[0]}x{size[1]}"))
+            path = job_dir / f"card-{size[0]}x{size[1]}.png"
+            with _stage(run, "card"):
+                cards[size] = draw_card(request.text, request.author, size, path)
+        emit(StageEvent("render", f"attempt {number}: {method} at {used.name} tier"))
+        attempt_dir = job_dir / f"attempt-{number}-{method}"
+        attempt_dir.mkdir()
+        try:
+            output = _attempt(run, request, speech, used, method, cards[size], attempt_dir, settings, emit)
+            if output is not None:
+                return _deliver(output, request.out or settings.outputs_dir / f"quote-{run.generation_id}.mp4")
+        finally:
+            shutil.rmtree(attempt_dir, ignore_errors=True)
+    reasons = "; ".join(f"{a.method}: {a.error}" for a in run.attempts)
+    raise RenderFailed(f"every render method failed ({reasons}); try a lower tier or a shorter quote")
+
+
+def _attempt(
+    run: _Run, request: Request, speech: Speech, used: Tier, method: str, card: Path,
+    attempt_dir: Path, settings: Settings, emit: OnEvent,
+) -> Path | None:  # fmt: skip
+    """Run one method in isolation and verify it; the verified file, or None after recording why."""
+    budget = attempt_budget_mb(read_memory(settings.max_memory_mb).available_mb)
+    duration = min(speech.duration_s, used.max_duration_s or speech.duration_s)
+    width, height = used.size(request.aspect)
+    job = RenderJob(
+        method=method, card_path=str(card), audio_path=str(speech.path),
+        out_path=str(attempt_dir / "out.mp4"), temp_dir=str(attempt_dir),
+        width=width, height=height, fps=used.fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
+        duration_s=round(duration, 3), threads=encoder_threads(), crash=method in request.crash_methods,
+    )  # fmt: skip
+    offset = run.elapsed()
+
+    def on_sample(t_s: float, rss_mb: float) -> None:
+        run.timeline.append((round(offset + t_s, 3), round(rss_mb, 1)))
+        emit(MemorySample(offset + t_s, rss_mb, budget, method))
+
+    with _stage(run, "render"):
+        isolated = run_isolated(job, budget, on_sample=on_sample)
+    status, error = isolated.status, isolated.error
+    probe = None
+    if status == "ok":
+        try:
+            with _stage(run, "verify"):
+                probe = verify(Path(job.out_path), width, height, duration)
+        except RenderFailed as exc:
+            status, error = "unverified", str(exc)
+    attempt = Attempt(method, used.name, status, error, isolated.peak_rss_mb, isolated.wall_s, round(budget, 1))
+    run.attempts.append(attempt)
+    emit(AttemptEvent(attempt))
+    if probe is None:
+        log.warning("attempt %s at %s failed: %s", method, used.name, error)
+        return None
+    if method == "emergency":
+        run.fields["tier_reason"] = (
+            f"emergency fallback, 480p at most {used.max_duration_s:.0f} s (asked: {run.fields['tier_reason']})"
+        )
+    run.fields.update(
+        method=method, tier=used.name, width=probe.width, height=probe.height,
+        duration_s=round(probe.duration_s, 3), size_bytes=probe.size_bytes,
+        video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
+    )  # fmt: skip
+    return Path(job.out_path)
+
+
+def _deliver(rendered: Path, target: Path) -> Path:
+    """Move the verified file into place atomically: a temp name beside the target, then rename."""
+    target = target.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        shutil.copyfile(rendered, partial) if _other_device(rendered, target.parent) else os.replace(rendered, partial)
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise RenderFailed(
+            f"could not write the video to {target} ({exc.strerror}); check the folder and free disk"
+        ) from None
+    return target
+
+
+def _other_device(a: Path, folder: Path) -> bool:
+    return a.stat().st_dev != folder.stat().st_dev

@@ -1,0 +1,1 @@
+"""Render methods (MoviePy, FFmpeg, emergency), each run in an isolated, watched child."""

@@ -1,0 +1,41 @@
+"""Entry point of one render attempt's child process: `python -m engine.render.child JOB.json`.
+
+Runs one method on one job. Exit 0 when the output is written; otherwise exit 1
+with one line on stderr saying why. The parent watches this process group.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from engine.errors import QuoteError
+from engine.render.job import RenderJob
+
+
+def main(argv: list[str]) -> int:
+    job = RenderJob.from_json(Path(argv[1]).read_text())
+    if job.crash:
+        import os
+
+        os.abort()  # a method that dies hard, for testing the chain
+    if job.method == "moviepy":
+        from engine.render import moviepy_method as method
+    else:
+        from engine.render import still_loop as method
+    try:
+        method.render(job)
+    except QuoteError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("ran out of memory while rendering", file=sys.stderr)
+        return 1
+    except Exception as exc:  # any failure of a method is one line for the parent
+        print(f"{type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

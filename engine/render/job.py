@@ -1,0 +1,60 @@
+"""The render job: plain data that crosses into the child process (and, later, a queue)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+METHODS = ("moviepy", "ffmpeg", "emergency")
+# A still picture gains nothing from B-frames, extra references or lookahead; each costs frames of memory.
+X264_STILL = "rc-lookahead=0:sync-lookahead=0:bframes=0:ref=1"
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    method: str
+    card_path: str
+    audio_path: str
+    out_path: str
+    temp_dir: str
+    width: int
+    height: int
+    fps: int
+    video_kbps: int
+    audio_kbps: int
+    duration_s: float
+    threads: int = 2
+    crash: bool = False  # test seam: the child dies before rendering, as a broken method would
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RenderJob:
+        return cls(**json.loads(text))
+
+
+def encoder_threads(limit: int = 2) -> int:
+    """Threads for x264: the CPUs this process may use, at most `limit`.
+
+    ffmpeg's automatic count follows the host's CPUs, not the container's quota, and
+    every x264 thread holds its own frames: more threads, more memory.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, int(quota)))
+    return max(1, min(limit, cpus))
+
+
+def _cgroup_cpu_quota() -> float | None:
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else int(quota) / int(period)

@@ -1,0 +1,37 @@
+"""What every speech engine returns, and the interface they share."""
+
+from __future__ import annotations
+
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    text: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class Speech:
+    path: Path  # a 16-bit PCM WAV file
+    duration_s: float
+    engine: str  # "gtts" or "espeak"
+    words: tuple[WordTiming, ...] = ()
+    fallback_reason: str | None = None  # why an earlier engine was passed over
+
+
+class SpeechEngine(Protocol):
+    name: str
+
+    def synthesize(self, text: str, lang: str, out_dir: Path) -> Speech:
+        """Speak `text` into a WAV file in `out_dir`; SpeechFailed or InvalidInput on failure."""
+        ...
+
+
+def wav_duration_s(path: Path) -> float:
+    with wave.open(str(path), "rb") as wav:
+        return wav.getnframes() / float(wav.getframerate())

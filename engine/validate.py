@@ -1,0 +1,61 @@
+"""Checks on a request before any work is done; each refusal is a sentence the visitor can act on."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import replace
+
+from engine.card import check_coverage
+from engine.errors import InvalidInput
+from engine.models import Request
+from engine.render.job import METHODS
+from engine.settings import TTS_CHOICES, Settings
+from engine.tiers import ASPECTS, TIER_NAMES
+
+MAX_AUTHOR_CHARS = 120
+_LANG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
+_TLD = re.compile(r"[a-z]{2,3}(?:\.[a-z]{2,3})?")
+
+
+def validate(request: Request, settings: Settings) -> Request:
+    """The request with text normalised (NFC, trimmed), or InvalidInput saying what to fix."""
+    text = _clean(request.text, "quote")
+    author = _clean(request.author, "author")
+    if not text:
+        raise InvalidInput("the quote is empty; type a quote to speak")
+    if len(text) > settings.max_text_chars:
+        raise InvalidInput(
+            f"the quote is {len(text)} characters long, over the {settings.max_text_chars}-character limit; shorten it"
+        )
+    if len(author) > MAX_AUTHOR_CHARS:
+        raise InvalidInput(f"the author is {len(author)} characters long; keep it under {MAX_AUTHOR_CHARS}")
+    if "\n" in author:
+        raise InvalidInput("the author must fit on one line; remove the line breaks")
+    if not any(ch.isalnum() for ch in text):
+        raise InvalidInput("the quote has no letters or digits to speak; type a quote")
+    check_coverage(text + author)
+    _one_of("tier", request.tier, ("auto", *TIER_NAMES))
+    _one_of("method", request.method, ("auto", *METHODS))
+    _one_of("aspect", request.aspect, tuple(ASPECTS))
+    tts = request.tts or settings.tts_engine
+    _one_of("speech engine", tts, TTS_CHOICES)
+    if not _LANG.fullmatch(request.lang):
+        raise InvalidInput(f"language {request.lang!r} is not a language code; use one like en, fr or pt-BR")
+    if not _TLD.fullmatch(request.tld):
+        raise InvalidInput(f"accent {request.tld!r} is not a Google domain ending; use one like com, co.uk or com.au")
+    return replace(request, text=text, author=author, tts=tts)
+
+
+def _clean(value: str, what: str) -> str:
+    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n").strip()
+    bad = [ch for ch in value if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and ch not in "\n\t"]
+    if bad:
+        codes = ", ".join(f"U+{ord(ch):04X}" for ch in sorted(set(bad))[:3])
+        raise InvalidInput(f"the {what} contains control or unassigned characters ({codes}); remove them")
+    return re.sub(r"[ \t]+", " ", value)
+
+
+def _one_of(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InvalidInput(f"{what} {value!r} is not offered; choose one of: {', '.join(choices)}")
