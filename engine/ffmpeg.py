@@ -34,8 +34,13 @@ def run(args: list[str], timeout_s: float = 600.0) -> None:
     except OSError as exc:
         raise RenderFailed(f"ffmpeg could not start ({exc.strerror}); reinstall the requirements") from None
     if done.returncode != 0:
-        lines = done.stderr.decode(errors="replace").strip().splitlines()
-        raise RenderFailed(f"ffmpeg failed: {lines[-1] if lines else f'exit {done.returncode}'}")
+        raise RenderFailed(f"ffmpeg failed: {_last_words(done.stderr) or f'exit {done.returncode}'}")
+
+
+def _last_words(stderr: bytes) -> str:
+    """ffmpeg's last two error lines without their `[component @ 0x…]` prefixes: the cause and its summary."""
+    lines = [re.sub(r"^\[[^\]]*\] ", "", line).strip() for line in stderr.decode(errors="replace").splitlines()]
+    return " ".join(line.rstrip(".") + "." for line in [x for x in lines if x][-2:])
 
 
 @dataclass(frozen=True)

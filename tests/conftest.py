@@ -1,0 +1,95 @@
+"""Shared fixtures: a fresh data folder and settings, no outside network, nothing left behind."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import subprocess
+import wave
+from pathlib import Path
+
+import psutil
+import pytest
+
+from engine import ffmpeg
+from engine.card import draw_card  # noqa: F401 - shared with the test modules
+from engine.settings import Settings
+from engine.speech.espeak import EspeakEngine
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak"})
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only loopback: a test that reaches for the internet fails at once instead of hanging."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address) -> None:
+        host = address[0] if isinstance(address, tuple) else None
+        if host is not None and not _is_loopback(host):
+            raise OSError(f"test tried to reach {host}; tests use loopback only")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name to resolve: outside
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_behind(request: pytest.FixtureRequest):
+    """After every test: no child process of the test run, no job temp folder."""
+    temp = request.getfixturevalue("settings").temp_dir if "settings" in request.fixturenames else None
+    yield
+    children = psutil.Process().children(recursive=True)
+    _, alive = psutil.wait_procs(children, timeout=3)
+    for proc in alive:
+        proc.kill()
+    assert not alive, f"processes outlived the test: {[p.pid for p in alive]}"
+    if temp is not None:
+        leftovers = list(temp.rglob("*")) if temp.exists() else []
+        assert not leftovers, f"temp files left behind: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 2 s of real offline speech, made once for the session."""
+    folder = tmp_path_factory.mktemp("speech")
+    return EspeakEngine().synthesize("Stay hungry. Stay foolish.", "en", folder).path
+
+
+@pytest.fixture(scope="session")
+def speech_mp3(speech_wav: Path) -> bytes:
+    """The same speech as MP3 bytes, the way gTTS delivers audio."""
+    mp3 = speech_wav.with_suffix(".mp3")
+    ffmpeg.run(["-i", str(speech_wav), "-c:a", "libmp3lame", "-b:a", "32k", str(mp3)])
+    return mp3.read_bytes()
+
+
+def wav_seconds(path: Path) -> float:
+    with wave.open(str(path)) as wav:
+        return wav.getnframes() / wav.getframerate()
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        cwd=root,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

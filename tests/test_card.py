@@ -1,0 +1,60 @@
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageStat
+
+from engine.card import check_coverage, draw_card, fit
+from engine.errors import InvalidInput
+
+QUOTES = {
+    c["name"]: c["text"]
+    for c in json.loads((Path(__file__).parents[2] / "shared/bench-quotes.json").read_text())["cases"]
+}
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (1280, 720), (854, 480)])
+def test_card_is_rgb_at_the_tier_size(tmp_path, size):
+    path = draw_card(QUOTES["medium"], "Steve Jobs", size, tmp_path / "card.png")
+    with Image.open(path) as image:
+        assert image.size == size
+        assert image.mode == "RGB"
+
+
+def test_long_quote_fits_inside_the_margins(tmp_path):
+    layout = fit(QUOTES["long"], "Theodore Roosevelt", 1536, 864)
+    assert len(layout.lines) > 5 and layout.font_px >= 24
+    path = draw_card(QUOTES["long"], "Theodore Roosevelt", (1920, 1080), tmp_path / "card.png")
+    with Image.open(path) as image:
+        # the outer 5% band holds only the background: nothing drawn spills into it
+        band = image.crop((0, 0, 96, 1080)).convert("L")
+        assert ImageStat.Stat(band).extrema[0][1] < 100
+
+
+def test_short_quote_gets_bigger_text_than_a_long_one():
+    assert fit(QUOTES["short"], "", 1536, 864).font_px > 2 * fit(QUOTES["long"], "", 1536, 864).font_px
+
+
+def test_text_is_drawn_with_readable_contrast(tmp_path):
+    path = draw_card("Stay hungry.", "", (854, 480), tmp_path / "card.png")
+    with Image.open(path) as image:
+        grey = image.convert("L")
+        lo, hi = ImageStat.Stat(grey).extrema[0]
+    assert hi > 230 and lo < 50
+
+
+def test_a_word_wider_than_the_card_is_broken_not_clipped():
+    layout = fit("x" * 400, "", 400, 300)
+    assert len(layout.lines) > 1
+
+
+def test_missing_glyph_is_named(tmp_path):
+    with pytest.raises(InvalidInput, match=r"U\+4E16"):
+        check_coverage("世界")
+    with pytest.raises(InvalidInput, match="cannot draw"):
+        draw_card("Hello 🦜", "", (854, 480), tmp_path / "card.png")
+    assert not (tmp_path / "card.png").exists()
+
+
+def test_accents_and_greek_are_covered():
+    check_coverage("Déjà vu — naïve café, Ελληνικά, Русский")

@@ -1,0 +1,107 @@
+"""`python -m engine` end to end, in a real subprocess: JSON fields and exit codes 0/1/2/3."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.ffmpeg import probe
+
+from .conftest import run_cli
+
+FIELDS = {
+    "status", "generation_id", "output", "tier", "method", "tts_engine", "width", "height", "duration_s",
+    "size_bytes", "video_kbps", "audio_kbps", "peak_rss_mb", "available_mb", "wall_s", "attempts",
+}  # fmt: skip
+ATTEMPT_FIELDS = {"method", "tier", "status", "error", "peak_rss_mb", "wall_s"}
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {"DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak"}
+
+
+def test_generate_json_exit_0(env):
+    done = run_cli("generate", "Stay hungry. Stay foolish.", "--tier", "medium", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert set(data) >= FIELDS and "error" not in data
+    assert data["status"] == "ok" and data["tts_engine"] == "espeak"
+    assert (data["width"], data["height"], data["tier"]) == (1280, 720, "medium")
+    assert set(data["attempts"][0]) >= ATTEMPT_FIELDS
+    found = probe(Path(data["output"]))
+    assert found.duration_s == pytest.approx(data["duration_s"], abs=0.01)
+
+
+def test_offline_by_default_when_there_is_no_network(env):
+    env = {**env, "TTS_ENGINE": "auto"}
+    # The child has no socket guard; a proxy that refuses at once stands in for "no network".
+    env |= {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    done = run_cli("generate", "Stay hungry.", "--tier", "low", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tts_engine"] == "espeak"
+
+
+def test_human_output(env):
+    done = run_cli("generate", "Stay hungry.", "--tier", "low", env=env)
+    assert done.returncode == 0
+    assert "854x480" in done.stdout and "method ffmpeg" in done.stdout and "speech espeak" in done.stdout
+
+
+def test_failed_after_every_fallback_exit_1(env):
+    # A cap so small that every attempt is over budget at once.
+    env = {**env, "MAX_MEMORY_MB": "64", "MIN_REQUIRED_MEMORY_MB": "0"}
+    done = run_cli("generate", "Stay hungry.", "--method", "emergency", "--no-fallback", "--json", env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    data = json.loads(done.stdout)
+    assert data["status"] == "error" and "every render method failed" in data["error"]
+    assert data["attempts"][0]["status"] == "killed"
+    assert data["output"] is None
+
+
+@pytest.mark.parametrize(
+    "args, extra_env, message",
+    [
+        (["generate", ""], {}, "empty"),
+        (["generate", "x" * 30], {"MAX_TEXT_CHARS": "20"}, "over the 20-character limit"),
+        (["generate", "Hello"], {"MAX_MEMORY_MB": "plenty"}, "MAX_MEMORY_MB"),
+        (["generate", "Hello"], {"TTS_ENGINE": "siri"}, "TTS_ENGINE"),
+    ],
+)
+def test_invalid_input_exit_2(env, args, extra_env, message):
+    done = run_cli(*args, env={**env, **extra_env})
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_invalid_input_json(env):
+    done = run_cli("generate", "Hello\x07", "--json", env=env)
+    assert done.returncode == 2
+    assert "U+0007" in json.loads(done.stdout)["error"]
+
+
+def test_unknown_choice_is_refused_by_the_parser(env):
+    done = run_cli("generate", "Hello", "--tier", "ultra", env=env)
+    assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+def test_not_enough_memory_exit_3(env):
+    done = run_cli("generate", "Hello", "--json", env={**env, "MIN_REQUIRED_MEMORY_MB": "10000000"})
+    assert done.returncode == 3
+    data = json.loads(done.stdout)
+    assert data["status"] == "error" and data["error"].startswith("not enough memory: ")
+    assert data["attempts"] == []
+
+
+def test_monitor_prints_readings(env):
+    done = run_cli("monitor", "--count", "2", "--interval", "0.1", env=env)
+    assert done.returncode == 0
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2 and all("available" in line and "app tree" in line for line in lines)
+
+
+def test_help_says_what_is_not_built_yet(env):
+    done = run_cli("generate", "--help", env=env)
+    text = " ".join(done.stdout.split())
+    assert "--captions" in text and "not drawn yet" in text and "renders still for now" in text

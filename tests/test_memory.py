@@ -1,0 +1,164 @@
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.memory import MB, TreeSampler, container_memory, read_memory, tree_rss_mb
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_cgroup_v2_own_cgroup_and_tightest_ancestor(tmp_path):
+    root = write(
+        tmp_path,
+        {
+            "proc/self/cgroup": "0::/app.slice/web.scope\n",
+            "sys/fs/cgroup/app.slice/web.scope/memory.max": "max\n",
+            "sys/fs/cgroup/app.slice/web.scope/memory.current": str(100 * MB),
+            "sys/fs/cgroup/app.slice/memory.max": str(512 * MB),
+            "sys/fs/cgroup/app.slice/memory.current": str(300 * MB),
+            "sys/fs/cgroup/app.slice/memory.stat": f"anon 1\ninactive_file {40 * MB}\nactive_file 5\n",
+        },
+    )
+    found = container_memory(root)
+    assert found.limit_mb == 512
+    assert found.used_mb == 260  # usage less inactive file cache
+    assert found.headroom_mb == 252
+
+
+def test_cgroup_v2_namespaced_root(tmp_path):
+    root = write(
+        tmp_path,
+        {
+            "proc/self/cgroup": "0::/\n",
+            "sys/fs/cgroup/memory.max": str(256 * MB),
+            "sys/fs/cgroup/memory.current": str(56 * MB),
+        },
+    )
+    assert container_memory(root).headroom_mb == 200
+
+
+def test_cgroup_v2_unlimited_is_none(tmp_path):
+    root = write(
+        tmp_path,
+        {"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.max": "max\n", "sys/fs/cgroup/memory.current": "1"},
+    )
+    assert container_memory(root) is None
+
+
+def test_cgroup_v1_with_inactive_file(tmp_path):
+    root = write(
+        tmp_path,
+        {
+            "proc/self/cgroup": "12:cpu,cpuacct:/docker/abc\n9:memory:/docker/abc\n0::/\n",
+            "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": str(1024 * MB),
+            "sys/fs/cgroup/memory/docker/abc/memory.usage_in_bytes": str(600 * MB),
+            "sys/fs/cgroup/memory/docker/abc/memory.stat": f"cache 9\ntotal_inactive_file {100 * MB}\n",
+        },
+    )
+    found = container_memory(root)
+    assert (found.limit_mb, found.used_mb) == (1024, 500)
+
+
+def test_cgroup_v1_path_not_visible_falls_back_to_mount_root(tmp_path):
+    root = write(
+        tmp_path,
+        {
+            "proc/self/cgroup": "9:memory:/docker/abc\n",
+            "sys/fs/cgroup/memory/memory.limit_in_bytes": str(512 * MB),
+            "sys/fs/cgroup/memory/memory.usage_in_bytes": str(12 * MB),
+        },
+    )
+    assert container_memory(root).headroom_mb == 500
+
+
+def test_cgroup_v1_unlimited_is_none(tmp_path):
+    root = write(
+        tmp_path,
+        {
+            "proc/self/cgroup": "9:memory:/\n",
+            "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712",
+            "sys/fs/cgroup/memory/memory.usage_in_bytes": "100",
+        },
+    )
+    assert container_memory(root) is None
+
+
+def test_no_cgroup_file_means_no_container(tmp_path):
+    assert container_memory(tmp_path) is None
+
+
+def test_available_is_bound_by_the_container(tmp_path):
+    root = write(
+        tmp_path,
+        {
+            "proc/self/cgroup": "0::/\n",
+            "sys/fs/cgroup/memory.max": str(512 * MB),
+            "sys/fs/cgroup/memory.current": str(312 * MB),
+        },
+    )
+    reading = read_memory(None, sys_root=root)
+    assert reading.bound_by == "container"
+    assert reading.available_mb == 200
+    assert reading.container_limit_mb == 512
+
+
+def test_available_is_bound_by_the_cap_less_the_app(tmp_path):
+    reading = read_memory(max_memory_mb=300, sys_root=tmp_path)
+    assert reading.bound_by == "MAX_MEMORY_MB"
+    assert reading.available_mb == pytest.approx(300 - reading.app_rss_mb, abs=5)
+    assert reading.app_rss_mb > 10
+
+
+# Touch one byte per page so the pages are resident, not just reserved.
+HOG = "import time; block = bytearray({mb} << 20); block[::4096] = b'x' * len(block[::4096]); time.sleep({s})"
+
+
+def test_tree_rss_counts_grandchildren():
+    inner = HOG.format(mb=60, s=3)
+    outer = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {inner!r}])"
+    proc = subprocess.Popen([sys.executable, "-c", outer])
+    try:
+        deadline = time.monotonic() + 10
+        rss = 0.0
+        while time.monotonic() < deadline and rss < 60:
+            rss = tree_rss_mb(proc.pid)
+            time.sleep(0.05)
+        assert rss >= 60
+    finally:
+        proc.kill()
+        proc.wait()
+        for child in __import__("psutil").Process().children(recursive=True):
+            child.kill()
+
+
+def test_sampler_keeps_peak_and_timeline_at_20_hz_or_more():
+    proc = subprocess.Popen([sys.executable, "-c", HOG.format(mb=80, s=1)])
+    with TreeSampler(proc.pid) as sampler:
+        proc.wait()
+    seconds = sampler.timeline[-1][0] - sampler.timeline[0][0]
+    assert sampler.peak_mb >= 80
+    assert len(sampler.timeline) / seconds >= 20
+    assert max(rss for _, rss in sampler.timeline) == pytest.approx(sampler.peak_mb, abs=0.1)
+
+
+def test_watchdog_fires_once_over_budget():
+    proc = subprocess.Popen([sys.executable, "-c", HOG.format(mb=120, s=10)])
+    fired = []
+
+    def kill(rss):
+        fired.append(rss)
+        proc.kill()
+
+    with TreeSampler(proc.pid, budget_mb=60, on_over=kill) as sampler:
+        proc.wait(timeout=20)
+    assert len(fired) == 1 and fired[0] > 60
+    assert sampler.over_budget_mb == fired[0]

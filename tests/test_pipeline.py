@@ -1,0 +1,132 @@
+"""Whole generations: the chain, its fallbacks, refusals, and what is left behind."""
+
+from dataclasses import replace
+
+import pytest
+
+from engine.errors import InvalidInput, NotEnoughMemory, RenderFailed
+from engine.ffmpeg import probe
+from engine.memory import read_memory
+from engine.models import AttemptEvent, MemorySample, Request, StageEvent
+from engine.pipeline import attempt_budget_mb, generate, method_chain
+
+
+def test_a_quote_becomes_a_verified_mp4(settings):
+    events = []
+    result = generate(Request("Stay hungry. Stay foolish.", author="Steve Jobs", tier="low"), settings, events.append)
+    assert result.status == "ok" and result.tts_engine == "espeak"
+    assert result.output.parent == settings.outputs_dir.resolve()
+    assert result.output.name == f"quote-{result.generation_id}.mp4"
+    found = probe(result.output)
+    assert (found.width, found.height) == (854, 480) == (result.width, result.height)
+    assert found.video_codec == "h264" and found.audio_codec == "aac"
+    assert result.size_bytes == result.output.stat().st_size
+    assert (result.video_kbps, result.audio_kbps) == (300, 48)
+    assert result.method == "ffmpeg" and [a.status for a in result.attempts] == ["ok"]
+    assert result.peak_rss_mb > 0 and result.available_mb > 0
+    assert set(result.stage_s) >= {"validate", "speech", "card", "render", "verify"}
+    assert result.timeline and result.timeline[-1][0] <= result.wall_s
+    stages = [e.stage for e in events if isinstance(e, StageEvent)]
+    assert stages[0] == "admit" and stages[-1] == "done" and "render" in stages
+    assert any(isinstance(e, MemorySample) for e in events)
+    assert sum(isinstance(e, AttemptEvent) for e in events) == 1
+    assert list(settings.outputs_dir.iterdir()) == [result.output]
+
+
+def test_watchdog_kills_moviepy_and_the_next_method_succeeds(settings):
+    app = read_memory().app_rss_mb
+    tight = replace(settings, max_memory_mb=int(app + 200), min_required_memory_mb=50)
+    request = Request("Stay hungry. Stay foolish.", tier="high", method="moviepy")
+    result = generate(request, tight)
+    first, last = result.attempts[0], result.attempts[-1]
+    assert first.method == "moviepy" and first.status == "killed"
+    assert "watchdog" in first.error and first.peak_rss_mb > first.budget_mb
+    assert last.status == "ok" and result.method == last.method != "moviepy"
+    assert result.fell_back
+
+
+def test_a_crashing_method_falls_back(settings):
+    result = generate(Request("Stay hungry.", tier="low", method="moviepy", crash_methods=("moviepy",)), settings)
+    assert [(a.method, a.status) for a in result.attempts] == [("moviepy", "crashed"), ("ffmpeg", "ok")]
+    assert result.method == "ffmpeg"
+
+
+def test_no_fallback_runs_the_method_alone_and_fails_cleanly(settings):
+    request = Request("Stay hungry.", tier="low", method="ffmpeg", fallback=False, crash_methods=("ffmpeg",))
+    with pytest.raises(RenderFailed, match="every render method failed") as caught:
+        generate(request, settings)
+    result = caught.value.result
+    assert result.status == "error" and len(result.attempts) == 1 and result.attempts[0].status == "crashed"
+    assert not settings.outputs_dir.exists() or not list(settings.outputs_dir.iterdir())
+
+
+def test_every_method_failing_says_why(settings):
+    request = Request("Stay hungry.", tier="low", crash_methods=("ffmpeg", "emergency"))
+    with pytest.raises(RenderFailed) as caught:
+        generate(request, settings)
+    assert [a.method for a in caught.value.result.attempts] == ["ffmpeg", "emergency"]
+    assert "ffmpeg: the render process died" in str(caught.value)
+
+
+def test_emergency_is_at_most_60_seconds(settings):
+    text = "Twenty years from now you will be more disappointed by the things you did not do. " * 14
+    result = generate(Request(text, method="emergency", fallback=False), settings)
+    assert result.tier == "emergency" and "emergency fallback" in result.tier_reason
+    assert result.duration_s == pytest.approx(60, abs=0.25)
+    assert (result.width, result.height) == (854, 480)
+
+
+def test_speech_over_max_video_duration_is_refused_before_rendering(settings):
+    with pytest.raises(InvalidInput, match=r"longer than the 1 s limit \(MAX_VIDEO_DURATION\)") as caught:
+        generate(Request("Stay hungry. Stay foolish. Go."), replace(settings, max_video_duration_s=1))
+    assert caught.value.result.attempts == ()
+
+
+def test_not_enough_memory_is_refused_with_figures(settings):
+    with pytest.raises(NotEnoughMemory, match=r"not enough memory: \d+ MB available, 1000000 MB needed"):
+        generate(Request("Stay hungry."), replace(settings, min_required_memory_mb=1_000_000))
+
+
+@pytest.mark.parametrize(
+    "request_, message",
+    [
+        (Request(""), "empty"),
+        (Request("   \n\t "), "empty"),
+        (Request("?!"), "no letters"),
+        (Request("x" * 2001), "2001 characters long, over the 2000"),
+        (Request("Hello\x00world"), r"U\+0000"),
+        (Request("Hello\x1b[31m"), r"U\+001B"),
+        (Request("Hello", author="a\nb"), "one line"),
+        (Request("Hello", tier="ultra"), "tier 'ultra'"),
+        (Request("Hello", method="magic"), "method 'magic'"),
+        (Request("Hello", aspect="4:3"), "aspect '4:3'"),
+        (Request("Hello", lang="english!"), "not a language code"),
+        (Request("Hello", tld="evil.example/x"), "accent"),
+        (Request("Hello 🦜"), "cannot draw"),
+    ],
+)
+def test_bad_input_gets_a_sentence_and_leaves_nothing(settings, request_, message):
+    with pytest.raises(InvalidInput, match=message) as caught:
+        generate(request_, settings)
+    assert caught.value.result.status == "error"
+    assert not settings.outputs_dir.exists()
+
+
+def test_out_path_is_written_atomically(settings, tmp_path):
+    target = tmp_path / "videos" / "mine.mp4"
+    result = generate(Request("Stay hungry.", tier="low", out=target), settings)
+    assert result.output == target and probe(target).duration_s > 0.5
+    assert [p.name for p in target.parent.iterdir()] == ["mine.mp4"]
+
+
+def test_method_chain():
+    assert method_chain(Request("x")) == ["ffmpeg", "emergency"]
+    assert method_chain(Request("x", motion=True)) == ["moviepy", "ffmpeg", "emergency"]
+    assert method_chain(Request("x", method="moviepy")) == ["moviepy", "ffmpeg", "emergency"]
+    assert method_chain(Request("x", method="moviepy", fallback=False)) == ["moviepy"]
+
+
+def test_budget_keeps_a_margin():
+    assert attempt_budget_mb(1000) == 900
+    assert attempt_budget_mb(100) == 84
+    assert attempt_budget_mb(10) == 0

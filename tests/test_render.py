@@ -1,0 +1,87 @@
+"""Real encodes of short clips by every method at every tier, checked by probing."""
+
+import pytest
+
+from engine.ffmpeg import parse_probe, probe
+from engine.render.isolation import run_isolated
+from engine.render.job import RenderJob
+from engine.render.verify import verify
+from engine.settings import Settings
+from engine.speech.base import wav_duration_s
+from engine.tiers import tier
+
+from .conftest import draw_card
+
+SETTINGS = Settings.from_env({})
+
+
+def make_job(tmp_path, method, tier_name, speech_wav, **changes) -> RenderJob:
+    used = tier(tier_name, SETTINGS)
+    width, height = used.size()
+    card = draw_card("Stay hungry. Stay foolish.", "Steve Jobs", (width, height), tmp_path / "card.png")
+    fields = dict(
+        method=method, card_path=str(card), audio_path=str(speech_wav), out_path=str(tmp_path / "out.mp4"),
+        temp_dir=str(tmp_path), width=width, height=height, fps=used.fps, video_kbps=used.video_kbps,
+        audio_kbps=used.audio_kbps, duration_s=round(wav_duration_s(speech_wav), 3), threads=2,
+    )  # fmt: skip
+    return RenderJob(**{**fields, **changes})
+
+
+@pytest.mark.parametrize("tier_name", ["high", "medium", "low"])
+@pytest.mark.parametrize("method", ["moviepy", "ffmpeg"])
+def test_method_at_tier_makes_a_verified_mp4(tmp_path, speech_wav, method, tier_name):
+    job = make_job(tmp_path, method, tier_name, speech_wav)
+    run = run_isolated(job, budget_mb=4000)
+    assert run.status == "ok", run.error
+    found = verify(tmp_path / "out.mp4", job.width, job.height, job.duration_s)
+    assert found.size_bytes > 10_000
+    assert run.peak_rss_mb > 20 and run.wall_s > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.png", "out.mp4"]  # no temp file left
+
+
+def test_emergency_is_480p_and_cut_to_its_duration(tmp_path, speech_wav):
+    job = make_job(tmp_path, "emergency", "emergency", speech_wav, duration_s=1.0)
+    assert run_isolated(job, budget_mb=4000).status == "ok"
+    found = probe(tmp_path / "out.mp4")
+    assert (found.width, found.height) == (854, 480)
+    assert found.duration_s == pytest.approx(1.0, abs=0.25)
+
+
+def test_watchdog_kills_the_whole_group_and_reports_it(tmp_path, speech_wav):
+    job = make_job(tmp_path, "moviepy", "high", speech_wav)
+    run = run_isolated(job, budget_mb=40)
+    assert run.status == "killed"
+    assert "over its 40 MB budget" in run.error
+    assert run.peak_rss_mb > 40
+    assert not (tmp_path / "job-moviepy.json").exists()
+
+
+def test_a_crashing_method_is_reported_as_crashed(tmp_path, speech_wav):
+    run = run_isolated(make_job(tmp_path, "ffmpeg", "low", speech_wav, crash=True), budget_mb=4000)
+    assert run.status == "crashed"
+    assert "SIGABRT" in run.error
+
+
+def test_a_failing_method_reports_ffmpegs_reason(tmp_path, speech_wav):
+    job = make_job(tmp_path, "ffmpeg", "low", speech_wav, card_path=str(tmp_path / "missing.png"))
+    run = run_isolated(job, budget_mb=4000)
+    assert run.status == "failed"
+    assert "ffmpeg failed" in run.error and "missing.png" in run.error
+
+
+def test_verify_names_every_mismatch(tmp_path, speech_wav):
+    job = make_job(tmp_path, "ffmpeg", "low", speech_wav)
+    run_isolated(job, budget_mb=4000)
+    with pytest.raises(Exception, match=r"size is 854x480, not 1920x1080.*duration is"):
+        verify(tmp_path / "out.mp4", 1920, 1080, job.duration_s + 5)
+
+
+def test_parse_probe_reads_streams():
+    text = (
+        "  Duration: 00:01:15.50, start: 0.000000, bitrate: 957 kb/s\n"
+        "  Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(progressive), 1080x1920, 24 fps\n"
+        "  Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 24000 Hz, mono, fltp, 64 kb/s\n"
+    )
+    found = parse_probe(text, 123)
+    assert (found.duration_s, found.video_codec, found.width, found.height) == (75.5, "h264", 1080, 1920)
+    assert (found.audio_codec, found.size_bytes) == ("aac", 123)
