@@ -7,10 +7,8 @@ from PIL import Image, ImageStat
 from engine.card import check_coverage, draw_card, fit
 from engine.errors import InvalidInput
 
-QUOTES = {
-    c["name"]: c["text"]
-    for c in json.loads((Path(__file__).parents[2] / "shared/bench-quotes.json").read_text())["cases"]
-}
+BENCH = Path(__file__).parents[1] / "engine/bench-quotes.json"  # a copy of shared/bench-quotes.json
+QUOTES = {case["name"]: case["text"] for case in json.loads(BENCH.read_text())["cases"]}
 
 
 @pytest.mark.parametrize("size", [(1920, 1080), (1280, 720), (854, 480)])
