@@ -66,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", type=Path, default=None, help="where to write the MP4 (default: DATA_DIR/outputs)")
     gen.add_argument("--json", action="store_true", help="print one JSON object")
 
+    st = commands.add_parser("stats", help="success rate, fallback rates, memory per generation by tier and method")
+    st.add_argument("--window", choices=("hour", "day", "all"), default="all", help="time window (default all)")
+    st.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sto = commands.add_parser("storage", help="outputs and temp files, database size, free disk, memory now")
+    sto.add_argument("--json", action="store_true", help="print one JSON object")
+
+    cl = commands.add_parser("cleanup", help="remove old outputs, enforce MAX_STORAGE_MB, sweep orphaned temp")
+    cl.add_argument("--older-than-days", type=float, default=None, help="remove outputs older than this")
+    cl.add_argument("--json", action="store_true", help="print one JSON object")
+
     mon = commands.add_parser("monitor", help="live memory readout: host, container, app tree")
     mon.add_argument("--interval", type=float, default=1.0, help="seconds between readings")
     mon.add_argument("--count", type=int, default=0, help="stop after this many readings (0: until Ctrl-C)")
@@ -80,13 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QuoteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    if args.command == "generate":
-        return _generate(args, settings)
-    return _monitor(args, settings)
+    handlers = {"generate": _generate, "stats": _stats, "storage": _storage, "cleanup": _cleanup}
+    return handlers.get(args.command, _monitor)(args, settings)
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from engine.pipeline import generate
+    from engine.service import shared_store
 
     request = Request(
         text=args.text, author=args.author, lang=args.lang, tts=args.tts, tld=args.tld, slow=args.slow,
@@ -94,7 +105,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         captions=args.captions, motion=args.motion, out=args.out,
     )  # fmt: skip
     try:
-        result = generate(request, settings)
+        result = generate(request, settings, store=shared_store(settings))
         code = EXIT_OK
     except QuoteError as exc:
         result, code = exc.result, exc.exit_code
@@ -175,3 +186,73 @@ def _monitor(args: argparse.Namespace, settings: Settings) -> int:
             time.sleep(args.interval)
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _stats(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.service import shared_store
+    from engine.stats import stats
+
+    figures = stats(shared_store(settings), args.window)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return EXIT_OK
+    print(
+        f"last {args.window}: {figures['total']} generations, {figures['succeeded']} ok, "
+        f"{figures['failed']} failed, {figures['refused']} refused, {figures['running']} running"
+    )
+    print(
+        f"  success rate {_pct(figures['success_rate'])}, fallback rate {_pct(figures['fallback_rate'])}, "
+        f"outputs by method {figures['methods'] or '-'}"
+    )
+    for group in ("by_tier", "by_method"):
+        for name, g in figures[group].items():
+            peak = g["peak_rss_mb"]
+            print(
+                f"  {group[3:]} {name:9} {g['total']:4} runs  success {_pct(g['success_rate']):>6}  "
+                f"peak median {_mb(peak['median'])} p95 {_mb(peak['p95'])}  "
+                f"{g['s_per_video_s']['median'] or '-'} s per video second"
+            )
+    return EXIT_OK
+
+
+def _storage(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.service import shared_store
+    from engine.storage import storage_report
+
+    report = storage_report(settings, shared_store(settings))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    memory = report["memory"]
+    limit = memory["container_limit_mb"]
+    print(f"outputs  {report['outputs']['count']} files, {report['outputs']['bytes'] / 1e6:.1f} MB")
+    print(f"temp     {report['temp']['count']} files, {report['temp']['bytes'] / 1e6:.1f} MB")
+    print(f"database {report['database_bytes'] / 1e6:.2f} MB; disk free {report['disk_free_bytes'] / 1e9:.1f} GB")
+    print(
+        f"memory   {memory['available_mb']:.0f} MB available (bound by {memory['bound_by']}), "
+        f"app {memory['app_rss_mb']:.0f} MB, container limit {f'{limit:.0f} MB' if limit else 'none'}"
+    )
+    return EXIT_OK
+
+
+def _cleanup(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.service import shared_store
+    from engine.storage import cleanup
+
+    report = cleanup(settings, shared_store(settings), older_than_days=args.older_than_days)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(
+            f"removed {report.removed_outputs} outputs ({report.removed_bytes / 1e6:.1f} MB), "
+            f"swept {report.swept_temp} temp folders, marked {report.interrupted} interrupted"
+        )
+    return EXIT_OK
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} MB"

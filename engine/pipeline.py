@@ -16,8 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from engine.card import draw_card
-from engine.errors import InvalidInput, NotEnoughMemory, QuoteError, RenderFailed
+from engine.errors import InvalidInput, NotEnoughMemory, QuoteError, RenderFailed, SpeechFailed
+from engine.history import HistoryStore
 from engine.memory import read_memory
 from engine.models import Attempt, AttemptEvent, MemorySample, ProgressEvent, Request, Result, StageEvent
 from engine.render.isolation import run_isolated
@@ -25,6 +28,7 @@ from engine.render.job import METHODS, RenderJob, encoder_threads
 from engine.render.verify import verify
 from engine.settings import Settings
 from engine.speech import Speech, engines_for, speak
+from engine.storage import cleanup, over_quota
 from engine.tiers import Tier, TierChoice, choose_tier, tier
 from engine.validate import validate
 
@@ -34,6 +38,12 @@ SAFETY_MARGIN_MB = 16.0
 SAFETY_MARGIN_SHARE = 0.10
 
 OnEvent = Callable[[ProgressEvent], None]
+ERROR_KINDS = {
+    InvalidInput: "invalid_input",
+    NotEnoughMemory: "not_enough_memory",
+    SpeechFailed: "speech_failed",
+    RenderFailed: "render_failed",
+}
 
 
 def method_chain(request: Request) -> list[str]:
@@ -80,10 +90,15 @@ class _Run:
         )
 
 
-def generate(request: Request, settings: Settings, on_event: OnEvent | None = None) -> Result:
+def generate(
+    request: Request, settings: Settings, on_event: OnEvent | None = None, store: HistoryStore | None = None
+) -> Result:
+    """Make one video; recorded in `store` (when given) whatever the outcome."""
     emit = on_event or (lambda _event: None)
     run = _Run(uuid.uuid4().hex)
     job_dir = settings.temp_dir / run.generation_id
+    history = _History(store, run.generation_id)
+    history.begin(request)
     try:
         with _stage(run, "validate"):
             request = validate(request, settings)
@@ -94,14 +109,48 @@ def generate(request: Request, settings: Settings, on_event: OnEvent | None = No
             speech = _speech(request, settings, job_dir)
         run.fields.update(tts_engine=speech.engine, tts_fallback_reason=speech.fallback_reason)
         output = _render_chain(run, request, speech, choice, settings, job_dir, emit)
+        result = replace(run.result("ok"), output=output)
+        history.finish(result)
+        if store is not None and over_quota(settings):
+            cleanup(settings, store, keep=[output])
         emit(StageEvent("done", f"done in {run.elapsed():.1f} s"))
-        return replace(run.result("ok"), output=output)
+        return result
     except QuoteError as exc:
         exc.result = run.result("error", str(exc))
+        history.finish(exc.result, ERROR_KINDS.get(type(exc), "error"))
         emit(StageEvent("error", str(exc)))
+        raise
+    except Exception as exc:
+        history.finish(run.result("error", f"internal error: {type(exc).__name__}: {exc}"), "internal")
         raise
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
+
+
+class _History:
+    """Writes to the store that never break a generation: a failed write is logged, not raised."""
+
+    def __init__(self, store: HistoryStore | None, generation_id: str) -> None:
+        self.store = store
+        self.generation_id = generation_id
+        self.started = False
+
+    def begin(self, request: Request) -> None:
+        if self.store is not None:
+            self.started = self._safely(self.store.begin, self.generation_id, request)
+
+    def finish(self, result: Result, error_kind: str | None = None) -> None:
+        if self.store is not None and self.started:
+            self._safely(self.store.finish, result, error_kind)
+
+    @staticmethod
+    def _safely(write, *args) -> bool:
+        try:
+            write(*args)
+            return True
+        except SQLAlchemyError:
+            log.exception("could not write the history; the generation goes on")
+            return False
 
 
 @contextmanager

@@ -1,0 +1,64 @@
+"""Schema versions, applied in order; the version is kept in the `meta` table.
+
+Each step is frozen once released: it says what that version added, in DDL that
+SQLite and PostgreSQL both take. A new database runs every step from the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine.history import schema
+
+
+def _v1(conn: Connection) -> None:
+    """The first schema: generations and their attempts."""
+    v1 = sa.MetaData()
+    v2_columns = {"finished_at", "error_kind", "tts_fallback_reason", "method_asked", "fell_back",
+                  "app_rss_mb", "stage_s", "file_removed", "host", "pid", "budget_mb"}  # fmt: skip
+    for table in (schema.meta, schema.generations, schema.attempts):
+        sa.Table(table.name, v1, *(c._copy() for c in table.columns if c.name not in v2_columns))
+    v1.create_all(conn)
+
+
+def _v2(conn: Connection) -> None:
+    """Version 2: finish time, error kind, host and pid (for interrupted runs), stage times,
+    the watchdog budget of each attempt, and the memory timeline of each generation."""
+    added = {
+        "generations": ["finished_at", "error_kind", "tts_fallback_reason", "method_asked", "fell_back",
+                        "app_rss_mb", "stage_s", "file_removed", "host", "pid"],
+        "attempts": ["budget_mb"],
+    }  # fmt: skip
+    for table_name, names in added.items():
+        table = schema.metadata.tables[table_name]
+        for name in names:
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
+    schema.samples.create(conn)
+    conn.execute(sa.text("UPDATE generations SET file_removed = :no, fell_back = :no"), {"no": False})
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+LATEST = len(MIGRATIONS)
+
+
+def current_version(conn: Connection) -> int:
+    if not sa.inspect(conn).has_table("meta"):
+        return 0
+    value = conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).scalar()
+    return int(value) if value else 0
+
+
+def migrate(conn: Connection) -> int:
+    """Bring the schema to the latest version inside the caller's transaction; the new version."""
+    version = current_version(conn)
+    for step in MIGRATIONS[version:]:
+        step(conn)
+        version += 1
+        conn.execute(sa.delete(schema.meta).where(schema.meta.c.key == "schema_version"))
+        conn.execute(sa.insert(schema.meta).values(key="schema_version", value=str(version)))
+    return version

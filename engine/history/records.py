@@ -1,0 +1,62 @@
+"""Rows of the history as value objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    id: str
+    created_at: float
+    status: str  # running, ok, error, interrupted
+    text_chars: int
+    error: str | None = None
+    error_kind: str | None = None  # invalid_input, not_enough_memory, speech_failed, render_failed, ...
+    lang: str | None = None
+    tts_engine: str | None = None
+    tts_fallback_reason: str | None = None
+    tier_asked: str | None = None
+    tier: str | None = None
+    tier_reason: str | None = None
+    method_asked: str | None = None
+    method: str | None = None
+    fell_back: bool | None = None
+    peak_rss_mb: float | None = None
+    available_mb: float | None = None
+    app_rss_mb: float | None = None
+    wall_s: float | None = None
+    stage_s: str | None = None  # JSON
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    video_kbps: int | None = None
+    audio_kbps: int | None = None
+    size_bytes: int | None = None
+    output_path: str | None = None
+    file_removed: bool | None = None
+    finished_at: float | None = None
+    host: str | None = None
+    pid: int | None = None
+
+    @classmethod
+    def from_row(cls, row) -> GenerationRecord:
+        data = row._mapping
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    generation_id: str
+    number: int
+    method: str
+    tier: str
+    status: str
+    error: str | None
+    peak_rss_mb: float | None
+    wall_s: float | None
+    budget_mb: float | None = None
+
+    @classmethod
+    def from_row(cls, row) -> AttemptRecord:
+        return cls(**dict(row._mapping))

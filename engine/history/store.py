@@ -1,0 +1,247 @@
+"""The history store: a row per generation, its attempts and its memory timeline.
+
+A generation is written twice: a `running` row when it starts, then everything else in
+one transaction when it ends. A process that dies in between leaves the `running` row,
+which the next start marks `interrupted`: never a half-written row.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from engine.history import schema
+from engine.history.migrations import migrate
+from engine.history.records import AttemptRecord, GenerationRecord
+from engine.models import Request, Result
+from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_TIMELINE_POINTS = 300
+HOST = socket.gethostname()
+
+
+def database_url(settings: Settings) -> str:
+    return settings.database_url or f"sqlite:///{(settings.data_dir / 'history.db').resolve()}"
+
+
+class HistoryStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        with self._migration_lock(), self.engine.begin() as conn:
+            self.version = migrate(conn)
+
+    @classmethod
+    def open(cls, settings: Settings) -> HistoryStore:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(database_url(settings))
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        database = self.engine.url.database
+        return Path(database) if self.engine.url.get_backend_name() == "sqlite" and database else None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # writes
+
+    def begin(self, generation_id: str, request: Request) -> None:
+        """The `running` row, written before any work."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(schema.generations).values(
+                    id=generation_id,
+                    created_at=time.time(),
+                    status="running",
+                    text_chars=len(request.text),
+                    lang=request.lang,
+                    tier_asked=request.tier,
+                    method_asked=request.method,
+                    tts_engine=request.tts,
+                    host=HOST,
+                    pid=os.getpid(),
+                    fell_back=False,
+                    file_removed=False,
+                )
+            )
+
+    def finish(self, result: Result, error_kind: str | None = None) -> None:
+        """Everything the generation learned, its attempts and its timeline, in one transaction."""
+        g = schema.generations
+        values = dict(
+            status=result.status, error=result.error, error_kind=error_kind, finished_at=time.time(),
+            tts_engine=result.tts_engine, tts_fallback_reason=result.tts_fallback_reason,
+            tier=result.tier, tier_asked=result.tier_asked, tier_reason=result.tier_reason, method=result.method,
+            fell_back=result.fell_back, peak_rss_mb=result.peak_rss_mb, available_mb=result.available_mb,
+            app_rss_mb=result.app_rss_mb, wall_s=result.wall_s, stage_s=json.dumps(result.stage_s),
+            duration_s=result.duration_s or None, width=result.width or None, height=result.height or None,
+            video_kbps=result.video_kbps or None, audio_kbps=result.audio_kbps or None,
+            size_bytes=result.size_bytes or None, output_path=str(result.output) if result.output else None,
+        )  # fmt: skip
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(g).where(g.c.id == result.generation_id).values(**values))
+            if result.attempts:
+                conn.execute(
+                    sa.insert(schema.attempts),
+                    [
+                        dict(
+                            generation_id=result.generation_id,
+                            number=n,
+                            method=a.method,
+                            tier=a.tier,
+                            status=a.status,
+                            error=a.error,
+                            peak_rss_mb=a.peak_rss_mb,
+                            wall_s=a.wall_s,
+                            budget_mb=a.budget_mb,
+                        )
+                        for n, a in enumerate(result.attempts, start=1)
+                    ],
+                )
+            points = downsample(result.timeline, MAX_TIMELINE_POINTS)
+            if points:
+                conn.execute(
+                    sa.insert(schema.samples),
+                    [
+                        dict(generation_id=result.generation_id, seq=i, t_s=t, rss_mb=r)
+                        for i, (t, r) in enumerate(points)
+                    ],
+                )
+
+    def mark_interrupted(self) -> int:
+        """Rows left `running` by a process of this host that is gone; how many were marked."""
+        g = schema.generations
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(g.c.id, g.c.pid, g.c.created_at).where(g.c.status == "running", g.c.host == HOST)
+            ).all()
+            dead = [row.id for row in rows if not _alive_since(row.pid, row.created_at)]
+            if dead:
+                conn.execute(
+                    sa.update(g)
+                    .where(g.c.id.in_(dead), g.c.status == "running")
+                    .values(
+                        status="interrupted",
+                        error="the process stopped before the generation finished",
+                        error_kind="interrupted",
+                        finished_at=time.time(),
+                    )
+                )
+        return len(dead)
+
+    def mark_files_removed(self, paths: list[str]) -> None:
+        if not paths:
+            return
+        g = schema.generations
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(g).where(g.c.output_path.in_(paths)).values(file_removed=True))
+
+    # reads
+
+    def generations(self, since: float | None = None) -> list[GenerationRecord]:
+        g = schema.generations
+        query = sa.select(g).order_by(g.c.created_at)
+        if since is not None:
+            query = query.where(g.c.created_at >= since)
+        with self.engine.connect() as conn:
+            return [GenerationRecord.from_row(row) for row in conn.execute(query)]
+
+    def generation(self, generation_id: str) -> GenerationRecord | None:
+        g = schema.generations
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(g).where(g.c.id == generation_id)).first()
+        return GenerationRecord.from_row(row) if row else None
+
+    def attempts(self, generation_id: str | None = None) -> list[AttemptRecord]:
+        a = schema.attempts
+        query = sa.select(a).order_by(a.c.generation_id, a.c.number)
+        if generation_id is not None:
+            query = query.where(a.c.generation_id == generation_id)
+        with self.engine.connect() as conn:
+            return [AttemptRecord.from_row(row) for row in conn.execute(query)]
+
+    def timeline(self, generation_id: str) -> list[tuple[float, float]]:
+        s = schema.samples
+        query = sa.select(s.c.t_s, s.c.rss_mb).where(s.c.generation_id == generation_id).order_by(s.c.seq)
+        with self.engine.connect() as conn:
+            return [(row.t_s, row.rss_mb) for row in conn.execute(query)]
+
+    def running_ids(self) -> set[str]:
+        g = schema.generations
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(g.c.id).where(g.c.status == "running")).scalars())
+
+    def database_bytes(self) -> int:
+        path = self.sqlite_path
+        if path is not None:
+            return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar() or 0)
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """One migrating process at a time: a lock file beside SQLite, an advisory lock on PostgreSQL."""
+        path = self.sqlite_path
+        if path is None:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_lock(4242)"))
+                try:
+                    yield
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(4242)"))
+            return
+        with open(f"{path}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+
+def downsample(timeline, points: int) -> list[tuple[float, float]]:
+    """At most `points` samples, each the peak of its bucket, so the peak is never lost."""
+    timeline = list(timeline)
+    if len(timeline) <= points:
+        return timeline
+    size = len(timeline) / points
+    buckets = [timeline[int(i * size) : int((i + 1) * size)] for i in range(points)]
+    return [max(bucket, key=lambda sample: sample[1]) for bucket in buckets if bucket]
+
+
+def _alive_since(pid: int | None, created_at: float) -> bool:
+    """Is the process that wrote a row still the one running under that pid?"""
+    if pid is None:
+        return False
+    try:
+        return psutil.Process(pid).create_time() <= created_at + 1
+    except psutil.Error:
+        return False
+
+
+def _make_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record) -> None:
+        # WAL lets readers work beside one writer; busy_timeout makes writers wait, not fail.
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine

@@ -1,0 +1,18 @@
+"""The store shared by everything in one process (pages, HTTP routes, CLI), opened once."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from engine.history import HistoryStore
+from engine.settings import Settings
+from engine.storage import cleanup
+
+
+@cache
+def shared_store(settings: Settings) -> HistoryStore:
+    """Open (and migrate) the history, then tidy up after any earlier crash: rows left
+    running are marked interrupted, orphaned temp folders swept, the quota enforced."""
+    store = HistoryStore.open(settings)
+    cleanup(settings, store)
+    return store

@@ -1,0 +1,149 @@
+"""What the app holds on disk and in memory now, and the cleanup that keeps it small.
+
+Cleanup never follows a symlink, never touches a path that resolves outside DATA_DIR,
+and never a file or temp folder of a generation still running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from engine.history import HistoryStore
+from engine.memory import read_memory
+from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TEMP_GRACE_S = 60.0  # a temp folder younger than this may belong to a generation that is just starting
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    removed_outputs: int
+    removed_bytes: int
+    swept_temp: int
+    interrupted: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def storage_report(settings: Settings, store: HistoryStore) -> dict:
+    outputs = _files(settings.outputs_dir)
+    temp = _files(settings.temp_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    reading = read_memory(settings.max_memory_mb)
+    return {
+        "outputs": {"count": len(outputs), "bytes": sum(size for _, size, _ in outputs)},
+        "temp": {"count": len(temp), "bytes": sum(size for _, size, _ in temp)},
+        "database_bytes": store.database_bytes(),
+        "disk_free_bytes": shutil.disk_usage(settings.data_dir).free,
+        "quota_bytes": settings.max_storage_mb * 1024 * 1024 if settings.max_storage_mb else None,
+        "memory": {
+            "available_mb": round(reading.available_mb, 1),
+            "host_available_mb": round(reading.host_available_mb, 1),
+            "app_rss_mb": round(reading.app_rss_mb, 1),
+            "container_limit_mb": reading.container_limit_mb,
+            "container_used_mb": round(reading.container.used_mb, 1) if reading.container else None,
+            "bound_by": reading.bound_by,
+        },
+    }
+
+
+def cleanup(
+    settings: Settings,
+    store: HistoryStore,
+    older_than_days: float | None = None,
+    keep: Iterable[Path] = (),
+    now: float | None = None,
+) -> CleanupReport:
+    """Remove outputs older than `older_than_days` or beyond MAX_STORAGE_MB (oldest first),
+    sweep orphaned temp folders, mark interrupted generations; history rows stay."""
+    now = time.time() if now is None else now
+    root = settings.data_dir.resolve()
+    interrupted = store.mark_interrupted()
+    running = store.running_ids()
+    kept = {Path(p).resolve() for p in keep}
+    outputs = [f for f in _files(settings.outputs_dir) if _removable(f[0], root, running) and f[0] not in kept]
+    outputs.sort(key=lambda f: f[2])  # oldest first
+    doomed: list[tuple[Path, int, float]] = []
+    if older_than_days is not None:
+        doomed = [f for f in outputs if f[2] < now - older_than_days * 86400]
+    if settings.max_storage_mb:
+        quota = settings.max_storage_mb * 1024 * 1024
+        total = sum(size for _, size, _ in _files(settings.outputs_dir)) - sum(size for _, size, _ in doomed)
+        for entry in outputs:
+            if total <= quota:
+                break
+            if entry not in doomed:
+                doomed.append(entry)
+                total -= entry[1]
+    removed = [entry for entry in doomed if _unlink(entry[0])]
+    store.mark_files_removed([str(path) for path, _, _ in removed])
+    swept = _sweep_temp(settings.temp_dir, root, running, now)
+    report = CleanupReport(len(removed), sum(size for _, size, _ in removed), swept, interrupted)
+    if removed or swept or interrupted:
+        log.info("cleanup: %s", report)
+    return report
+
+
+def over_quota(settings: Settings) -> bool:
+    if not settings.max_storage_mb:
+        return False
+    return sum(size for _, size, _ in _files(settings.outputs_dir)) > settings.max_storage_mb * 1024 * 1024
+
+
+def _files(folder: Path) -> list[tuple[Path, int, float]]:
+    """Regular files under `folder` (path, bytes, mtime), not following symlinks."""
+    found = []
+    if not folder.is_dir():
+        return found
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for name in filenames:
+            path = Path(dirpath, name)
+            info = path.lstat()
+            if path.is_file() and not path.is_symlink():
+                found.append((path.resolve(), info.st_size, info.st_mtime))
+        dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
+    return found
+
+
+def _removable(path: Path, root: Path, running: set[str]) -> bool:
+    if not path.is_relative_to(root):
+        return False
+    match = _ID.search(path.name)
+    return not (match and match[0] in running)
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+        return True
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)
+        return False
+
+
+def _sweep_temp(temp_dir: Path, root: Path, running: set[str], now: float) -> int:
+    if not temp_dir.is_dir():
+        return 0
+    swept = 0
+    for entry in temp_dir.iterdir():
+        if entry.name in running or now - entry.lstat().st_mtime < TEMP_GRACE_S:
+            continue
+        if entry.is_symlink() or not entry.is_dir():
+            entry.unlink(missing_ok=True)  # the link itself, inside DATA_DIR; never its target
+        elif entry.resolve().is_relative_to(root):
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            continue
+        swept += 1
+    return swept
