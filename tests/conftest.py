@@ -50,7 +50,10 @@ def _nothing_left_behind(request: pytest.FixtureRequest):
     """After every test: no child process of the test run, no job temp folder."""
     temp = request.getfixturevalue("settings").temp_dir if "settings" in request.fixturenames else None
     yield
-    children = psutil.Process().children(recursive=True)
+    from .server import LONG_LIVED
+
+    shared = {p for pid in LONG_LIVED if psutil.pid_exists(pid) for p in _tree(pid)}
+    children = [p for p in psutil.Process().children(recursive=True) if p.pid not in shared]
     _, alive = psutil.wait_procs(children, timeout=3)
     for proc in alive:
         proc.kill()
@@ -93,3 +96,11 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess
         text=True,
         timeout=timeout,
     )
+
+
+def _tree(pid: int) -> set[int]:
+    try:
+        root = psutil.Process(pid)
+        return {pid, *(p.pid for p in root.children(recursive=True))}
+    except psutil.Error:
+        return set()

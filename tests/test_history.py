@@ -1,0 +1,167 @@
+"""The history store on real SQLite files: migrations, round trips, crashes, concurrent writers."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from engine.errors import InvalidInput, NotEnoughMemory, RenderFailed
+from engine.history import HistoryStore
+from engine.history.migrations import LATEST, MIGRATIONS, current_version
+from engine.history.store import downsample
+from engine.models import Attempt, Request, Result
+from engine.pipeline import generate
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
+    yield store
+    store.close()
+
+
+def result(generation_id: str, **changes) -> Result:
+    base = Result(
+        generation_id=generation_id, status="ok", output=Path("/data/outputs/x.mp4"), tier="high", tier_asked="auto",
+        tier_reason="2048 MB available", method="ffmpeg", tts_engine="espeak", width=1920, height=1080,
+        duration_s=9.4, size_bytes=700_000, video_kbps=800, audio_kbps=128, peak_rss_mb=141.0, available_mb=2048,
+        app_rss_mb=60, wall_s=1.4, stage_s={"speech": 0.3, "render": 1.0},
+        attempts=(Attempt("ffmpeg", "high", "ok", None, 141.0, 1.0, 1800.0),),
+        timeline=tuple((i / 50, float(i % 97)) for i in range(1000)),
+    )  # fmt: skip
+    return replace(base, **changes)
+
+
+def test_a_new_file_is_migrated_to_the_latest_version(tmp_path):
+    path = tmp_path / "fresh.db"
+    store = HistoryStore(f"sqlite:///{path}")
+    assert store.version == LATEST == 2
+    with store.engine.connect() as conn:
+        assert set(sa.inspect(conn).get_table_names()) == {"meta", "generations", "attempts", "samples"}
+        assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
+    store.close()
+
+
+def test_the_first_schema_is_migrated_and_keeps_its_rows(tmp_path):
+    url = f"sqlite:///{tmp_path / 'v1.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        MIGRATIONS[0](conn)
+        conn.execute(sa.text("INSERT INTO meta VALUES ('schema_version', '1')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO generations (id, created_at, status, text_chars, tier, method, peak_rss_mb) "
+                "VALUES ('a' || hex(randomblob(15)), 1700000000, 'ok', 29, 'low', 'moviepy', 250.5)"
+            )
+        )
+        assert current_version(conn) == 1
+        assert "budget_mb" not in {c["name"] for c in sa.inspect(conn).get_columns("attempts")}
+    engine.dispose()
+    store = HistoryStore(url)
+    assert store.version == 2
+    [old] = store.generations()
+    assert (old.tier, old.method, old.peak_rss_mb, old.file_removed, old.fell_back) == (
+        "low",
+        "moviepy",
+        250.5,
+        False,
+        False,
+    )
+    assert old.host is None and store.timeline(old.id) == []
+    store.close()
+
+
+def test_a_generation_round_trips(store):
+    store.begin("a" * 32, Request("Stay hungry.", tier="high", method="auto"))
+    [running] = store.generations()
+    assert running.status == "running" and running.text_chars == 12 and running.tier_asked == "high"
+    store.finish(result("a" * 32))
+    row = store.generation("a" * 32)
+    assert (row.status, row.method, row.tier, row.peak_rss_mb, row.size_bytes) == (
+        "ok",
+        "ffmpeg",
+        "high",
+        141.0,
+        700_000,
+    )
+    assert json.loads(row.stage_s) == {"speech": 0.3, "render": 1.0}
+    assert row.finished_at >= row.created_at and row.output_path == "/data/outputs/x.mp4"
+    [attempt] = store.attempts("a" * 32)
+    assert (attempt.number, attempt.method, attempt.status, attempt.budget_mb) == (1, "ffmpeg", "ok", 1800.0)
+    timeline = store.timeline("a" * 32)
+    assert len(timeline) == 300 and max(r for _, r in timeline) == 96.0
+
+
+def test_downsample_keeps_the_peak_and_order():
+    points = [(i / 10, 10.0) for i in range(1000)]
+    points[517] = (51.7, 999.0)
+    thin = downsample(points, 100)
+    assert len(thin) == 100 and (51.7, 999.0) in thin
+    assert [t for t, _ in thin] == sorted(t for t, _ in thin)
+    assert downsample(points[:5], 100) == points[:5]
+
+
+def test_a_row_left_running_by_a_dead_process_is_marked_interrupted(store):
+    store.begin("b" * 32, Request("x"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE generations SET pid = :pid"), {"pid": int(dead.stdout)})
+    store.begin("c" * 32, Request("y"))  # this process: still running
+    assert store.mark_interrupted() == 1
+    assert store.generation("b" * 32).status == "interrupted"
+    assert store.generation("c" * 32).status == "running"
+    assert store.running_ids() == {"c" * 32}
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, uuid
+    from dataclasses import replace
+    from engine.history import HistoryStore
+    from engine.models import Request
+    from tests.test_history import result
+    store = HistoryStore(sys.argv[1])
+    for i in range(40):
+        gid = uuid.uuid4().hex
+        store.begin(gid, Request("concurrent " + str(i)))
+        store.finish(result(gid))
+    """
+)
+
+
+def test_two_processes_write_at_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    root = Path(__file__).resolve().parents[1]
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, url], cwd=root, stderr=subprocess.PIPE) for _ in range(2)
+    ]
+    errors = [w.communicate(timeout=120)[1].decode() for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], errors
+    store = HistoryStore(url)
+    rows = store.generations()
+    assert len(rows) == 80 and all(r.status == "ok" for r in rows)
+    assert len(store.attempts()) == 80
+    store.close()
+
+
+def test_every_generate_is_recorded_even_refused_and_failed(settings, store):
+    ok = generate(Request("Stay hungry.", tier="low"), settings, store=store)
+    with pytest.raises(InvalidInput):
+        generate(Request(""), settings, store=store)
+    with pytest.raises(NotEnoughMemory):
+        generate(Request("Hello"), replace(settings, min_required_memory_mb=10**7), store=store)
+    with pytest.raises(RenderFailed):
+        generate(Request("Hello", tier="low", crash_methods=("ffmpeg", "emergency")), settings, store=store)
+    rows = {r.id: r for r in store.generations()}
+    assert len(rows) == 4
+    assert rows[ok.generation_id].status == "ok" and rows[ok.generation_id].output_path == str(ok.output)
+    kinds = sorted(r.error_kind or "" for r in rows.values())
+    assert kinds == ["", "invalid_input", "not_enough_memory", "render_failed"]
+    failed = next(r for r in rows.values() if r.error_kind == "render_failed")
+    assert [a.status for a in store.attempts(failed.id)] == ["crashed", "crashed"]
+    assert store.timeline(ok.generation_id)

@@ -1,0 +1,77 @@
+"""The /api routes against a real `streamlit run` on a loopback port, beside the pages."""
+
+import json
+
+import pytest
+
+from .conftest import run_cli
+from .server import StreamlitServer, request
+
+TOKEN = "correct-horse-battery-staple"
+
+
+@pytest.fixture(scope="module")
+def data_env(tmp_path_factory):
+    data = tmp_path_factory.mktemp("http") / "data"
+    return {"DATA_DIR": str(data), "TTS_ENGINE": "espeak"}
+
+
+@pytest.fixture(scope="module")
+def server(data_env, tmp_path_factory):
+    log = tmp_path_factory.mktemp("logs") / "streamlit.log"
+    with StreamlitServer({**data_env, "ADMIN_TOKEN": TOKEN}, log) as running:
+        yield running
+
+
+def test_stats_match_the_cli(server, data_env):
+    for args in (["--tier", "low"], ["--tier", "low", "--method", "moviepy"]):
+        assert run_cli("generate", "Stay hungry.", *args, env=data_env).returncode == 0
+    status, body = request(f"{server.url}/api/stats")
+    assert status == 200
+    over_http = json.loads(body)
+    from_cli = json.loads(run_cli("stats", "--json", env=data_env).stdout)
+    assert over_http == from_cli
+    assert over_http["total"] == 2 and over_http["methods"] == {"ffmpeg": 1, "moviepy": 1}
+
+
+def test_stats_window_is_checked(server):
+    assert request(f"{server.url}/api/stats?window=day")[0] == 200
+    status, body = request(f"{server.url}/api/stats?window=year")
+    assert status == 400 and b"window" in body
+
+
+def test_storage(server):
+    status, body = request(f"{server.url}/api/storage")
+    data = json.loads(body)
+    assert status == 200
+    assert {"outputs", "temp", "database_bytes", "disk_free_bytes", "memory"} <= set(data)
+    assert {"available_mb", "app_rss_mb", "container_limit_mb"} <= set(data["memory"])
+
+
+def test_pages_still_serve_beside_the_routes(server):
+    status, body = request(f"{server.url}/")
+    assert status == 200 and b"<html" in body.lower()
+
+
+@pytest.mark.parametrize(
+    "headers, code",
+    [({}, 401), ({"Authorization": "Bearer wrong"}, 403), ({"Authorization": f"Basic {TOKEN}"}, 401)],
+)
+def test_cleanup_refused_without_the_token_changes_nothing(server, headers, code):
+    before = json.loads(request(f"{server.url}/api/storage")[1])["outputs"]
+    status, _ = request(f"{server.url}/api/cleanup?older_than_days=0", "POST", headers)
+    assert status == code
+    assert json.loads(request(f"{server.url}/api/storage")[1])["outputs"] == before
+
+
+def test_cleanup_with_the_token(server):
+    assert json.loads(request(f"{server.url}/api/storage")[1])["outputs"]["count"] >= 1
+    status, body = request(f"{server.url}/api/cleanup?older_than_days=0", "POST", {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and json.loads(body)["removed_outputs"] >= 1
+    assert json.loads(request(f"{server.url}/api/storage")[1])["outputs"]["count"] == 0
+
+
+def test_cleanup_is_disabled_when_no_token_is_set(data_env, tmp_path):
+    with StreamlitServer(data_env, tmp_path / "log") as bare:
+        status, body = request(f"{bare.url}/api/cleanup", "POST", {"Authorization": "Bearer anything"})
+    assert status == 403 and b"ADMIN_TOKEN" in body

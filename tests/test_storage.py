@@ -1,0 +1,115 @@
+"""Storage figures and cleanup's boundaries: age, quota, symlinks and `..`, running generations."""
+
+import os
+import time
+from dataclasses import replace
+
+import pytest
+
+from engine.history import HistoryStore
+from engine.models import Request
+from engine.storage import TEMP_GRACE_S, cleanup, storage_report
+
+from .test_history import result
+
+DAY = 86400.0
+
+
+@pytest.fixture
+def store(settings):
+    store = HistoryStore.open(settings)
+    yield store
+    store.close()
+
+
+def output(settings, store, gid: str, size: int, age_s: float, running: bool = False):
+    """An output file of `size` bytes and `age_s` seconds, with its history row."""
+    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
+    path = (settings.outputs_dir / f"quote-{gid}.mp4").resolve()
+    path.write_bytes(b"\0" * size)
+    stamp = time.time() - age_s
+    os.utime(path, (stamp, stamp))
+    store.begin(gid, Request("x"))
+    if not running:
+        store.finish(result(gid, output=path))
+    return path
+
+
+def test_storage_report(settings, store):
+    output(settings, store, "a" * 32, 1000, 0)
+    report = storage_report(settings, store)
+    assert report["outputs"] == {"count": 1, "bytes": 1000}
+    assert report["temp"] == {"count": 0, "bytes": 0}
+    assert report["database_bytes"] > 0 and report["disk_free_bytes"] > 0
+    assert report["memory"]["available_mb"] > 0 and report["memory"]["app_rss_mb"] > 0
+    assert "container_limit_mb" in report["memory"]
+
+
+def test_age_boundary(settings, store):
+    old = output(settings, store, "a" * 32, 10, 3 * DAY + 60)
+    young = output(settings, store, "b" * 32, 10, 3 * DAY - 60)
+    report = cleanup(settings, store, older_than_days=3)
+    assert (report.removed_outputs, report.removed_bytes) == (1, 10)
+    assert not old.exists() and young.exists()
+    assert store.generation("a" * 32).file_removed is True
+    assert store.generation("b" * 32).file_removed is False
+    assert store.generation("a" * 32).status == "ok"  # the row stays
+
+
+def test_quota_removes_oldest_first(settings, store):
+    tight = replace(settings, max_storage_mb=1)
+    files = [output(settings, store, c * 32, 400_000, age) for c, age in (("a", 300), ("b", 200), ("c", 100))]
+    report = cleanup(tight, store)
+    assert report.removed_outputs == 1
+    assert [f.exists() for f in files] == [False, True, True]
+
+
+def test_quota_keeps_the_file_just_made(settings, store):
+    tight = replace(settings, max_storage_mb=1)
+    newest = output(settings, store, "a" * 32, 2_000_000, 0)
+    assert cleanup(tight, store, keep=[newest]).removed_outputs == 0
+    assert newest.exists()
+
+
+def test_a_running_generations_file_is_never_removed(settings, store):
+    running = output(settings, store, "a" * 32, 10, 30 * DAY, running=True)
+    assert cleanup(settings, store, older_than_days=1).removed_outputs == 0
+    assert running.exists()
+
+
+def test_nothing_outside_data_dir_is_touched(settings, store, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    precious = outside / "precious.mp4"
+    precious.write_bytes(b"keep me")
+    stamp = time.time() - 30 * DAY
+    os.utime(precious, (stamp, stamp))
+    settings.outputs_dir.mkdir(parents=True)
+    (settings.outputs_dir / f"quote-{'d' * 32}.mp4").symlink_to(precious)  # a link to a file outside
+    (settings.outputs_dir / "linked-folder").symlink_to(outside, target_is_directory=True)
+    settings.temp_dir.mkdir(parents=True)
+    (settings.temp_dir / ("e" * 32)).symlink_to(outside, target_is_directory=True)
+    os.utime(settings.temp_dir / ("e" * 32), (stamp, stamp), follow_symlinks=False)
+    dotdot = settings.outputs_dir / ".." / ".." / "outside"
+    assert dotdot.resolve() == outside.resolve()
+    report = cleanup(replace(settings, max_storage_mb=1), store, older_than_days=0)
+    assert report.removed_outputs == 0
+    assert precious.read_bytes() == b"keep me" and outside.is_dir()
+    assert not (settings.temp_dir / ("e" * 32)).exists()  # the link was swept; its target stays
+
+
+def test_orphaned_temp_folders_are_swept_but_not_young_or_running_ones(settings, store):
+    old = time.time() - 10 * TEMP_GRACE_S
+    store.begin("r" * 32, Request("running"))  # not a hex id, but a running row all the same
+    folders = {name: settings.temp_dir / name for name in ("a" * 32, "b" * 32, "r" * 32)}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+        (folder / "speech.wav").write_bytes(b"x")
+    for name in ("a" * 32, "r" * 32):
+        os.utime(folders[name], (old, old))
+    assert cleanup(settings, store).swept_temp == 1
+    assert not folders["a" * 32].exists()
+    assert folders["b" * 32].exists() and folders["r" * 32].exists()
+    for folder in (folders["b" * 32], folders["r" * 32]):
+        (folder / "speech.wav").unlink()
+        folder.rmdir()
