@@ -20,9 +20,30 @@ except ConfigError as exc:
     sys.exit(f"error: {exc}")  # a bad setting stops start-up with the sentence, not a traceback
 
 if __name__ == "__main__":
-    st.set_page_config(page_title="Quote to Speak", page_icon="🎙️")
-    st.title("Quote to Speak")
-    st.write("Turn a quote into a narrated video, reliably on small machines.")
+    from engine.memory import read_memory
+    from engine.pipeline import attempt_budget_mb
+
+    st.set_page_config(page_title="Quote to Speak", page_icon=":material/mic:", layout="wide")
+    navigation = st.navigation(
+        [
+            st.Page("pages/generate.py", title="Generate", icon=":material/mic:", default=True),
+            st.Page("pages/history.py", title="History", icon=":material/monitoring:", url_path="history"),
+        ]
+    )
+
+    @st.fragment(run_every=3)
+    def memory_now() -> None:
+        reading = read_memory(settings.max_memory_mb)
+        st.metric("Available", f"{reading.available_mb:,.0f} MB", help=f"bound by {reading.bound_by}")
+        st.metric("App (process tree)", f"{reading.app_rss_mb:,.0f} MB")
+        limit = reading.container_limit_mb
+        st.metric("Container limit", f"{limit:,.0f} MB" if limit else "none")
+        st.metric("Render budget", f"{attempt_budget_mb(reading.available_mb):,.0f} MB")
+
+    with st.sidebar:
+        st.subheader("Memory now")
+        memory_now()
+    navigation.run()
 else:
     from engine.http import api_routes
 

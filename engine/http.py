@@ -7,16 +7,21 @@ GET /api/stats and GET /api/storage answer the CLI's JSON; POST /api/cleanup nee
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from engine.service import shared_store
 from engine.settings import Settings
 from engine.stats import WINDOWS, stats
 from engine.storage import cleanup, storage_report
+
+VIDEO_ROUTE = "/videos"
+VIDEO_NAME = re.compile(r"quote-[0-9a-f]{32}\.mp4")
 
 
 def api_routes(load_settings: Callable[[], Settings] = Settings.from_env) -> list[Route]:
@@ -44,11 +49,37 @@ def api_routes(load_settings: Callable[[], Settings] = Settings.from_env) -> lis
         report = cleanup(settings, shared_store(settings), older_than_days=days)
         return JSONResponse(report.to_json())
 
+    def get_video(request: Request) -> Response:
+        """A finished video, streamed from disk (with range requests), never loaded whole."""
+        path = video_path(load_settings(), request.path_params["name"])
+        if path is None:
+            return JSONResponse({"error": "no such video; it may have been cleaned up"}, 404)
+        download = request.query_params.get("download") is not None
+        disposition = f'attachment; filename="{path.name}"' if download else "inline"
+        return FileResponse(path, media_type="video/mp4", headers={"Content-Disposition": disposition})
+
     return [
+        Route(f"{VIDEO_ROUTE}/{{name}}", get_video, methods=["GET", "HEAD"]),
         Route("/api/stats", get_stats, methods=["GET"]),
         Route("/api/storage", get_storage, methods=["GET"]),
         Route("/api/cleanup", post_cleanup, methods=["POST"]),
     ]
+
+
+def video_url(path: Path) -> str:
+    """The path under which `get_video` serves an output (relative to the server's root)."""
+    return f"{VIDEO_ROUTE}/{path.name}"
+
+
+def video_path(settings: Settings, name: str) -> Path | None:
+    """The output file behind a video name, only when it is one of ours inside DATA_DIR/outputs."""
+    if not VIDEO_NAME.fullmatch(name):
+        return None
+    folder = settings.outputs_dir.resolve()
+    path = folder / name
+    if path.is_symlink() or not path.is_file() or path.resolve().parent != folder:
+        return None
+    return path
 
 
 def _refuse(header: str, token: str | None) -> JSONResponse | None:

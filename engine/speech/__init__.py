@@ -12,7 +12,7 @@ from engine.speech.base import Speech, SpeechEngine, WordTiming
 from engine.speech.espeak import EspeakEngine
 from engine.speech.gtts_engine import GttsEngine
 
-__all__ = ["Speech", "SpeechEngine", "WordTiming", "engines_for", "speak"]
+__all__ = ["Speech", "SpeechEngine", "WordTiming", "engines_for", "languages_for", "speak"]
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +43,14 @@ def speak(text: str, lang: str, engines: Sequence[SpeechEngine], out_dir: Path) 
         raise InvalidInput("; ".join(reasons))  # every engine refused the request itself
     hint = " Choose the auto speech engine to fall back to the offline voice." if len(engines) == 1 else ""
     raise SpeechFailed("no speech could be made: " + "; ".join(reasons) + "." + hint)
+
+
+def languages_for(choice: str) -> dict[str, str]:
+    """Language codes the chosen engine offers, with a readable name (auto: gTTS's list)."""
+    if choice == "espeak":
+        from engine.speech.espeak import languages
+
+        return {code: code for code in languages()}
+    from gtts.lang import tts_langs  # a static table: no network
+
+    return dict(sorted(tts_langs().items(), key=lambda item: item[1]))

@@ -1,0 +1,144 @@
+"""Tables and Plotly figures of the history, for the dashboard's history page."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from engine.history import AttemptRecord, GenerationRecord
+from engine.tiers import HIGH_ABOVE_MB, MEDIUM_FROM_MB
+
+COLUMNS = [
+    "created", "status", "tier", "method", "fell_back", "peak_rss_mb", "available_mb", "wall_s", "duration_s",
+    "s_per_video_s", "width", "height", "video_kbps", "audio_kbps", "size_bytes", "tts_engine", "text_chars",
+    "tier_asked", "method_asked", "tier_reason", "error_kind", "error", "host", "id",
+]  # fmt: skip
+BUDGET = dict(line_dash="dash", line_color="#e45756")
+THRESHOLD = dict(line_dash="dot", line_color="#888")
+LAYOUT = dict(height=340, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
+
+
+def generations_frame(records: list[GenerationRecord]) -> pd.DataFrame:
+    """One row per finished or running generation, newest first, with derived columns."""
+    if not records:
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.DataFrame([asdict(r) for r in records])
+    df["created"] = pd.to_datetime(df["created_at"], unit="s", utc=True)
+    df["s_per_video_s"] = (df["wall_s"] / df["duration_s"]).where(df["duration_s"] > 0).round(3)
+    df["fell_back"] = df["fell_back"].fillna(False).astype(bool)
+    return df[COLUMNS].sort_values("created", ascending=False, ignore_index=True)
+
+
+def attempts_frame(records: list[AttemptRecord]) -> pd.DataFrame:
+    return pd.DataFrame([asdict(r) for r in records], columns=list(AttemptRecord.__dataclass_fields__))
+
+
+def filter_frame(df: pd.DataFrame, tiers: list[str], methods: list[str], statuses: list[str]) -> pd.DataFrame:
+    keep = pd.Series(True, index=df.index)
+    if tiers:
+        keep &= df["tier"].isin(tiers)
+    if methods:
+        keep &= df["method"].isin(methods)
+    if statuses:
+        keep &= df["status"].isin(statuses)
+    return df[keep]
+
+
+def peak_memory_figure(df: pd.DataFrame, budget_mb: float | None) -> go.Figure:
+    rendered = df[df["peak_rss_mb"].fillna(0) > 0]
+    fig = px.scatter(
+        rendered, x="created", y="peak_rss_mb", color=rendered["method"].fillna("none"),
+        symbol=rendered["tier"].fillna("none"), hover_data=["id", "status", "duration_s", "wall_s"],
+        labels={"created": "", "peak_rss_mb": "peak memory of the render tree (MB)", "color": "method"},
+        title="Peak memory per generation",
+    )  # fmt: skip
+    lines = [(budget_mb, "render budget now", BUDGET)] if budget_mb else []
+    lines += [(MEDIUM_FROM_MB, "medium tier from", THRESHOLD), (HIGH_ABOVE_MB, "high tier above", THRESHOLD)]
+    return _reference_lines(fig, rendered["peak_rss_mb"].max() if not rendered.empty else 0, lines)
+
+
+def attempt_outcomes_figure(attempts: pd.DataFrame) -> go.Figure:
+    """How each method's attempts ended: the fallbacks by method."""
+    counts = attempts.groupby(["method", "status"]).size().reset_index(name="attempts")
+    fig = px.bar(counts, x="method", y="attempts", color="status", title="Attempts by method and outcome")
+    return fig.update_layout(**LAYOUT)
+
+
+def fallback_rate_figure(df: pd.DataFrame) -> go.Figure:
+    ok = df[df["status"] == "ok"]
+    rate = _rate_over_time(ok, ok["fell_back"], "fell_back")
+    fig = px.line(rate, x="created", y="fell_back", markers=True, title="Fallback rate over time",
+                  labels={"created": "", "fell_back": "share of outputs from a fallback"})  # fmt: skip
+    return fig.update_layout(yaxis_tickformat=".0%", yaxis_range=[0, 1.05], **LAYOUT)
+
+
+def success_rate_figure(df: pd.DataFrame) -> go.Figure:
+    accepted = df[~df["error_kind"].isin(["invalid_input", "not_enough_memory"]) & (df["status"] != "running")]
+    rate = _rate_over_time(accepted, accepted["status"] == "ok", "success")
+    fig = px.line(rate, x="created", y="success", markers=True, title="Success rate over time",
+                  labels={"created": "", "success": "succeeded / accepted"})  # fmt: skip
+    return fig.update_layout(yaxis_tickformat=".0%", yaxis_range=[0, 1.05], **LAYOUT)
+
+
+def memory_vs_duration_figure(df: pd.DataFrame) -> go.Figure:
+    done = df[(df["status"] == "ok") & (df["duration_s"].fillna(0) > 0)]
+    fig = px.scatter(done, x="duration_s", y="peak_rss_mb", color="method", symbol="tier", hover_data=["id"],
+                     title="Peak memory against video duration",
+                     labels={"duration_s": "video duration (s)", "peak_rss_mb": "peak memory (MB)"})  # fmt: skip
+    return fig.update_layout(**LAYOUT)
+
+
+def time_per_second_figure(df: pd.DataFrame) -> go.Figure:
+    done = df[df["s_per_video_s"].notna()]
+    fig = px.box(done, x="method", y="s_per_video_s", color="tier", points="all",
+                 title="Render time per second of video",
+                 labels={"s_per_video_s": "wall seconds per video second"})  # fmt: skip
+    return fig.update_layout(**LAYOUT)
+
+
+def timeline_figure(points: list[tuple[float, float]], attempts: list[AttemptRecord]) -> go.Figure:
+    fig = go.Figure(go.Scatter(x=[t for t, _ in points], y=[r for _, r in points], mode="lines", name="render tree"))
+    fig.update_layout(title="Memory timeline of the generation", xaxis_title="seconds since start",
+                      yaxis_title="RSS of the render tree (MB)", **LAYOUT)  # fmt: skip
+    lines = [(a.budget_mb, f"{a.method} budget ({a.status})", BUDGET) for a in attempts if a.budget_mb]
+    return _reference_lines(fig, max((r for _, r in points), default=0), lines)
+
+
+def live_figure(samples, budget_mb: float | None) -> go.Figure:
+    """The render tree's memory while a generation runs, one trace per attempt's method."""
+    fig = go.Figure()
+    methods = list(dict.fromkeys(s.method for s in samples))
+    for method in methods:
+        mine = [s for s in samples if s.method == method]
+        fig.add_trace(go.Scatter(x=[s.t_s for s in mine], y=[s.rss_mb for s in mine], mode="lines", name=method))
+    fig.update_layout(xaxis_title="seconds", yaxis_title="render tree RSS (MB)", **{**LAYOUT, "height": 260})
+    top = max((s.rss_mb for s in samples), default=0)
+    return _reference_lines(fig, top, [(budget_mb, "budget", BUDGET)] if budget_mb else [])
+
+
+def _reference_lines(fig: go.Figure, top: float, lines: list[tuple[float, str, dict]]) -> go.Figure:
+    """Horizontal lines for budgets and thresholds. One far above every point (a 20 GB budget
+    over 80 MB peaks) would flatten the data, so it is named under the title instead."""
+    off_chart = []
+    for mb, name, style in lines:
+        if top and mb > 4 * top:
+            off_chart.append(f"{name} {mb:,.0f} MB")
+        else:
+            fig.add_hline(y=mb, annotation_text=f"{name} {mb:,.0f} MB", **style)
+    if off_chart:
+        title = fig.layout.title.text or ""
+        fig.update_layout(title_text=f"{title}<br><sup>off the chart: {'; '.join(off_chart)}</sup>")
+    return fig.update_layout(yaxis_rangemode="tozero")
+
+
+def _rate_over_time(df: pd.DataFrame, flags: pd.Series, name: str) -> pd.DataFrame:
+    """The share of True in `flags` per hour (a day or less of history) or per day."""
+    if df.empty:
+        return pd.DataFrame({"created": [], name: []})
+    span = df["created"].max() - df["created"].min()
+    bucket = "1h" if span <= pd.Timedelta(days=2) else "1D"
+    series = pd.Series(flags.astype(float).to_numpy(), index=pd.DatetimeIndex(df["created"]), name=name)
+    return series.sort_index().resample(bucket).mean().dropna().rename_axis("created").reset_index()

@@ -1,0 +1,91 @@
+"""A generation running off the caller's thread, with a snapshot of its progress to poll.
+
+The dashboard starts one per visitor and polls it from a fragment; the job itself never
+touches Streamlit. A visitor who closes the tab leaves the job to finish and be recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from engine.errors import QuoteError
+from engine.history import HistoryStore
+from engine.models import Attempt, AttemptEvent, MemorySample, ProgressEvent, Request, Result, StageEvent
+from engine.pipeline import generate
+from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobView:
+    stage: str
+    message: str
+    elapsed_s: float
+    samples: tuple[MemorySample, ...]
+    attempts: tuple[Attempt, ...]
+    done: bool
+    result: Result | None
+    error: QuoteError | None
+
+
+class GenerationJob:
+    def __init__(self, request: Request, settings: Settings, store: HistoryStore | None) -> None:
+        self.request = request
+        self._settings = settings
+        self._store = store
+        self._lock = threading.Lock()
+        self._stage, self._message = "queued", "waiting to start"
+        self._samples: list[MemorySample] = []
+        self._attempts: list[Attempt] = []
+        self._result: Result | None = None
+        self._error: QuoteError | None = None
+        self._started = time.monotonic()
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="generation", daemon=True)
+
+    def start(self) -> GenerationJob:
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        return self._finished.wait(timeout_s)
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def snapshot(self) -> JobView:
+        with self._lock:
+            return JobView(
+                self._stage, self._message, time.monotonic() - self._started, tuple(self._samples),
+                tuple(self._attempts), self.done, self._result, self._error,
+            )  # fmt: skip
+
+    def _run(self) -> None:
+        try:
+            result = generate(self.request, self._settings, self._on_event, self._store)
+            with self._lock:
+                self._result = result
+        except QuoteError as exc:
+            with self._lock:
+                self._error = exc
+        except Exception as exc:  # a bug: say so in one sentence, keep the traceback in the log
+            log.exception("generation crashed")
+            with self._lock:
+                self._error = QuoteError(f"internal error ({type(exc).__name__}); please try again")
+        finally:
+            self._finished.set()
+
+    def _on_event(self, event: ProgressEvent) -> None:
+        with self._lock:
+            if isinstance(event, MemorySample):
+                self._samples.append(event)
+            elif isinstance(event, AttemptEvent):
+                self._attempts.append(event.attempt)
+            elif isinstance(event, StageEvent):
+                self._stage, self._message = event.stage, event.message

@@ -1,0 +1,164 @@
+"""Generate: a quote in, a narrated video out, with the tuning team's overrides and live memory."""
+
+from urllib.parse import urlsplit
+
+import streamlit as st
+
+from engine.charts import live_figure
+from engine.forecast import forecast
+from engine.http import video_url
+from engine.jobs import GenerationJob, JobView
+from engine.models import Request, Result
+from engine.service import shared_store
+from engine.settings import Settings
+from engine.speech import languages_for
+
+TTS_LABELS = {"auto": "Auto (gTTS, offline if it fails)", "gtts": "gTTS (online)", "espeak": "Offline (eSpeak NG)"}
+TIER_LABELS = {"auto": "Auto", "high": "High", "medium": "Medium", "low": "Low"}
+METHOD_LABELS = {"auto": "Auto", "moviepy": "MoviePy", "ffmpeg": "FFmpeg", "emergency": "Emergency"}
+
+st.title("Quote to Speak")
+st.caption("Type a quote; get a narrated video. Rendering adapts to the memory this server really has.")
+settings = Settings.from_env()
+store = shared_store(settings)
+job: GenerationJob | None = st.session_state.get("job")
+busy = job is not None and not job.done
+
+quote_col, tuning_col = st.columns([3, 2], gap="large")
+with quote_col:
+    text = st.text_area(
+        "Quote", key="text", max_chars=settings.max_text_chars, height=150,
+        placeholder="Stay hungry. Stay foolish.",
+    )  # fmt: skip
+    author = st.text_input("Author", key="author", max_chars=120, placeholder="Steve Jobs")
+    tts_col, lang_col = st.columns(2)
+    tts = tts_col.selectbox(
+        "Speech engine", list(TTS_LABELS), key="tts", format_func=TTS_LABELS.get,
+        index=list(TTS_LABELS).index(settings.tts_engine),
+    )  # fmt: skip
+    languages = languages_for(tts)
+    default_lang = next((c for c in ("en", "en-us", "en-gb") if c in languages), next(iter(languages)))
+    if st.session_state.get("lang") not in languages:
+        st.session_state["lang"] = default_lang
+    lang = lang_col.selectbox("Language", list(languages), key="lang", format_func=lambda c: languages[c])
+    aspect = st.segmented_control("Format", ["16:9", "9:16", "1:1"], key="aspect", default="16:9") or "16:9"
+
+with tuning_col:
+    st.markdown("**Tuning**")
+    tier = st.radio("Quality tier", list(TIER_LABELS), key="tier", format_func=TIER_LABELS.get, horizontal=True)
+    plan = forecast(tier, aspect, settings)
+    t = plan.choice.tier
+    if tier == "auto":
+        st.caption(f"Memory now gives **{t.name}**: {plan.choice.reason}.")
+    st.caption(
+        f"Output: **{plan.width}×{plan.height}**, {t.video_kbps}k video, {t.audio_kbps}k audio, {t.fps} fps; "
+        f"render budget now {plan.budget_mb:.0f} MB."
+    )
+    method = st.radio(
+        "Render method", list(METHOD_LABELS), key="method", format_func=METHOD_LABELS.get, horizontal=True
+    )
+    no_fallback = st.checkbox(
+        "No fallback (run this method alone)", key="no_fallback", disabled=method == "auto",
+        help="For tuning: the chosen method runs alone and the generation fails if it fails.",
+    )  # fmt: skip
+
+clicked = st.button("Generate video", type="primary", disabled=busy, key="generate", use_container_width=True)
+if clicked:
+    request = Request(
+        text=text, author=author, lang=lang, tts=tts, tier=tier, method=method,
+        fallback=not (no_fallback and method != "auto"), aspect=aspect,
+    )  # fmt: skip
+    job = GenerationJob(request, settings, store).start()
+    st.session_state["job"] = job
+    busy = True
+
+
+def show_progress(view: JobView) -> None:
+    st.markdown(f"**{view.stage.capitalize()}**: {view.message} · {view.elapsed_s:.1f} s")
+    budget = view.samples[-1].budget_mb if view.samples else None
+    if view.samples:
+        st.plotly_chart(live_figure(view.samples, budget), key="live-chart", use_container_width=True)
+    for attempt in view.attempts:
+        if attempt.status != "ok":
+            st.warning(f"{attempt.method} at {attempt.tier} tier: {attempt.status}, {attempt.error}. Falling back.")
+
+
+@st.fragment(run_every=0.5)
+def live_progress() -> None:
+    current: GenerationJob | None = st.session_state.get("job")
+    if current is None:
+        return
+    view = current.snapshot()
+    if view.done:
+        st.rerun()  # the whole page, to show the result and enable the form again
+    show_progress(view)
+
+
+def absolute(path: str) -> str:
+    """st.video needs an absolute URL to stream from our route instead of loading the file."""
+    here = urlsplit(st.context.url or "http://localhost:8501")
+    return f"{here.scheme}://{here.netloc}{path}"
+
+
+def show_result(result: Result) -> None:
+    url = absolute(video_url(result.output))
+    st.success(f"Done in {result.wall_s:.1f} s: {result.width}×{result.height}, {result.duration_s:.1f} s of video.")
+    st.video(url)
+    st.link_button("Download MP4", f"{url}?download=1", icon="⬇️")
+    cols = st.columns(4)
+    cols[0].metric("Tier", result.tier)
+    cols[1].metric("Method", result.method)
+    cols[2].metric("Peak memory", f"{result.peak_rss_mb:.0f} MB")
+    cols[3].metric("Time", f"{result.wall_s:.1f} s")
+    show_report(result)
+
+
+def show_report(result: Result) -> None:
+    with st.expander("Report", expanded=result.status != "ok"):
+        speech = result.tts_engine or "-"
+        if result.tts_fallback_reason:
+            speech += f" (after {result.tts_fallback_reason})"
+        rows = {
+            "tier and why": f"{result.tier or '-'}: {result.tier_reason or '-'}",
+            "resolution": f"{result.width}×{result.height}" if result.width else "-",
+            "bitrates": f"{result.video_kbps}k video, {result.audio_kbps}k audio" if result.video_kbps else "-",
+            "size": f"{result.size_bytes / 1024:.0f} KB" if result.size_bytes else "-",
+            "available memory before": f"{result.available_mb:.0f} MB",
+            "speech engine": speech,
+            "stage times": ", ".join(f"{k} {v:.2f} s" for k, v in result.stage_s.items()),
+        }
+        st.table({"": list(rows), "value": list(rows.values())})
+        if result.attempts:
+            st.dataframe(
+                [
+                    {
+                        "#": n,
+                        "method": a.method,
+                        "tier": a.tier,
+                        "outcome": a.status,
+                        "peak MB": a.peak_rss_mb,
+                        "budget MB": a.budget_mb,
+                        "time s": a.wall_s,
+                        "reason": a.error or "",
+                    }
+                    for n, a in enumerate(result.attempts, start=1)
+                ],
+                hide_index=True,
+                use_container_width=True,
+            )
+
+
+if busy:
+    live_progress()
+elif job is not None:
+    view = job.snapshot()
+    if view.result is not None:
+        show_result(view.result)
+    elif view.error is not None:
+        message = str(view.error)
+        if message.startswith("not enough memory"):
+            st.warning(f"The server is busy: {message}.")
+        else:
+            st.error(message)
+        if view.error.result is not None and view.error.result.attempts:
+            show_report(view.error.result)
