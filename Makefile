@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: run test lint format install clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint format install browser clean
 
 install: $(STAMP)
 
@@ -18,8 +20,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT)
 
-test: $(STAMP) lint
+test: $(STAMP) browser lint
 	$(PY) -m pytest
+
+# The browser tests drive Debian's Chromium; Playwright never downloads a browser.
+browser:
+	@command -v chromium >/dev/null || $(SUDO) apt-get install -y -q chromium \
+		|| ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,0 +1,75 @@
+"""The running app in a real headless Chromium (Debian's, driven by Playwright): generate a video,
+watch it load, find it on the history page. Screenshots go to test-artifacts/."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.history import HistoryStore
+
+from .server import ROOT, StreamlitServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture
+def server(tmp_path):
+    env = {"DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak"}
+    with StreamlitServer(env, tmp_path / "streamlit.log") as running:
+        yield running
+
+
+@pytest.fixture
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "Debian's chromium is missing: `make test` installs it with apt-get"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 2000}, accept_downloads=True)
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
+    page.goto(server.url)
+    page.get_by_label("Quote", exact=True).fill("Stay hungry. Stay foolish.")
+    page.get_by_label("Author", exact=True).fill("Steve Jobs")
+    page.get_by_text("Low", exact=True).click()
+    page.get_by_text("854×480").wait_for()
+    page.screenshot(path=ARTIFACTS / "generate-form.png", full_page=True)
+
+    page.get_by_role("button", name="Generate video").click()
+    page.locator("video").wait_for(timeout=90_000)
+    duration = page.wait_for_function(
+        "() => { const v = document.querySelector('video'); return v && v.duration > 0 ? v.duration : null }",
+        timeout=30_000,
+    ).json_value()
+    assert 1.0 < duration < 5.0
+    page.get_by_text("Done in").wait_for()
+    time.sleep(0.5)
+    page.screenshot(path=ARTIFACTS / "generate-result.png", full_page=True)
+
+    store = HistoryStore(f"sqlite:///{tmp_path / 'data' / 'history.db'}")
+    [made] = store.generations()
+    store.close()
+    assert made.status == "ok" and made.tier == "low"
+
+    page.goto(f"{server.url}/history")
+    page.get_by_text("Peak memory per generation").wait_for(timeout=30_000)
+    page.locator(".legendtext", has_text="ffmpeg, low").first.wait_for()  # the point in the memory chart
+    page.locator(".legendtext", has_text="ok").first.wait_for()  # the attempt in the fallback chart
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export CSV").click()
+    csv = Path(download.value.path()).read_text()
+    assert made.id in csv
+    time.sleep(0.5)
+    page.screenshot(path=ARTIFACTS / "history.png", full_page=True)

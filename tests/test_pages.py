@@ -1,0 +1,162 @@
+"""The pages through Streamlit's AppTest: controls, a real generation, refusals, the history page."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine.history import HistoryStore
+from engine.models import Attempt, Request
+from engine.settings import Settings
+
+from .test_history import result
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    for name, value in {"DATA_DIR": str(data), "TTS_ENGINE": "espeak"}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("MAX_MEMORY_MB", "MIN_REQUIRED_MEMORY_MB", "ADMIN_TOKEN", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return Settings.from_env()
+
+
+def app() -> AppTest:
+    at = AppTest.from_file("../streamlit_app.py", default_timeout=60)
+    return at.run()
+
+
+def finish_job(at: AppTest) -> AppTest:
+    job = at.session_state["job"]
+    assert job.wait(120), "the generation did not finish"
+    return at.run()
+
+
+def test_generate_page_has_every_control(env):
+    at = app()
+    assert not at.exception
+    assert at.text_area(key="text").max_chars == env.max_text_chars
+    assert at.text_input(key="author").max_chars == 120
+    assert at.selectbox(key="tts").options == [
+        "Auto (gTTS, offline if it fails)", "gTTS (online)", "Offline (eSpeak NG)",
+    ]  # fmt: skip
+    assert at.radio(key="tier").options == ["Auto", "High", "Medium", "Low"]
+    assert at.radio(key="method").options == ["Auto", "MoviePy", "FFmpeg", "Emergency"]
+    assert at.checkbox(key="no_fallback").disabled  # meaningless with the automatic chain
+    assert at.button_group(key="aspect").value == "16:9"
+    captions = " ".join(c.value for c in at.caption)
+    assert "Memory now gives" in captions and "Output: **1920×1080**" in captions
+
+
+def test_every_control_changes_the_request(env):
+    at = app()
+    at.text_area(key="text").input("Stay hungry.")
+    at.text_input(key="author").input("Steve Jobs")
+    at.selectbox(key="tts").select("espeak").run()
+    at.selectbox(key="lang").select("en-gb")
+    at.radio(key="tier").set_value("low")
+    at.radio(key="method").set_value("moviepy").run()
+    at.checkbox(key="no_fallback").check()
+    at.button_group(key="aspect").set_value("9:16").run()
+    assert "Output: **480×854**" in " ".join(c.value for c in at.caption)
+    at.button(key="generate").click().run()
+    request = at.session_state["job"].request
+    assert (request.text, request.author, request.tts, request.lang) == (
+        "Stay hungry.",
+        "Steve Jobs",
+        "espeak",
+        "en-gb",
+    )
+    assert (request.tier, request.method, request.fallback, request.aspect) == ("low", "moviepy", False, "9:16")
+    finish_job(at)
+
+
+def test_a_generation_completes_and_shows_its_report(env):
+    at = app()
+    at.text_area(key="text").input("Stay hungry. Stay foolish.")
+    at.radio(key="tier").set_value("low")
+    at.button(key="generate").click().run()
+    at = finish_job(at)
+    assert not at.exception
+    assert at.success[0].value.startswith("Done in")
+    [video] = at.get("video")
+    assert "/videos/quote-" in video.proto.url
+    assert {m.label: m.value for m in at.metric}["Tier"] == "low"
+    report = at.expander[0]
+    assert report.label == "Report"
+    assert "ffmpeg" in str(report.dataframe[0].value) and "tier and why" in str(report.table[0].value)
+    assert at.text_area(key="text").value == "Stay hungry. Stay foolish."  # the form keeps the text
+
+
+@pytest.mark.parametrize(
+    "text, extra_env, kind, message",
+    [
+        ("   ", {}, "error", "the quote is empty"),
+        ("Hello 🦜", {}, "error", "cannot draw"),
+        ("Hello", {"MIN_REQUIRED_MEMORY_MB": "10000000"}, "warning", "busy: not enough memory"),
+    ],
+)
+def test_refused_input_shows_its_message(env, monkeypatch, text, extra_env, kind, message):
+    for name, value in extra_env.items():
+        monkeypatch.setenv(name, value)
+    at = app()
+    at.text_area(key="text").input(text)
+    at.button(key="generate").click().run()
+    at = finish_job(at)
+    assert not at.exception
+    shown = [e.value for e in getattr(at, kind)]
+    assert any(message in value for value in shown), shown
+    assert at.text_area(key="text").value == text
+
+
+def seed(settings: Settings) -> HistoryStore:
+    store = HistoryStore.open(settings)
+    for n, (method, tier, status, tries) in enumerate(
+        [
+            ("ffmpeg", "high", "ok", 1),
+            ("moviepy", "medium", "ok", 1),
+            ("ffmpeg", "low", "ok", 2),
+            (None, None, "error", 3),
+        ]
+    ):
+        gid = f"{n:032x}"
+        store.begin(gid, Request("x"))
+        attempts = tuple(Attempt("moviepy", tier or "low", "killed", "over budget", 300, 1, 250) for _ in range(tries))
+        store.finish(
+            result(gid, method=method, tier=tier, status=status, attempts=attempts),
+            None if status == "ok" else "render_failed",
+        )
+    return store
+
+
+def test_history_page_renders_from_a_seeded_database(env):
+    store = seed(env)
+    at = app()
+    at.switch_page("pages/history.py").run()
+    assert not at.exception
+    assert at.title[0].value == "History"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Generations"] == "4" and metrics["Success rate"] == "75%" and metrics["Fallback rate"] == "33%"
+    assert len(at.get("plotly_chart")) == 7  # six history charts and the chosen generation's timeline
+    [table] = at.dataframe
+    assert len(table.value) == 4 and set(table.value["id"]) == {g.id for g in store.generations()}
+    assert at.selectbox(key="h_generation").options
+    store.close()
+
+
+def test_history_filters_narrow_the_table(env):
+    seed(env).close()
+    at = app()
+    at.switch_page("pages/history.py").run()
+    at.multiselect(key="h_methods").select("moviepy").run()
+    assert len(at.dataframe[0].value) == 1
+    assert {m.label: m.value for m in at.metric}["Generations"] == "1"
+
+
+def test_cleanup_needs_the_admin_token_when_one_is_set(env, monkeypatch):
+    monkeypatch.setenv("ADMIN_TOKEN", "s3cret")
+    seed(env).close()
+    at = app()
+    at.switch_page("pages/history.py").run()
+    at.text_input(key="h_token").input("wrong")
+    at.button[0].click().run()
+    assert any("admin token is wrong" in e.value for e in at.error)
