@@ -11,6 +11,10 @@ from engine.history import HistoryStore
 from .server import ROOT, StreamlitServer
 
 CHROMIUM = Path("/usr/bin/chromium")
+LONG_QUOTE = (
+    "Twenty years from now you will be more disappointed by the things that you didn't do than by the ones "
+    "you did do. So throw off the bowlines. Sail away from the safe harbor. Catch the trade winds in your sails."
+)
 ARTIFACTS = ROOT / "test-artifacts"
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -60,8 +64,17 @@ def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
 
     store = HistoryStore(f"sqlite:///{tmp_path / 'data' / 'history.db'}")
     [made] = store.generations()
-    store.close()
     assert made.status == "ok" and made.tier == "low"
+
+    # A longer render (MoviePy at 1080p) shows the live memory chart while it runs.
+    page.get_by_text("High", exact=True).click()
+    page.get_by_text("MoviePy", exact=True).click()
+    page.get_by_label("Quote", exact=True).fill(LONG_QUOTE)
+    page.get_by_role("button", name="Generate video").click()
+    page.get_by_text("Render:").wait_for(timeout=30_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    page.screenshot(path=ARTIFACTS / "generate-live.png", full_page=True)
+    page.get_by_text("Done in").wait_for(timeout=120_000)
 
     page.goto(f"{server.url}/history")
     page.get_by_text("Peak memory per generation").wait_for(timeout=30_000)
@@ -71,5 +84,7 @@ def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
         page.get_by_role("button", name="Export CSV").click()
     csv = Path(download.value.path()).read_text()
     assert made.id in csv
+    assert {g.method for g in store.generations()} == {"ffmpeg", "moviepy"}
+    store.close()
     time.sleep(0.5)
     page.screenshot(path=ARTIFACTS / "history.png", full_page=True)
