@@ -1,120 +1,162 @@
-"""The quote card: text wrapped and sized to fit, drawn with Pillow on a gradient."""
+"""The quote card: text wrapped and sized to fit, drawn with Pillow on a background.
+
+With captions, one card is drawn per phrase, identical but for the colours: the phrase
+being spoken bright, the rest dimmed. Layout is computed once, so only colours change.
+"""
 
 from __future__ import annotations
 
-import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import ImageDraw
 
-from engine.errors import InvalidInput
+from engine.background import Background, render_background
+from engine.captions import Token, tokenize
+from engine.typeset import AUTHOR_FONT, CJK_FONT, Script, font, script_for, spaced
 
-FONT_DIR = Path(__file__).parent / "fonts"
-QUOTE_FONT = FONT_DIR / "DejaVuSerif.ttf"
-AUTHOR_FONT = FONT_DIR / "DejaVuSans.ttf"
-TOP_COLOUR = (20, 24, 48)  # dark navy to deep violet: white text stays above 12:1 contrast
-BOTTOM_COLOUR = (58, 28, 82)
 TEXT_COLOUR = (250, 250, 245)
+DIM_COLOUR = (178, 176, 196)
+HIGHLIGHT_COLOUR = (255, 214, 102)
 AUTHOR_COLOUR = (214, 204, 236)
+LINE_HEIGHT = 1.3
+AUTHOR_SCALE = 0.6
 
 
 @dataclass(frozen=True)
 class Layout:
-    lines: tuple[str, ...]
+    lines: tuple[tuple[int, int], ...]  # token ranges [first, last) per line
     font_px: int
     author_px: int
 
 
-@cache
-def _codepoints(path: Path) -> frozenset[int]:
-    from fontTools.ttLib import TTFont
-
-    with TTFont(path, lazy=True) as font:
-        return frozenset(font.getBestCmap())
+def check_coverage(text: str) -> Script:
+    """The script (font, direction) for `text`; InvalidInput when no bundled font draws it."""
+    return script_for(text)
 
 
-def check_coverage(text: str, font: Path = QUOTE_FONT) -> None:
-    """InvalidInput naming the characters the bundled font cannot draw (no tofu boxes)."""
-    covered = _codepoints(font)
-    missing = sorted({ch for ch in text if not ch.isspace() and ord(ch) not in covered})
-    if missing:
-        shown = " ".join(f"{ch} (U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')})" for ch in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise InvalidInput(f"the card font cannot draw {shown}{more}; remove or replace these characters")
+def draw_card(text: str, author: str, size: tuple[int, int], out: Path, background: Background | None = None) -> Path:
+    """One card with the whole quote in full colour."""
+    return draw_cards(text, author, size, [None], out.parent, background, names=[out.name])[0]
 
 
-def draw_card(text: str, author: str, size: tuple[int, int], out: Path) -> Path:
-    """Draw the card as an RGB PNG at `size`; InvalidInput when a character has no glyph."""
-    check_coverage(text + author)
+def draw_cards(
+    text: str,
+    author: str,
+    size: tuple[int, int],
+    highlights: Sequence[tuple[int, int] | None],
+    folder: Path,
+    background: Background | None = None,
+    names: Sequence[str] | None = None,
+) -> list[Path]:
+    """One RGB PNG per highlight (a token range, or None for no highlight), same layout in each."""
+    script = script_for(text + author)
     width, height = size
-    image = _gradient(width, height)
-    draw = ImageDraw.Draw(image)
-    margin_x, margin_y = int(width * 0.08), int(height * 0.1)
+    base = render_background(background, size)
+    short = min(size)
+    margin_x, margin_y = int(width * 0.08), max(int(height * 0.08), int(short * 0.1))
     box_w, box_h = width - 2 * margin_x, height - 2 * margin_y
-    layout = fit(text, author, box_w, box_h)
-    quote_font = ImageFont.truetype(str(QUOTE_FONT), layout.font_px)
-    author_font = ImageFont.truetype(str(AUTHOR_FONT), layout.author_px)
-    line_h = int(layout.font_px * 1.3)
-    author_h = int(layout.author_px * 2.2) if author else 0
-    y = margin_y + (box_h - line_h * len(layout.lines) - author_h) // 2
-    for line in layout.lines:
-        draw.text((width // 2, y), line, font=quote_font, fill=TEXT_COLOUR, anchor="ma")
-        y += line_h
-    if author:
-        draw.text((width // 2, y + layout.author_px), f"— {author}", font=author_font, fill=AUTHOR_COLOUR, anchor="ma")
-    image.save(out, format="PNG", compress_level=1)  # fast: the file lives only for this job
-    return out
+    tokens = tokenize(text)
+    layout = fit(text, author, box_w, box_h, script, tokens)
+    paths = []
+    for index, highlight in enumerate(highlights):
+        image = base.copy()
+        _draw_text(ImageDraw.Draw(image), text, author, tokens, layout, script, size, margin_y, box_h, highlight)
+        path = folder / (names[index] if names else f"card-{width}x{height}-{index:03d}.png")
+        image.save(path, format="PNG", compress_level=1)  # fast: the file lives only for this job
+        paths.append(path)
+    return paths
 
 
-def fit(text: str, author: str, box_w: int, box_h: int) -> Layout:
+def fit(text: str, author: str, box_w: int, box_h: int, script: Script | None = None, tokens=None) -> Layout:
     """The largest font size whose wrapped lines (and author line) fit the box."""
-    low, high = 10, max(11, box_h // 4)
-    best = Layout(tuple(_wrap(text, _font(low), box_w)), low, max(10, int(low * 0.6)))
+    script = script or script_for(text + author)
+    tokens = tokens if tokens is not None else tokenize(text)
+    joiner = " " if spaced(text) else ""
+    low, high = 10, max(11, box_h // 5)
+    best = Layout(tuple(_wrap(text, tokens, font(script.font, low), box_w, joiner)), low, 10)
     while low <= high:
         size = (low + high) // 2
-        author_px = max(10, int(size * 0.6))
-        lines = _wrap(text, _font(size), box_w)
-        needed = int(size * 1.3) * len(lines) + (int(author_px * 2.2) if author else 0)
-        author_fits = not author or _font(author_px, AUTHOR_FONT).getlength(f"— {author}") <= box_w
-        if needed <= box_h and author_fits:
+        author_px = max(10, int(size * AUTHOR_SCALE))
+        lines = _wrap(text, tokens, font(script.font, size), box_w, joiner)
+        needed = int(size * LINE_HEIGHT) * len(lines) + (int(author_px * 2.2) if author else 0)
+        face = font(script.font, size)
+        lines_fit = all(face.getlength(line_text(text, tokens, a, b)) <= box_w for a, b in lines if b > a)
+        author_fits = not author or font(_author_font(script), author_px).getlength(_byline(author, script)) <= box_w
+        if needed <= box_h and lines_fit and author_fits:
             best, low = Layout(tuple(lines), size, author_px), size + 1
         else:
             high = size - 1
     return best
 
 
-@cache
-def _font(size: int, path: Path = QUOTE_FONT) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(path), size)
+def line_text(text: str, tokens: list[Token], first: int, last: int) -> str:
+    return " ".join(text[tokens[first].start : tokens[last - 1].end].split())
 
 
-def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
-    """Greedy word wrap; a word wider than the line is broken between characters."""
-    lines: list[str] = []
-    for paragraph in text.splitlines() or [""]:
-        line = ""
-        for word in paragraph.split():
-            candidate = f"{line} {word}" if line else word
-            if font.getlength(candidate) <= width:
-                line = candidate
-                continue
-            if line:
-                lines.append(line)
-            line = ""
-            for ch in word:
-                if font.getlength(line + ch) > width and line:
-                    lines.append(line)
-                    line = ""
-                line += ch
-        lines.append(line)
-    return [line for line in lines if line] or [""]
+def _wrap(text: str, tokens: list[Token], face, width: int, joiner: str) -> list[tuple[int, int]]:
+    """Greedy wrap into token ranges; a line break in the quote starts a new line."""
+    lines: list[tuple[int, int]] = []
+    first = 0
+    for index in range(1, len(tokens) + 1):
+        if index == len(tokens):
+            break
+        forced = "\n" in text[tokens[index - 1].end : tokens[index].start]
+        if forced or face.getlength(line_text(text, tokens, first, index + 1)) > width:
+            lines.append((first, index))
+            first = index
+    if tokens:
+        lines.append((first, len(tokens)))
+    return lines or [(0, 0)]
 
 
-def _gradient(width: int, height: int) -> Image.Image:
-    """A vertical gradient, built as one column and stretched: no per-pixel Python loop."""
-    column = Image.new("RGB", (1, 256))
-    for i in range(256):
-        column.putpixel((0, i), tuple(a + (b - a) * i // 255 for a, b in zip(TOP_COLOUR, BOTTOM_COLOUR, strict=True)))
-    return column.resize((width, height), Image.Resampling.BILINEAR)
+def _byline(author: str, script: Script) -> str:
+    # Droid Sans Fallback maps the em dash to an empty box; CJK bylines go without one.
+    if _author_font(script) == CJK_FONT:
+        return author
+    return f"— {author}"
+
+
+def _author_font(script: Script) -> Path:
+    return AUTHOR_FONT if script.font.name.startswith("DejaVu") else script.font
+
+
+def _draw_text(draw, text, author, tokens, layout, script, size, margin_y, box_h, highlight) -> None:
+    width, _ = size
+    face = font(script.font, layout.font_px)
+    line_h = int(layout.font_px * LINE_HEIGHT)
+    author_h = int(layout.author_px * 2.2) if author else 0
+    y = margin_y + (box_h - line_h * len(layout.lines) - author_h) // 2
+    direction = "rtl" if script.rtl else "ltr"
+    for first, last in layout.lines:
+        if last > first:
+            _draw_line(draw, text, tokens, first, last, face, width // 2, y, direction, highlight)
+        y += line_h
+    if author:
+        author_face = font(_author_font(script), layout.author_px)
+        draw.text((width // 2, y + layout.author_px), _byline(author, script), font=author_face, fill=AUTHOR_COLOUR,
+                  anchor="ma", direction=direction)  # fmt: skip
+
+
+def _draw_line(draw, text, tokens, first, last, face, centre_x, y, direction, highlight) -> None:
+    """The line as up to three runs (before, inside, after the highlight), placed by their
+    measured offsets so every state has the same layout and only the colours change."""
+    whole = line_text(text, tokens, first, last)
+    total = face.getlength(whole, direction=direction)
+    left = centre_x - total / 2
+    if highlight is None:
+        runs = [(first, last, TEXT_COLOUR)]
+    else:
+        h0 = min(max(first, highlight[0]), last)
+        h1 = max(min(last, highlight[1]), h0)
+        runs = [(first, h0, DIM_COLOUR), (h0, h1, HIGHLIGHT_COLOUR), (h1, last, DIM_COLOUR)]
+        runs = [(a, b, colour) for a, b, colour in runs if b > a]
+    start_char = tokens[first].start
+    for a, b, colour in runs:
+        before = " ".join(text[start_char : tokens[a].start].split())
+        run = line_text(text, tokens, a, b)
+        offset = face.getlength(before + (" " if before and " " in whole else ""), direction=direction)
+        run_w = face.getlength(run, direction=direction)
+        x = left + offset if direction == "ltr" else left + total - offset - run_w
+        draw.text((x, y), run, font=face, fill=colour, anchor="la", direction=direction)

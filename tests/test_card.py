@@ -47,12 +47,21 @@ def test_a_word_wider_than_the_card_is_broken_not_clipped():
 
 
 def test_missing_glyph_is_named(tmp_path):
-    with pytest.raises(InvalidInput, match=r"U\+4E16"):
-        check_coverage("世界")
+    with pytest.raises(InvalidInput, match=r"U\+13000"):
+        check_coverage("\U00013000 hieroglyph")
     with pytest.raises(InvalidInput, match="cannot draw"):
         draw_card("Hello 🦜", "", (854, 480), tmp_path / "card.png")
     assert not (tmp_path / "card.png").exists()
 
 
-def test_accents_and_greek_are_covered():
+def test_mixed_scripts_no_font_draws_are_refused_by_name():
+    with pytest.raises(InvalidInput, match="mixing Arabic and CJK text on one card is not supported"):
+        check_coverage("مرحبا 世界")
+    assert check_coverage("Hello مرحبا").font.name == "DejaVuSans.ttf"  # Raqm orders the mixed line
+
+
+def test_accents_greek_cyrillic_cjk_arabic_are_covered():
     check_coverage("Déjà vu — naïve café, Ελληνικά, Русский")
+    assert check_coverage("生きるべきか、死ぬべきか。").font.name == "DroidSansFallbackFull.ttf"
+    script = check_coverage("الحياة قصيرة")
+    assert script.rtl and script.font.name == "NotoSansArabic-Regular.ttf"

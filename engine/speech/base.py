@@ -10,9 +10,13 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class WordTiming:
+    """When a word (or, from gTTS, a whole phrase) is spoken; `position` is its first
+    character's offset in the spoken text, which ties the timing to the card's text."""
+
     text: str
     start_s: float
     end_s: float
+    position: int = -1
 
 
 @dataclass(frozen=True)

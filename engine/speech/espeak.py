@@ -149,5 +149,5 @@ def _word_timings(text: str, marks: list[tuple[int, int, int]], duration_s: floa
         end_ms = marks[index + 1][2] if index + 1 < len(marks) else duration_s * 1000
         word = text[position - 1 : position - 1 + length]  # positions count characters from 1
         word = "".join(ch for ch in word if unicodedata.category(ch)[0] != "C")
-        words.append(WordTiming(word, audio_ms / 1000, max(audio_ms, end_ms) / 1000))
+        words.append(WordTiming(word, audio_ms / 1000, max(audio_ms, end_ms) / 1000, position - 1))
     return tuple(words)
