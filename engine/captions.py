@@ -62,7 +62,10 @@ def phrases(text: str) -> list[tuple[int, int]]:
     limit = MAX_WORDS if spaced(text) else MAX_CHARS_UNSPACED
     groups, first = [], 0
     for index, token in enumerate(tokens):
-        if token.text[-1] in _BREAK_AFTER or index + 1 - first >= limit:
+        full = index + 1 - first >= limit
+        # A full phrase waits up to two more words for its punctuation: no one-word orphan phrases.
+        soon = any(t.text[-1] in _BREAK_AFTER for t in tokens[index + 1 : index + 3]) and index + 1 - first < limit + 2
+        if token.text[-1] in _BREAK_AFTER or (full and not soon):
             groups.append((first, index + 1))
             first = index + 1
     if first < len(tokens):

@@ -17,7 +17,7 @@ from engine.captions import Token, tokenize
 from engine.typeset import AUTHOR_FONT, CJK_FONT, Script, font, script_for, spaced
 
 TEXT_COLOUR = (250, 250, 245)
-DIM_COLOUR = (178, 176, 196)
+DIM_COLOUR = (160, 158, 184)
 HIGHLIGHT_COLOUR = (255, 214, 102)
 AUTHOR_COLOUR = (214, 204, 236)
 LINE_HEIGHT = 1.3

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from engine.errors import QuoteError
+from engine.background import MAX_UPLOAD_BYTES, PALETTE
+from engine.errors import InvalidInput, QuoteError
 from engine.models import Request, Result
 from engine.settings import Settings
 
@@ -55,13 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--captions",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="highlight the phrase being spoken (accepted; not drawn yet)",
+        help="highlight each phrase on the card while it is spoken",
     )
     gen.add_argument(
         "--motion",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="fade-in and slow zoom through MoviePy (accepted; renders still for now)",
+        help="fade-in and slow zoom, rendered by MoviePy (a fallback renders it still)",
+    )
+    gen.add_argument("--background", default="midnight", help=f"card background: {', '.join(PALETTE)}")
+    gen.add_argument(
+        "--background-image", type=Path, default=None, help="a JPEG, PNG or WebP to fill the card (darkened)"
     )
     gen.add_argument("--out", type=Path, default=None, help="where to write the MP4 (default: DATA_DIR/outputs)")
     gen.add_argument("--json", action="store_true", help="print one JSON object")
@@ -99,10 +104,16 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from engine.pipeline import generate
     from engine.service import shared_store
 
+    try:
+        picture = _read_upload(args.background_image)
+    except QuoteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     request = Request(
         text=args.text, author=args.author, lang=args.lang, tts=args.tts, tld=args.tld, slow=args.slow,
         tier=args.tier, method=args.method, fallback=not args.no_fallback, aspect=args.aspect,
-        captions=args.captions, motion=args.motion, out=args.out,
+        captions=args.captions, motion=args.motion, background=args.background, background_image=picture,
+        out=args.out,
     )  # fmt: skip
     try:
         result = generate(request, settings, store=shared_store(settings))
@@ -116,6 +127,17 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(_describe(result), file=sys.stdout if code == EXIT_OK else sys.stderr)
     return code
+
+
+def _read_upload(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        if path.stat().st_size > MAX_UPLOAD_BYTES:
+            raise InvalidInput(f"{path.name} is over 10 MB; use a smaller background image")
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the background image {path} ({exc.strerror})") from None
 
 
 def result_json(result: Result) -> dict:
@@ -138,6 +160,9 @@ def result_json(result: Result) -> dict:
         "available_mb": result.available_mb,
         "wall_s": result.wall_s,
         "stage_s": result.stage_s,
+        "captions": result.captions,
+        "motion": result.motion,
+        "notes": list(result.notes),
         "attempts": [
             {k: v for k, v in asdict(a).items() if k in ("method", "tier", "status", "error", "peak_rss_mb", "wall_s")}
             for a in result.attempts
@@ -158,6 +183,7 @@ def _describe(result: Result) -> str:
             f"{result.video_kbps}k video / {result.audio_kbps}k audio",
             f"  tier {result.tier} ({result.tier_reason}); method {result.method}; speech {result.tts_engine}",
             f"  peak {result.peak_rss_mb:.0f} MB of {result.available_mb:.0f} MB available; {result.wall_s:.1f} s",
+            *(f"  note: {note}" for note in result.notes),
         ]
     lines += [
         f"  attempt {a.method} at {a.tier}: {a.status}, peak {a.peak_rss_mb:.0f} MB, {a.wall_s:.1f} s"

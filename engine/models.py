@@ -20,6 +20,8 @@ class Request:
     aspect: str = "16:9"
     captions: bool = False
     motion: bool = False
+    background: str = "midnight"  # a name from engine.background.PALETTE
+    background_image: bytes | None = field(default=None, repr=False)  # JPEG, PNG or WebP, checked by content
     out: Path | None = None
     crash_methods: tuple[str, ...] = ()  # test seam: these methods' children die on start
 
@@ -59,6 +61,9 @@ class Result:
     stage_s: dict[str, float] = field(default_factory=dict)
     attempts: tuple[Attempt, ...] = ()
     timeline: tuple[tuple[float, float], ...] = ()
+    captions: bool = False  # as delivered, which a fallback may have changed
+    motion: bool = False
+    notes: tuple[str, ...] = ()  # what the video leaves out of what was asked, and why
     error: str | None = None
 
     @property

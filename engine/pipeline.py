@@ -18,7 +18,9 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.card import draw_card
+from engine.background import background
+from engine.captions import caption_states, phrase_spans
+from engine.card import draw_cards
 from engine.errors import InvalidInput, NotEnoughMemory, QuoteError, RenderFailed, SpeechFailed
 from engine.history import HistoryStore
 from engine.memory import read_memory
@@ -177,7 +179,9 @@ def _admit(run: _Run, request: Request, settings: Settings, emit: OnEvent) -> Ti
 
 
 def _speech(request: Request, settings: Settings, job_dir: Path) -> Speech:
-    speech = speak(request.text, request.lang, engines_for(request.tts, tld=request.tld, slow=request.slow), job_dir)
+    engines = engines_for(request.tts, tld=request.tld, slow=request.slow)
+    spans = phrase_spans(request.text) if request.captions else None
+    speech = speak(request.text, request.lang, engines, job_dir, spans)
     if speech.duration_s > settings.max_video_duration_s:
         raise InvalidInput(
             f"the speech lasts {speech.duration_s:.0f} s, longer than the {settings.max_video_duration_s:.0f} s "
@@ -186,23 +190,39 @@ def _speech(request: Request, settings: Settings, job_dir: Path) -> Speech:
     return speech
 
 
+class _Pictures:
+    """The cards of one generation, drawn once per frame size: the plain card, and with
+    captions one card per phrase with its timing."""
+
+    def __init__(self, run: _Run, request: Request, speech: Speech, job_dir: Path, emit: OnEvent) -> None:
+        self.run, self.request, self.job_dir, self.emit = run, request, job_dir, emit
+        self.states = caption_states(request.text, speech) if request.captions else []
+        self.drawn: dict[tuple[int, int], tuple[Path, tuple[tuple[str, float, float], ...]]] = {}
+
+    def for_size(self, size: tuple[int, int]) -> tuple[Path, tuple[tuple[str, float, float], ...]]:
+        if size not in self.drawn:
+            self.emit(StageEvent("card", f"drawing {1 + len(self.states)} card(s) at {size[0]}x{size[1]}"))
+            highlights = [None, *((s.first, s.last) for s in self.states)]
+            with _stage(self.run, "card"):
+                paths = draw_cards(self.request.text, self.request.author, size, highlights, self.job_dir,
+                                   background(self.request.background, self.request.background_image))  # fmt: skip
+            captions = tuple((str(p), s.start_s, s.end_s) for p, s in zip(paths[1:], self.states, strict=True))
+            self.drawn[size] = (paths[0], captions)
+        return self.drawn[size]
+
+
 def _render_chain(
     run: _Run, request: Request, speech: Speech, choice: TierChoice, settings: Settings, job_dir: Path, emit: OnEvent
 ) -> Path:
-    cards: dict[tuple[int, int], Path] = {}
+    pictures = _Pictures(run, request, speech, job_dir, emit)
     for number, method in enumerate(method_chain(request), start=1):
         used = tier("emergency", settings) if method == "emergency" else choice.tier
-        size = used.size(request.aspect)
-        if size not in cards:
-            emit(StageEvent("card", f"drawing the card at {size[0]}x{size[1]}"))
-            path = job_dir / f"card-{size[0]}x{size[1]}.png"
-            with _stage(run, "card"):
-                cards[size] = draw_card(request.text, request.author, size, path)
+        pictures.for_size(used.size(request.aspect))  # drawn before the render stage is announced
         emit(StageEvent("render", f"attempt {number}: {method} at {used.name} tier"))
         attempt_dir = job_dir / f"attempt-{number}-{method}"
         attempt_dir.mkdir()
         try:
-            output = _attempt(run, request, speech, used, method, cards[size], attempt_dir, settings, emit)
+            output = _attempt(run, request, speech, used, method, pictures, attempt_dir, settings, emit)
             if output is not None:
                 return _deliver(output, request.out or settings.outputs_dir / f"quote-{run.generation_id}.mp4")
         finally:
@@ -212,18 +232,21 @@ def _render_chain(
 
 
 def _attempt(
-    run: _Run, request: Request, speech: Speech, used: Tier, method: str, card: Path,
+    run: _Run, request: Request, speech: Speech, used: Tier, method: str, pictures: _Pictures,
     attempt_dir: Path, settings: Settings, emit: OnEvent,
 ) -> Path | None:  # fmt: skip
     """Run one method in isolation and verify it; the verified file, or None after recording why."""
     budget = attempt_budget_mb(read_memory(settings.max_memory_mb).available_mb)
     duration = min(speech.duration_s, used.max_duration_s or speech.duration_s)
     width, height = used.size(request.aspect)
+    card, captions = pictures.for_size((width, height))
+    captions = () if method == "emergency" else captions  # the last resort: no captions, no motion
     job = RenderJob(
         method=method, card_path=str(card), audio_path=str(speech.path),
         out_path=str(attempt_dir / "out.mp4"), temp_dir=str(attempt_dir),
         width=width, height=height, fps=used.fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
-        duration_s=round(duration, 3), threads=encoder_threads(), crash=method in request.crash_methods,
+        duration_s=round(duration, 3), threads=encoder_threads(), captions=captions,
+        motion=request.motion and method == "moviepy", crash=method in request.crash_methods,
     )  # fmt: skip
     offset = run.elapsed()
 
@@ -255,8 +278,21 @@ def _attempt(
         method=method, tier=used.name, width=probe.width, height=probe.height,
         duration_s=round(probe.duration_s, 3), size_bytes=probe.size_bytes,
         video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
+        captions=bool(job.captions), motion=job.motion, notes=_notes(request, job, speech),
     )  # fmt: skip
     return Path(job.out_path)
+
+
+def _notes(request: Request, job: RenderJob, speech: Speech) -> tuple[str, ...]:
+    """What the delivered video leaves out of what was asked, and why."""
+    notes = []
+    if request.motion and not job.motion:
+        notes.append(f"motion left out: the {job.method} fallback renders a still card (captions kept)")
+    if request.captions and not job.captions:
+        notes.append(f"captions left out: the {job.method} render has none")
+    if job.duration_s < speech.duration_s - 0.01:
+        notes.append(f"cut to {job.duration_s:.0f} s: the {job.method} render is at most that long")
+    return tuple(notes)
 
 
 def _deliver(rendered: Path, target: Path) -> Path:

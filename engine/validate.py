@@ -6,6 +6,7 @@ import re
 import unicodedata
 from dataclasses import replace
 
+from engine.background import background
 from engine.card import check_coverage
 from engine.errors import InvalidInput
 from engine.models import Request
@@ -40,6 +41,7 @@ def validate(request: Request, settings: Settings) -> Request:
     _one_of("aspect", request.aspect, tuple(ASPECTS))
     tts = request.tts or settings.tts_engine
     _one_of("speech engine", tts, TTS_CHOICES)
+    background(request.background, request.background_image)  # InvalidInput for a bad name or upload
     if not _LANG.fullmatch(request.lang):
         raise InvalidInput(f"language {request.lang!r} is not a language code; use one like en, fr or pt-BR")
     if not _TLD.fullmatch(request.tld):

@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 
 import streamlit as st
 
+from engine.background import PALETTE
 from engine.charts import live_figure
 from engine.forecast import forecast
 from engine.http import video_url
@@ -42,6 +43,15 @@ with quote_col:
         st.session_state["lang"] = default_lang
     lang = lang_col.selectbox("Language", list(languages), key="lang", format_func=lambda c: languages[c])
     aspect = st.segmented_control("Format", ["16:9", "9:16", "1:1"], key="aspect", default="16:9") or "16:9"
+    look_col, upload_col = st.columns(2)
+    with look_col:
+        shade = st.selectbox("Background", list(PALETTE), key="background", format_func=str.capitalize)
+        captions = st.toggle("Captions", key="captions", help="Highlight each phrase while it is spoken.")
+        motion = st.toggle("Motion", key="motion", help="Fade-in and slow zoom, rendered by MoviePy.")
+    upload = upload_col.file_uploader(
+        "Background picture (optional)", type=["jpg", "jpeg", "png", "webp"], key="upload",
+        help="JPEG, PNG or WebP under 10 MB; cropped to fill the card and darkened.",
+    )  # fmt: skip
 
 with tuning_col:
     st.markdown("**Tuning**")
@@ -66,7 +76,8 @@ clicked = st.button("Generate video", type="primary", disabled=busy, key="genera
 if clicked:
     request = Request(
         text=text, author=author, lang=lang, tts=tts, tier=tier, method=method,
-        fallback=not (no_fallback and method != "auto"), aspect=aspect,
+        fallback=not (no_fallback and method != "auto"), aspect=aspect, captions=captions, motion=motion,
+        background=shade, background_image=upload.getvalue() if upload is not None else None,
     )  # fmt: skip
     job = GenerationJob(request, settings, store).start()
     st.session_state["job"] = job
@@ -103,6 +114,8 @@ def absolute(path: str) -> str:
 def show_result(result: Result) -> None:
     url = absolute(video_url(result.output))
     st.success(f"Done in {result.wall_s:.1f} s: {result.width}×{result.height}, {result.duration_s:.1f} s of video.")
+    for note in result.notes:
+        st.info(note.capitalize() + ".")
     st.video(url)
     st.link_button("Download MP4", f"{url}?download=1", icon="⬇️")
     cols = st.columns(4)

@@ -71,7 +71,11 @@ def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
     page.get_by_text("MoviePy", exact=True).click()
     page.get_by_label("Quote", exact=True).fill(LONG_QUOTE)
     page.get_by_role("button", name="Generate video").click()
-    page.get_by_text("Render:").wait_for(timeout=30_000)
+    try:
+        page.get_by_text("Render:").wait_for(timeout=30_000)
+    except Exception:
+        page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
+        raise
     page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
     page.screenshot(path=ARTIFACTS / "generate-live.png", full_page=True)
     page.get_by_text("Done in").wait_for(timeout=120_000)

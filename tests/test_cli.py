@@ -101,7 +101,18 @@ def test_monitor_prints_readings(env):
     assert len(lines) == 2 and all("available" in line and "app tree" in line for line in lines)
 
 
-def test_help_says_what_is_not_built_yet(env):
-    done = run_cli("generate", "--help", env=env)
-    text = " ".join(done.stdout.split())
-    assert "--captions" in text and "not drawn yet" in text and "renders still for now" in text
+def test_captions_motion_and_formats_from_the_cli(env):
+    done = run_cli("generate", "Stay hungry. Stay foolish.", "--captions", "--aspect", "9:16", "--tier", "low",
+                   "--background", "ember", "--json", env=env)  # fmt: skip
+    data = json.loads(done.stdout)
+    assert done.returncode == 0 and (data["width"], data["height"], data["captions"]) == (480, 854, True)
+    assert data["notes"] == []
+
+
+def test_a_bad_background_image_path_exit_2(env, tmp_path):
+    fake = tmp_path / "photo.jpg"
+    fake.write_text("not a picture")
+    done = run_cli("generate", "Hello", "--background-image", str(fake), env=env)
+    assert done.returncode == 2 and "not a readable JPEG, PNG or WebP" in done.stderr
+    done = run_cli("generate", "Hello", "--background-image", str(tmp_path / "missing.png"), env=env)
+    assert done.returncode == 2 and "cannot read the background image" in done.stderr

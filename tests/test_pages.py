@@ -56,7 +56,10 @@ def test_every_control_changes_the_request(env):
     at.radio(key="tier").set_value("low")
     at.radio(key="method").set_value("moviepy").run()
     at.checkbox(key="no_fallback").check()
-    at.button_group(key="aspect").set_value("9:16").run()
+    at.button_group(key="aspect").set_value("9:16")
+    at.selectbox(key="background").select("ocean")
+    at.toggle(key="captions").set_value(True)
+    at.toggle(key="motion").set_value(True).run()
     assert "Output: **480×854**" in " ".join(c.value for c in at.caption)
     at.button(key="generate").click().run()
     request = at.session_state["job"].request
@@ -67,6 +70,7 @@ def test_every_control_changes_the_request(env):
         "en-gb",
     )
     assert (request.tier, request.method, request.fallback, request.aspect) == ("low", "moviepy", False, "9:16")
+    assert (request.background, request.captions, request.motion) == ("ocean", True, True)
     finish_job(at)
 
 

@@ -26,6 +26,9 @@ class RenderJob:
     audio_kbps: int
     duration_s: float
     threads: int = 2
+    # Caption states: (card path, start s, end s), covering 0..duration_s; empty without captions.
+    captions: tuple[tuple[str, float, float], ...] = ()
+    motion: bool = False  # fade-in and slow zoom (MoviePy only)
     crash: bool = False  # test seam: the child dies before rendering, as a broken method would
 
     def to_json(self) -> str:
@@ -33,7 +36,22 @@ class RenderJob:
 
     @classmethod
     def from_json(cls, text: str) -> RenderJob:
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        data["captions"] = tuple(tuple(state) for state in data.get("captions", ()))
+        return cls(**data)
+
+    def frame_bounds(self) -> list[tuple[str, int, int]]:
+        """Caption states as whole frames [first, last): rounded from absolute times, so
+        rounding never accumulates into drift; a state shorter than a frame is dropped."""
+        if not self.captions:
+            return [(self.card_path, 0, round(self.duration_s * self.fps))]
+        bounds = []
+        for index, (path, start, end) in enumerate(self.captions):
+            first = 0 if index == 0 else round(start * self.fps)
+            last = round(self.duration_s * self.fps) if index == len(self.captions) - 1 else round(end * self.fps)
+            if last > first:
+                bounds.append((path, first, last))
+        return bounds
 
 
 def encoder_threads(limit: int = 2) -> int:

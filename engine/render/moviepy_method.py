@@ -6,16 +6,23 @@ AAC audio, MoviePy's temp audio file inside the job's temp folder, every clip cl
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 
 from engine.render.job import X264_STILL, RenderJob
 
+FADE_IN_S = 0.8
+ZOOM = 0.06  # the picture grows by 6% over the whole video: a slow push-in
+
 
 def render(job: RenderJob) -> Path:
-    from moviepy import AudioFileClip, ImageClip  # heavy: imported only in the render child
+    from moviepy import AudioFileClip, ImageClip, VideoClip  # heavy: imported only in the render child
 
     audio = AudioFileClip(job.audio_path)
-    clip = ImageClip(job.card_path, duration=job.duration_s).with_audio(audio)
+    if job.motion or job.captions:
+        clip = VideoClip(_Frames(job), duration=job.duration_s).with_audio(audio)
+    else:
+        clip = ImageClip(job.card_path, duration=job.duration_s).with_audio(audio)
     try:
         clip.write_videofile(
             job.out_path,
@@ -35,3 +42,40 @@ def render(job: RenderJob) -> Path:
         clip.close()
         audio.close()
     return Path(job.out_path)
+
+
+class _Frames:
+    """The frame at time t: the caption state's card (one decoded at a time, so memory
+    stays flat however many states), faded in and zoomed when motion is asked for."""
+
+    def __init__(self, job: RenderJob) -> None:
+        self.job = job
+        bounds = job.frame_bounds()
+        self.starts = [first / job.fps for _, first, _ in bounds]
+        self.paths = [path for path, _, _ in bounds]
+        self.current: tuple[int, object] | None = None
+
+    def __call__(self, t: float):
+        import numpy as np
+        from PIL import Image
+
+        index = max(0, bisect.bisect_right(self.starts, t + 1e-6) - 1)
+        if self.current is None or self.current[0] != index:
+            with Image.open(self.paths[index]) as card:
+                self.current = (index, card.convert("RGB"))
+        picture = self.current[1]
+        if self.job.motion:
+            picture = _zoom(picture, 1 + ZOOM * t / max(self.job.duration_s, 0.001))
+        frame = np.asarray(picture)
+        if self.job.motion and t < FADE_IN_S:
+            frame = (frame * (t / FADE_IN_S)).astype(np.uint8)
+        return frame
+
+
+def _zoom(picture, factor: float):
+    from PIL import Image
+
+    width, height = picture.size
+    crop_w, crop_h = width / factor, height / factor
+    left, top = (width - crop_w) / 2, (height - crop_h) / 2
+    return picture.resize((width, height), Image.Resampling.BILINEAR, box=(left, top, left + crop_w, top + crop_h))

@@ -22,25 +22,46 @@ SEGMENT_S = 2
 
 def render(job: RenderJob) -> Path:
     temp = Path(job.temp_dir)
-    segment = temp / f"segment-{job.method}.mp4"
-    frames = job.fps * SEGMENT_S
-    preset = "ultrafast" if job.method == "emergency" else "veryfast"
+    states = job.frame_bounds()
+    if len(states) == 1:
+        # One still picture: encode a short segment once, loop it by stream copy.
+        segment = temp / f"segment-{job.method}.mp4"
+        _encode(job, job.card_path, job.fps * SEGMENT_S, segment)
+        video_in = ["-stream_loop", "-1", "-i", str(segment)]
+        made = [segment]
+    else:
+        # Captions: one segment per caption state, of exactly its frames, joined by the concat
+        # demuxer with stream copy. Encoding one still segment at a time keeps memory flat.
+        made = []
+        for index, (card, first, last) in enumerate(states):
+            made.append(temp / f"state-{index:03d}.mp4")
+            _encode(job, card, last - first, made[-1])
+        listing = temp / "states.txt"
+        listing.write_text("".join(f"file '{path.name}'\n" for path in made))  # our own names only
+        made.append(listing)
+        video_in = ["-f", "concat", "-safe", "0", "-i", str(listing)]
     ffmpeg.run([
-        "-threads", "1", "-filter_threads", "1",
-        "-loop", "1", "-framerate", str(job.fps), "-i", job.card_path,
-        "-frames:v", str(frames),
-        "-vf", f"scale={job.width}:{job.height}:flags=bicubic,format=yuv420p",
-        "-c:v", "libx264", "-preset", preset, "-tune", "stillimage",
-        "-b:v", f"{job.video_kbps}k", "-maxrate", f"{job.video_kbps}k", "-bufsize", f"{2 * job.video_kbps}k",
-        "-g", str(frames), "-x264-params", X264_STILL,
-        "-threads", "1", "-an", str(segment),
-    ])  # fmt: skip
-    ffmpeg.run([
-        "-stream_loop", "-1", "-i", str(segment), "-i", job.audio_path,
+        *video_in, "-i", job.audio_path,
         "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
         "-c:a", "aac", "-b:a", f"{job.audio_kbps}k",
         "-t", f"{job.duration_s:.3f}", "-threads", str(job.threads),
         "-movflags", "+faststart", job.out_path,
     ])  # fmt: skip
-    segment.unlink(missing_ok=True)
+    for path in made:
+        path.unlink(missing_ok=True)
     return Path(job.out_path)
+
+
+def _encode(job: RenderJob, card: str, frames: int, out: Path) -> None:
+    """`frames` frames of one still card, starting on a keyframe."""
+    preset = "ultrafast" if job.method == "emergency" else "veryfast"
+    ffmpeg.run([
+        "-threads", "1", "-filter_threads", "1",
+        "-loop", "1", "-framerate", str(job.fps), "-i", card,
+        "-frames:v", str(frames),
+        "-vf", f"scale={job.width}:{job.height}:flags=bicubic,format=yuv420p",
+        "-c:v", "libx264", "-preset", preset, "-tune", "stillimage",
+        "-b:v", f"{job.video_kbps}k", "-maxrate", f"{job.video_kbps}k", "-bufsize", f"{2 * job.video_kbps}k",
+        "-g", str(job.fps * SEGMENT_S), "-x264-params", X264_STILL,
+        "-threads", "1", "-an", str(out),
+    ])  # fmt: skip

@@ -26,13 +26,15 @@ def engines_for(choice: str, tld: str = "com", slow: bool = False, timeout_s: fl
     return chains[choice]
 
 
-def speak(text: str, lang: str, engines: Sequence[SpeechEngine], out_dir: Path) -> Speech:
+def speak(
+    text: str, lang: str, engines: Sequence[SpeechEngine], out_dir: Path, phrases: list[tuple[int, int]] | None = None
+) -> Speech:
     """Speak with the first engine that succeeds; the result says why earlier ones were passed over."""
     reasons: list[str] = []
     last: Exception | None = None
     for engine in engines:
         try:
-            speech = engine.synthesize(text, lang, out_dir)
+            speech = engine.synthesize(text, lang, out_dir, phrases)
         except (SpeechFailed, InvalidInput) as exc:
             log.warning("speech engine %s failed: %s", engine.name, exc)
             reasons.append(f"{engine.name}: {exc}")

@@ -31,11 +31,23 @@ class Speech:
 class SpeechEngine(Protocol):
     name: str
 
-    def synthesize(self, text: str, lang: str, out_dir: Path) -> Speech:
-        """Speak `text` into a WAV file in `out_dir`; SpeechFailed or InvalidInput on failure."""
+    def synthesize(self, text: str, lang: str, out_dir: Path, phrases: list[tuple[int, int]] | None = None) -> Speech:
+        """Speak `text` into a WAV file in `out_dir`; SpeechFailed or InvalidInput on failure.
+        `phrases` (character spans) asks for timings per phrase where the engine has no word events."""
         ...
 
 
 def wav_duration_s(path: Path) -> float:
     with wave.open(str(path), "rb") as wav:
         return wav.getnframes() / float(wav.getframerate())
+
+
+def join_wavs(pieces: list[Path], out: Path) -> Path:
+    """Concatenate WAV files of the same format into `out`."""
+    with wave.open(str(out), "wb") as joined:
+        for index, piece in enumerate(pieces):
+            with wave.open(str(piece), "rb") as part:
+                if index == 0:
+                    joined.setparams(part.getparams())
+                joined.writeframes(part.readframes(part.getnframes()))
+    return out

@@ -105,7 +105,8 @@ def languages() -> list[str]:
 class EspeakEngine:
     name = "espeak"
 
-    def synthesize(self, text: str, lang: str, out_dir: Path) -> Speech:
+    def synthesize(self, text: str, lang: str, out_dir: Path, phrases: list[tuple[int, int]] | None = None) -> Speech:
+        del phrases  # word events time every word already
         pcm = bytearray()
         marks: list[tuple[int, int, int]] = []  # (text position, length, audio ms)
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from engine import ffmpeg
 from engine.errors import InvalidInput, RenderFailed, SpeechFailed
-from engine.speech.base import Speech, wav_duration_s
+from engine.speech.base import Speech, WordTiming, join_wavs, wav_duration_s
 
 log = logging.getLogger(__name__)
+SAMPLE_RATE = 24000
 
 
 class GttsEngine:
@@ -24,10 +25,31 @@ class GttsEngine:
         self.slow = slow
         self.timeout_s = timeout_s
 
-    def synthesize(self, text: str, lang: str, out_dir: Path) -> Speech:
+    def synthesize(self, text: str, lang: str, out_dir: Path, phrases: list[tuple[int, int]] | None = None) -> Speech:
+        """The whole text in one go; or, with `phrases` (character spans), phrase by phrase,
+        measuring each piece so captions know when each phrase starts."""
+        if not phrases or len(phrases) == 1:
+            wav = self._one(text, lang, out_dir, "speech")
+            duration = wav_duration_s(wav)
+            return Speech(wav, duration, self.name, (WordTiming(text, 0.0, duration, 0),))
+        pieces, timings, clock = [], [], 0.0
+        try:
+            for index, (start, end) in enumerate(phrases):
+                piece = self._one(text[start:end], lang, out_dir, f"phrase-{index:03d}")
+                length = wav_duration_s(piece)
+                pieces.append(piece)
+                timings.append(WordTiming(text[start:end], round(clock, 3), round(clock + length, 3), start))
+                clock += length
+            wav = join_wavs(pieces, out_dir / "speech.wav")
+        finally:
+            for piece in pieces:
+                piece.unlink(missing_ok=True)
+        return Speech(wav, wav_duration_s(wav), self.name, tuple(timings))
+
+    def _one(self, text: str, lang: str, out_dir: Path, stem: str) -> Path:
         from gtts import gTTS, gTTSError  # imported here: requests is heavy for a render child
 
-        mp3 = out_dir / "speech.mp3"
+        mp3 = out_dir / f"{stem}.mp3"
         try:
             tts = gTTS(text, lang=lang, tld=self.tld, slow=self.slow, timeout=self.timeout_s)
         except ValueError:
@@ -41,17 +63,18 @@ class GttsEngine:
             raise SpeechFailed(f"gTTS failed: {exc or type(exc).__name__}") from None
         if mp3.stat().st_size == 0:
             raise SpeechFailed("gTTS answered without audio (an empty file)")
-        wav = out_dir / "speech.wav"
+        wav = out_dir / f"{stem}.wav"
         try:
-            ffmpeg.run(["-i", str(mp3), "-ac", "1", "-ar", "24000", str(wav)], timeout_s=120)
+            ffmpeg.run(["-i", str(mp3), "-ac", "1", "-ar", str(SAMPLE_RATE), str(wav)], timeout_s=120)
         except RenderFailed as exc:
+            wav.unlink(missing_ok=True)
             raise SpeechFailed(f"gTTS audio could not be decoded ({exc})") from None
         finally:
             mp3.unlink(missing_ok=True)
-        duration = wav_duration_s(wav)
-        if duration <= 0:
+        if wav_duration_s(wav) <= 0:
+            wav.unlink(missing_ok=True)
             raise SpeechFailed("gTTS audio decoded to silence of zero length")
-        return Speech(wav, duration, self.name)
+        return wav
 
 
 def _reason(exc: Exception) -> str:

@@ -1,0 +1,171 @@
+"""Captions and formats: golden cards, phrase timing against the speech and the frames, flat memory."""
+
+import itertools
+import json
+import os
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine import ffmpeg
+from engine.captions import caption_states, phrase_spans, phrases, tokenize
+from engine.card import draw_cards
+from engine.models import Request
+from engine.pipeline import generate
+from engine.render.isolation import run_isolated
+from engine.render.job import RenderJob
+from engine.speech.espeak import EspeakEngine
+
+GOLDEN = Path(__file__).parent / "golden"
+BENCH = Path(__file__).parents[1] / "engine/bench-quotes.json"
+QUOTES = {case["name"]: case["text"] for case in json.loads(BENCH.read_text())["cases"]}
+SIXTY_S = QUOTES["long"] + " " + QUOTES["long"]  # over 60 s of offline speech
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def mean_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).mean())
+
+
+@pytest.mark.parametrize("aspect, size", [("16x9", (854, 480)), ("9x16", (480, 854)), ("1x1", (480, 480))])
+def test_card_matches_its_golden_image(tmp_path, aspect, size):
+    [drawn] = draw_cards(QUOTES["medium"], "Steve Jobs", size, [None], tmp_path)
+    check_golden(drawn, f"card-{aspect}.png")
+
+
+def test_captioned_card_matches_its_golden_image(tmp_path):
+    text = QUOTES["medium"]
+    [drawn] = draw_cards(text, "Steve Jobs", (854, 480), [phrases(text)[2]], tmp_path)
+    check_golden(drawn, "card-captioned.png")
+
+
+def check_golden(drawn: Path, name: str) -> None:
+    reference = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        reference.write_bytes(drawn.read_bytes())
+    assert mean_diff(pixels(drawn), pixels(reference)) < 0.5, f"{name} differs from its golden image"
+
+
+def test_phrases_cut_at_punctuation_without_orphans():
+    groups = [" ".join(t.text for t in tokenize(QUOTES["long"])[a:b]) for a, b in phrases(QUOTES["long"])]
+    assert groups[0] == "Twenty years from now you will"
+    assert "Catch the trade winds in your sails." in groups and "Explore." in groups
+    assert all(len(g.split()) <= 8 for g in groups)
+    spans = phrase_spans(QUOTES["short"])
+    assert [QUOTES["short"][a:b] for a, b in spans] == ["Stay hungry.", "Stay foolish.", "Go"]
+
+
+def test_caption_states_follow_the_speech(tmp_path):
+    """Each sentence's first phrase starts when its first word is heard: silence just before,
+    speech within 100 ms after (measured on the audio itself)."""
+    speech = EspeakEngine().synthesize(QUOTES["long"], "en", tmp_path)
+    states = caption_states(QUOTES["long"], speech)
+    tokens = tokenize(QUOTES["long"])
+    assert states[0].start_s == 0 and states[-1].end_s == pytest.approx(speech.duration_s, abs=0.01)
+    assert all(a.end_s == b.start_s for a, b in itertools.pairwise(states))
+    audio, rate = read_wav(speech.path)
+    level = np.sqrt((audio**2).mean())
+    checked = 0
+    for before, state in itertools.pairwise(states):
+        if tokens[before.last - 1].text.endswith("."):
+            start = int(state.start_s * rate)
+            quiet = np.sqrt((audio[start - int(0.1 * rate) : start] ** 2).mean())
+            heard = np.sqrt((audio[start : start + int(0.1 * rate)] ** 2).mean())
+            assert quiet < 0.05 * level and heard > 0.15 * level, state
+            checked += 1
+    assert checked >= 5
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path)) as wav:
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).astype(float), wav.getframerate()
+
+
+def test_frames_follow_the_captions_over_60_seconds(settings, tmp_path):
+    """Render a 60 s captioned quote; 100 ms after each state starts and 100 ms before it
+    ends, the frame shows that state's card, not its neighbours'."""
+    result = generate(Request(SIXTY_S, tier="low", captions=True, method="ffmpeg", fallback=False), settings)
+    assert result.captions and result.duration_s > 60
+    speech = EspeakEngine().synthesize(SIXTY_S, "en", tmp_path)
+    states = caption_states(SIXTY_S, speech)
+    highlights = [(s.first, s.last) for s in states]
+    # Where each state's card is gold (the highlighted phrase): red well above blue.
+    masks = [warmth(pixels(p)) > 60 for p in draw_cards(SIXTY_S, "", (854, 480), highlights, tmp_path)]
+    for index, state in enumerate(states):
+        if state.end_s - state.start_s < 0.3:
+            continue
+        for t in (state.start_s + 0.1, state.end_s - 0.1):
+            frame = warmth(frame_at(result.output, t, tmp_path))
+            shown = int(np.argmax([frame[mask].mean() for mask in masks]))
+            assert shown == index, f"at {t:.2f} s the frame shows state {shown}, not {index}"
+
+
+def warmth(image: np.ndarray) -> np.ndarray:
+    return image[..., 0] - image[..., 2]
+
+
+def frame_at(video: Path, t: float, folder: Path) -> np.ndarray:
+    out = folder / "frame.png"
+    ffmpeg.run(["-ss", f"{t:.3f}", "-i", str(video), "-frames:v", "1", str(out)])
+    return pixels(out)
+
+
+def test_ffmpeg_memory_is_flat_in_the_number_of_captions(tmp_path, speech_wav):
+    """Peak memory with 2 and with 40 caption states (same duration) within 10%."""
+    peaks = {}
+    for count in (2, 40):
+        folder = tmp_path / str(count)
+        folder.mkdir()
+        cards = draw_cards(QUOTES["long"], "", (1280, 720), [(i, i + 1) for i in range(count)], folder)
+        duration = 20.0
+        states = tuple((str(p), i * duration / count, (i + 1) * duration / count) for i, p in enumerate(cards))
+        job = RenderJob(
+            method="ffmpeg", card_path=str(cards[0]), audio_path=str(speech_wav), out_path=str(folder / "out.mp4"),
+            temp_dir=str(folder), width=1280, height=720, fps=24, video_kbps=500, audio_kbps=64,
+            duration_s=duration, captions=states,
+        )  # fmt: skip
+        run = run_isolated(job, budget_mb=4000)
+        assert run.status == "ok", run.error
+        peaks[count] = run.peak_rss_mb
+    assert abs(peaks[40] - peaks[2]) <= 0.1 * peaks[2], peaks
+
+
+def test_motion_zooms_and_fades_through_moviepy(settings, tmp_path):
+    result = generate(Request(QUOTES["short"], tier="low", motion=True, captions=True), settings)
+    assert (result.method, result.motion, result.captions, result.notes) == ("moviepy", True, True, ())
+    first, late = frame_at(result.output, 0.05, tmp_path), frame_at(result.output, result.duration_s - 0.1, tmp_path)
+    assert first.mean() < 0.3 * late.mean()  # faded in from black
+    card = pixels(draw_cards(QUOTES["short"], "", (854, 480), [None], tmp_path)[0])
+    assert mean_diff(late, card) > 3  # zoomed: no longer the flat card
+
+
+def test_motion_falls_back_to_a_still_video_with_the_same_captions(settings):
+    request = Request(QUOTES["short"], tier="low", motion=True, captions=True, crash_methods=("moviepy",))
+    result = generate(request, settings)
+    assert (result.method, result.motion, result.captions) == ("ffmpeg", False, True)
+    assert result.notes == ("motion left out: the ffmpeg fallback renders a still card (captions kept)",)
+
+
+@pytest.mark.parametrize("aspect, size", [("16:9", (854, 480)), ("9:16", (480, 854)), ("1:1", (480, 480))])
+def test_every_aspect_renders_at_the_tier_size(settings, aspect, size):
+    result = generate(Request(QUOTES["short"], tier="low", aspect=aspect, captions=True), settings)
+    assert (result.width, result.height) == size
+
+
+@pytest.mark.parametrize(
+    "text, lang",
+    [
+        ("الحياة قصيرة، فابتسم ما دمت تملك أسنانا.", "ar"),
+        ("生きるべきか、死ぬべきか。それが問題だ。", "ja"),
+    ],
+)
+def test_arabic_and_japanese_quotes_are_rendered(settings, text, lang):
+    result = generate(Request(text, lang=lang, tier="low", captions=True), settings)
+    assert result.status == "ok" and result.duration_s > 1 and result.captions
