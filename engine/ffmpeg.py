@@ -24,9 +24,14 @@ def ffmpeg_exe() -> str:
         raise RenderFailed(f"ffmpeg is not available ({exc}); reinstall the requirements") from exc
 
 
+def command(args: list[str]) -> list[str]:
+    """The full argv of an ffmpeg run: quiet but for errors, never reading stdin, overwriting."""
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+
+
 def run(args: list[str], timeout_s: float = 600.0) -> None:
     """Run ffmpeg with `args` (no shell); RenderFailed with its last error line on failure."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    cmd = command(args)
     try:
         done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -34,10 +39,10 @@ def run(args: list[str], timeout_s: float = 600.0) -> None:
     except OSError as exc:
         raise RenderFailed(f"ffmpeg could not start ({exc.strerror}); reinstall the requirements") from None
     if done.returncode != 0:
-        raise RenderFailed(f"ffmpeg failed: {_last_words(done.stderr) or f'exit {done.returncode}'}")
+        raise RenderFailed(f"ffmpeg failed: {last_words(done.stderr) or f'exit {done.returncode}'}")
 
 
-def _last_words(stderr: bytes) -> str:
+def last_words(stderr: bytes) -> str:
     """ffmpeg's last two error lines without their `[component @ 0x…]` prefixes: the cause and its summary."""
     lines = [re.sub(r"^\[[^\]]*\] ", "", line).strip() for line in stderr.decode(errors="replace").splitlines()]
     return " ".join(line.rstrip(".") + "." for line in [x for x in lines if x][-2:])

@@ -1,7 +1,8 @@
-"""Entry point of one render attempt's child process: `python -m engine.render.child JOB.json`.
+"""A MoviePy attempt's child process: `python -m engine.render.child JOB.json`.
 
-Runs one method on one job. Exit 0 when the output is written; otherwise exit 1
-with one line on stderr saying why. The parent watches this process group.
+Runs the MoviePy method (or the benchmark's plain MoviePy baseline) on one job. Exit 0
+when the output is written; otherwise exit 1 with one line on stderr saying why. The
+parent watches this process group.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ def main(argv: list[str]) -> int:
         os.abort()  # a method that dies hard, for testing the chain
     if job.method == "moviepy":
         from engine.render import moviepy_method as method
-    else:
-        from engine.render import still_loop as method
+    else:  # the FFmpeg methods run their ffmpeg directly, without this child
+        from engine.render import plain_moviepy as method
     try:
         method.render(job)
     except QuoteError as exc:

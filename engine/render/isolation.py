@@ -1,9 +1,11 @@
-"""One render attempt in a child process of its own process group, under a memory watchdog.
+"""One render attempt in child processes of their own process group, under a memory watchdog.
 
-The watchdog samples the RSS of the whole tree (the child and its ffmpeg) and kills
-the group when it passes the budget. RLIMIT_AS is no use as a limit: ffmpeg's address
-space is about 2.5x its RSS. Killing the group, not the child, is what stops ffmpeg:
-a killed parent leaves its ffmpeg running otherwise.
+MoviePy runs in a Python child (`engine.render.child`); the FFmpeg and emergency methods
+run their ffmpeg commands directly, one after another, so no interpreter sits beside
+them. Each step gets its own process group; a watchdog samples the RSS of the step's
+whole tree and kills the group when it passes the budget. RLIMIT_AS is no use as a limit:
+ffmpeg's address space is about 2.5x its RSS. Killing the group, not the process, is
+what stops MoviePy's ffmpeg: a killed parent leaves its ffmpeg running otherwise.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.ffmpeg import last_words
 from engine.memory import TreeSampler
+from engine.render import still_loop
 from engine.render.job import RenderJob
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+OnSample = Callable[[float, float], None]
 
 
 @dataclass(frozen=True)
@@ -33,24 +38,61 @@ class IsolatedRun:
     timeline: tuple[tuple[float, float], ...]
 
 
+@dataclass(frozen=True)
+class _Step:
+    argv: list[str]
+    is_ffmpeg: bool
+
+
 def run_isolated(
-    job: RenderJob,
-    budget_mb: float,
-    on_sample: Callable[[float, float], None] | None = None,
-    timeout_s: float = 900.0,
+    job: RenderJob, budget_mb: float, on_sample: OnSample | None = None, timeout_s: float = 900.0
 ) -> IsolatedRun:
+    started = time.monotonic()
+    steps, scratch = _plan(job)
+    peak, timeline, status, error = 0.0, [], "ok", None
+    try:
+        for step in steps:
+            offset = time.monotonic() - started
+
+            def sample(t_s: float, rss_mb: float, offset: float = offset) -> None:
+                timeline.append((round(offset + t_s, 3), round(rss_mb, 1)))
+                if on_sample is not None:
+                    on_sample(offset + t_s, rss_mb)
+
+            remaining = timeout_s - (time.monotonic() - started)
+            status, error, step_peak = _run_step(step, budget_mb, sample, remaining, timeout_s)
+            peak = max(peak, step_peak)
+            if status != "ok":
+                break
+    finally:
+        for path in scratch:
+            path.unlink(missing_ok=True)
+    return IsolatedRun(status, error, round(peak, 1), round(time.monotonic() - started, 3), tuple(timeline))
+
+
+def _plan(job: RenderJob) -> tuple[list[_Step], list[Path]]:
+    """The commands of an attempt, and the scratch files to remove after it."""
+    if job.method in ("ffmpeg", "emergency") and not job.crash:
+        commands, scratch = still_loop.commands(job)
+        return [_Step(argv, True) for argv in commands], scratch
     job_file = Path(job.temp_dir) / f"job-{job.method}.json"
     job_file.write_text(job.to_json())
+    return [_Step([sys.executable, "-m", "engine.render.child", str(job_file)], False)], [job_file]
+
+
+def _run_step(step: _Step, budget_mb: float, on_sample: OnSample, remaining_s: float, timeout_s: float):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PROJECT_ROOT, os.environ.get("PYTHONPATH")]))}
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.render.child", str(job_file)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,  # its own process group: one killpg reaches every ffmpeg
-    )
+    try:
+        proc = subprocess.Popen(
+            step.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # its own process group: one killpg reaches every ffmpeg
+        )
+    except OSError as exc:
+        return "failed", f"could not start {Path(step.argv[0]).name} ({exc.strerror}); reinstall the requirements", 0.0
     sampler = TreeSampler(
         proc.pid, budget_mb=budget_mb, on_over=lambda _rss: _kill_group(proc.pid), on_sample=on_sample
     )
@@ -58,28 +100,24 @@ def run_isolated(
     try:
         with sampler:
             try:
-                _, stderr = proc.communicate(timeout=timeout_s)
+                _, stderr = proc.communicate(timeout=max(0.1, remaining_s))
             except subprocess.TimeoutExpired:
                 timed_out = True
                 _kill_group(proc.pid)
                 _, stderr = proc.communicate()
     finally:
-        _kill_group(proc.pid)  # whatever the outcome, nothing of this attempt outlives it
+        _kill_group(proc.pid)  # whatever the outcome, nothing of this step outlives it
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        job_file.unlink(missing_ok=True)
-    wall = time.monotonic() - started
-    status, error = _outcome(proc.returncode, stderr, sampler, budget_mb, timed_out, timeout_s)
-    return IsolatedRun(status, error, round(sampler.peak_mb, 1), round(wall, 3), tuple(sampler.timeline))
+    status, error = _outcome(proc.returncode, stderr, step, sampler, budget_mb, timed_out, timeout_s)
+    return status, error, sampler.peak_mb
 
 
-def _outcome(code: int, stderr: bytes, sampler: TreeSampler, budget_mb: float, timed_out: bool, timeout_s: float):
+def _outcome(code, stderr: bytes, step: _Step, sampler: TreeSampler, budget_mb: float, timed_out: bool, timeout_s):
     if sampler.over_budget_mb is not None:
-        return (
-            "killed",
-            f"killed by the watchdog at {sampler.over_budget_mb:.0f} MB, over its {budget_mb:.0f} MB budget",
-        )
+        over = sampler.over_budget_mb
+        return "killed", f"killed by the watchdog at {over:.0f} MB, over its {budget_mb:.0f} MB budget"
     if timed_out:
         return "timeout", f"stopped after {timeout_s:.0f} s without finishing"
     if code == 0:
@@ -87,6 +125,8 @@ def _outcome(code: int, stderr: bytes, sampler: TreeSampler, budget_mb: float, t
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
         return "crashed", f"the render process died ({name})"
+    if step.is_ffmpeg:
+        return "failed", f"ffmpeg failed: {last_words(stderr) or f'exit {code}'}"
     lines = stderr.decode(errors="replace").strip().splitlines()
     return "failed", lines[-1] if lines else f"the render process exited with {code}"
 

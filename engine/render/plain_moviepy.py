@@ -1,0 +1,26 @@
+"""The baseline every benchmark compares against: a plain MoviePy render with its defaults.
+
+ImageClip + AudioFileClip, `write_videofile(fps=24, codec="libx264", audio_codec="aac")`,
+as a typical MoviePy quote-video maker writes it. Never used to make a user's video.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.render.job import RenderJob
+
+
+def render(job: RenderJob) -> Path:
+    from moviepy import AudioFileClip, ImageClip
+
+    audio = AudioFileClip(job.audio_path)
+    clip = ImageClip(job.card_path, duration=job.duration_s).with_audio(audio)
+    # MoviePy writes its temp audio beside the output by default; point it at the job folder.
+    clip.write_videofile(
+        job.out_path, fps=24, codec="libx264", audio_codec="aac", logger=None,
+        temp_audiofile=str(Path(job.temp_dir) / "plain-audio.m4a"),
+    )  # fmt: skip
+    clip.close()
+    audio.close()
+    return Path(job.out_path)
