@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--older-than-days", type=float, default=None, help="remove outputs older than this")
     cl.add_argument("--json", action="store_true", help="print one JSON object")
 
+    be = commands.add_parser("bench", help="memory and time of every method and tier beside plain MoviePy")
+    be.add_argument("--quick", action="store_true", help="the long quote at 1080p only, one run (for CI)")
+    be.add_argument("--runs", type=int, default=None, help="runs per cell; the median is kept (default 3)")
+    be.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for the JSON report")
+    be.add_argument("--json", action="store_true", help="print the JSON report")
+
     mon = commands.add_parser("monitor", help="live memory readout: host, container, app tree")
     mon.add_argument("--interval", type=float, default=1.0, help="seconds between readings")
     mon.add_argument("--count", type=int, default=0, help="stop after this many readings (0: until Ctrl-C)")
@@ -96,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QuoteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    handlers = {"generate": _generate, "stats": _stats, "storage": _storage, "cleanup": _cleanup}
+    handlers = {"generate": _generate, "stats": _stats, "storage": _storage, "cleanup": _cleanup, "bench": _bench}
     return handlers.get(args.command, _monitor)(args, settings)
 
 
@@ -160,6 +166,8 @@ def result_json(result: Result) -> dict:
         "available_mb": result.available_mb,
         "wall_s": result.wall_s,
         "stage_s": result.stage_s,
+        "ssim": result.ssim,
+        "psnr_db": result.psnr_db,
         "captions": result.captions,
         "motion": result.motion,
         "notes": list(result.notes),
@@ -282,3 +290,19 @@ def _pct(value: float | None) -> str:
 
 def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} MB"
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.bench import run_bench, table
+
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    report = run_bench(settings, quick=args.quick, runs=args.runs, progress=say)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=2))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(table(report))
+        print(f"\nreport: {path}")
+    return EXIT_OK

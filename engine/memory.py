@@ -159,20 +159,86 @@ def tree_rss_mb(pid: int) -> float:
     return total / MB
 
 
+class _Tree:
+    """A process tree, found cheaply at every sample.
+
+    psutil finds descendants by reading every process's parent (about 1.6 ms here, where
+    system calls are slow). A descendant is younger than its root, so on Linux only the
+    processes numbered above the root are read: a handful. Every `rescan_every` samples,
+    and on systems without /proc, psutil's full scan runs instead (pid numbers wrap).
+    """
+
+    def __init__(self, pid: int, rescan_every: int) -> None:
+        self.pid = pid
+        self.rescan_every = rescan_every
+        self.count = 0
+        self.proc_fs = Path("/proc/self/stat").exists()
+
+    def rss_mb(self) -> float:
+        full = not self.proc_fs or self.count % self.rescan_every == 0
+        self.count += 1
+        members = self._full_scan() if full else self._quick_scan()
+        return sum(_rss_bytes(pid) for pid in members) / MB
+
+    def _full_scan(self) -> list[int]:
+        try:
+            root = psutil.Process(self.pid)
+            return [self.pid, *(p.pid for p in root.children(recursive=True))]
+        except psutil.Error:
+            return []
+
+    def _quick_scan(self) -> list[int]:
+        parents: dict[int, list[int]] = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit() and int(name) > self.pid:
+                parent = _parent(int(name))
+                if parent is not None:
+                    parents.setdefault(parent, []).append(int(name))
+        members, queue = [self.pid], [self.pid]
+        while queue:
+            children = parents.get(queue.pop(), [])
+            members += children
+            queue += children
+        return members
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2 :].split()[1])  # after "(name) state", the parent's pid
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_bytes().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        try:
+            return psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            return 0  # exited between listing and reading
+
+
 class TreeSampler:
     """Samples a process tree's RSS in a background thread, keeping peak and timeline.
 
     With `budget_mb` and `on_over`, calls `on_over(rss_mb)` once when the tree passes
-    the budget: the watchdog. `interval_s` defaults to 20 ms (50 Hz).
+    the budget: the watchdog. `interval_s` defaults to 40 ms (25 Hz): measured here, a
+    sample costs about 0.5 ms of CPU, so watching a render costs under 2% of its time.
     """
 
     def __init__(
         self,
         pid: int,
-        interval_s: float = 0.02,
+        interval_s: float = 0.04,
         budget_mb: float | None = None,
         on_over=None,
         on_sample=None,
+        rescan_every: int = 25,
     ) -> None:
         self.pid = pid
         self.interval_s = interval_s
@@ -185,6 +251,7 @@ class TreeSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"rss-sampler-{pid}", daemon=True)
         self._t0 = time.monotonic()
+        self._tree = _Tree(pid, rescan_every)
 
     def __enter__(self) -> TreeSampler:
         self.start()
@@ -204,7 +271,7 @@ class TreeSampler:
         self.sample()  # one last reading, so a very short run still has a figure
 
     def sample(self) -> float:
-        rss = tree_rss_mb(self.pid)
+        rss = self._tree.rss_mb()
         t = time.monotonic() - self._t0
         if rss > 0 or not self.timeline:
             self.timeline.append((round(t, 3), round(rss, 1)))

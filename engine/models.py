@@ -64,6 +64,8 @@ class Result:
     captions: bool = False  # as delivered, which a fallback may have changed
     motion: bool = False
     notes: tuple[str, ...] = ()  # what the video leaves out of what was asked, and why
+    ssim: float | None = None  # picture quality of a frame against its card
+    psnr_db: float | None = None
     error: str | None = None
 
     @property

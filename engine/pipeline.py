@@ -25,6 +25,7 @@ from engine.errors import InvalidInput, NotEnoughMemory, QuoteError, RenderFaile
 from engine.history import HistoryStore
 from engine.memory import read_memory
 from engine.models import Attempt, AttemptEvent, MemorySample, ProgressEvent, Request, Result, StageEvent
+from engine.quality import measure
 from engine.render.isolation import run_isolated
 from engine.render.job import METHODS, RenderJob, encoder_threads
 from engine.render.verify import verify
@@ -274,7 +275,12 @@ def _attempt(
         run.fields["tier_reason"] = (
             f"emergency fallback, 480p at most {used.max_duration_s:.0f} s (asked: {run.fields['tier_reason']})"
         )
+    with _stage(run, "quality"):
+        at = min(1.0, duration / 2)
+        shown = next((Path(c) for c, start, end in job.captions if start <= at < end), card)
+        quality = measure(Path(job.out_path), shown, at)
     run.fields.update(
+        ssim=quality.ssim if quality else None, psnr_db=quality.psnr_db if quality else None,
         method=method, tier=used.name, width=probe.width, height=probe.height,
         duration_s=round(probe.duration_s, 3), size_bytes=probe.size_bytes,
         video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,

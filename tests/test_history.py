@@ -40,7 +40,7 @@ def result(generation_id: str, **changes) -> Result:
 def test_a_new_file_is_migrated_to_the_latest_version(tmp_path):
     path = tmp_path / "fresh.db"
     store = HistoryStore(f"sqlite:///{path}")
-    assert store.version == LATEST == 2
+    assert store.version == LATEST == 3
     with store.engine.connect() as conn:
         assert set(sa.inspect(conn).get_table_names()) == {"meta", "generations", "attempts", "samples"}
         assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
@@ -63,7 +63,7 @@ def test_the_first_schema_is_migrated_and_keeps_its_rows(tmp_path):
         assert "budget_mb" not in {c["name"] for c in sa.inspect(conn).get_columns("attempts")}
     engine.dispose()
     store = HistoryStore(url)
-    assert store.version == 2
+    assert store.version == 3
     [old] = store.generations()
     assert (old.tier, old.method, old.peak_rss_mb, old.file_removed, old.fell_back) == (
         "low",
@@ -72,7 +72,7 @@ def test_the_first_schema_is_migrated_and_keeps_its_rows(tmp_path):
         False,
         False,
     )
-    assert old.host is None and store.timeline(old.id) == []
+    assert old.host is None and old.ssim is None and store.timeline(old.id) == []
     store.close()
 
 

@@ -17,10 +17,12 @@ from engine.history import schema
 def _v1(conn: Connection) -> None:
     """The first schema: generations and their attempts."""
     v1 = sa.MetaData()
-    v2_columns = {"finished_at", "error_kind", "tts_fallback_reason", "method_asked", "fell_back",
-                  "app_rss_mb", "stage_s", "file_removed", "host", "pid", "budget_mb"}  # fmt: skip
+    later_columns = {
+        "finished_at", "error_kind", "tts_fallback_reason", "method_asked", "fell_back", "app_rss_mb",
+        "stage_s", "file_removed", "host", "pid", "budget_mb", "ssim", "psnr_db",
+    }  # fmt: skip
     for table in (schema.meta, schema.generations, schema.attempts):
-        sa.Table(table.name, v1, *(c._copy() for c in table.columns if c.name not in v2_columns))
+        sa.Table(table.name, v1, *(c._copy() for c in table.columns if c.name not in later_columns))
     v1.create_all(conn)
 
 
@@ -32,17 +34,25 @@ def _v2(conn: Connection) -> None:
                         "app_rss_mb", "stage_s", "file_removed", "host", "pid"],
         "attempts": ["budget_mb"],
     }  # fmt: skip
-    for table_name, names in added.items():
-        table = schema.metadata.tables[table_name]
-        for name in names:
-            column = table.c[name]
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
+    _add_columns(conn, added)
     schema.samples.create(conn)
     conn.execute(sa.text("UPDATE generations SET file_removed = :no, fell_back = :no"), {"no": False})
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+def _v3(conn: Connection) -> None:
+    """Version 3: picture quality (SSIM, PSNR) of each generation's video against its card."""
+    _add_columns(conn, {"generations": ["ssim", "psnr_db"]})
+
+
+def _add_columns(conn: Connection, added: dict[str, list[str]]) -> None:
+    for table_name, names in added.items():
+        table = schema.metadata.tables[table_name]
+        for name in names:
+            kind = table.c[name].type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 LATEST = len(MIGRATIONS)
 
 

@@ -38,6 +38,8 @@ class GenerationRecord:
     finished_at: float | None = None
     host: str | None = None
     pid: int | None = None
+    ssim: float | None = None
+    psnr_db: float | None = None
 
     @classmethod
     def from_row(cls, row) -> GenerationRecord:

@@ -52,6 +52,9 @@ generations = sa.Table(
     sa.Column("file_removed", sa.Boolean),
     sa.Column("host", sa.String(255)),
     sa.Column("pid", sa.Integer),
+    # version 3
+    sa.Column("ssim", sa.Float),
+    sa.Column("psnr_db", sa.Float),
 )
 
 attempts = sa.Table(

@@ -91,6 +91,7 @@ class HistoryStore:
             duration_s=result.duration_s or None, width=result.width or None, height=result.height or None,
             video_kbps=result.video_kbps or None, audio_kbps=result.audio_kbps or None,
             size_bytes=result.size_bytes or None, output_path=str(result.output) if result.output else None,
+            ssim=result.ssim, psnr_db=result.psnr_db,
         )  # fmt: skip
         with self.engine.begin() as conn:
             conn.execute(sa.update(g).where(g.c.id == result.generation_id).values(**values))

@@ -12,6 +12,8 @@ from pathlib import Path
 from engine.render.job import X264_STILL, RenderJob
 
 FADE_IN_S = 0.8
+STILL_FPS = 4
+CRF = 23
 ZOOM = 0.06  # the picture grows by 6% over the whole video: a slow push-in
 
 
@@ -19,22 +21,38 @@ def render(job: RenderJob) -> Path:
     from moviepy import AudioFileClip, ImageClip, VideoClip  # heavy: imported only in the render child
 
     audio = AudioFileClip(job.audio_path)
-    if job.motion or job.captions:
-        clip = VideoClip(_Frames(job), duration=job.duration_s).with_audio(audio)
-    else:
+    still = not (job.motion or job.captions)
+    if still:
         clip = ImageClip(job.card_path, duration=job.duration_s).with_audio(audio)
+    else:
+        clip = VideoClip(_Frames(job), duration=job.duration_s).with_audio(audio)
     try:
         clip.write_videofile(
             job.out_path,
-            fps=job.fps,
+            # A still card changes never: piping 4 frames a second and letting ffmpeg repeat them
+            # (`-r`) spares MoviePy copying identical 6 MB frames 24 times a second (measured:
+            # 7.6 s down to 6.2 s for 32 s at 1080p). Motion and captions need every frame.
+            fps=STILL_FPS if still else job.fps,
             codec="libx264",
-            bitrate=f"{job.video_kbps}k",
             audio_codec="aac",
             audio_bitrate=f"{job.audio_kbps}k",
             preset="ultrafast",  # measured: 1.25x faster and 28 MB less than veryfast at 1080p
             threads=job.threads,
             temp_audiofile=str(Path(job.temp_dir) / "moviepy-audio.m4a"),
-            ffmpeg_params=["-tune", "stillimage", "-x264-params", X264_STILL, "-movflags", "+faststart"],
+            ffmpeg_params=[
+                "-r",
+                str(job.fps),
+                "-crf",
+                str(CRF),
+                "-maxrate",
+                f"{job.video_kbps}k",
+                "-bufsize",
+                f"{4 * job.video_kbps}k",
+                "-x264-params",
+                X264_STILL,
+                "-movflags",
+                "+faststart",
+            ],
             pixel_format="yuv420p",
             logger=None,
         )

@@ -1,0 +1,268 @@
+"""`python -m engine bench`: memory, time, size and picture quality of every method at every
+tier, side by side with a plain MoviePy render of the same card and audio, in the same run.
+
+Speech is made once per quote (offline, so every run hears the same audio) and reused: the
+comparison is of rendering only. Each cell is the median of several runs; ratios are
+plain MoviePy's figure over the method's (so 20x means twenty times faster or smaller).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from engine import ffmpeg
+from engine.card import draw_card
+from engine.memory import TreeSampler
+from engine.quality import measure
+from engine.render.isolation import run_isolated
+from engine.render.job import RenderJob, encoder_threads
+from engine.settings import Settings
+from engine.speech.espeak import EspeakEngine
+from engine.tiers import tier
+
+QUOTES_FILE = Path(__file__).parent / "bench-quotes.json"
+NO_LIMIT_MB = 1_000_000.0
+TARGETS = {"ffmpeg": (20.0, 5.0), "moviepy": (2.0, 2.0)}  # (x faster, x less memory) at 1080p, long quote
+
+
+@dataclass(frozen=True)
+class Cell:
+    quote: str
+    chars: int
+    tier: str
+    method: str  # "plain" is the plain MoviePy baseline
+    width: int
+    height: int
+    duration_s: float
+    runs: int
+    peak_rss_mb: float  # medians over the runs
+    wall_s: float
+    size_bytes: int
+    ssim: float | None
+    psnr_db: float | None
+    faster_x: float | None = None  # plain MoviePy's time over this method's
+    less_memory_x: float | None = None
+
+
+def run_bench(settings: Settings, quick: bool = False, runs: int | None = None, progress=print) -> dict:
+    runs = runs or (1 if quick else 3)
+    cases = json.loads(QUOTES_FILE.read_text())["cases"]
+    if quick:
+        cases = [c for c in cases if c["name"] == "long"]
+    tiers = ["high"] if quick else ["high", "medium", "low"]
+    folder = Path(tempfile.mkdtemp(prefix="bench-", dir=_scratch_root(settings)))
+    try:
+        cells: list[Cell] = []
+        for case in cases:
+            speech = EspeakEngine().synthesize(case["text"], "en", folder)
+            for tier_name in [*tiers, "emergency"]:
+                methods = ["emergency"] if tier_name == "emergency" else ["plain", "moviepy", "ffmpeg"]
+                for method in methods:
+                    cell = _cell(case, tier_name, method, speech, runs, folder, settings)
+                    progress(
+                        f"{case['name']:6} {tier_name:9} {method:9} {cell.peak_rss_mb:7.1f} MB {cell.wall_s:7.2f} s"
+                    )
+                    cells.append(cell)
+        cells = _with_ratios(cells)
+        extra = _flatness(settings, folder, quick, progress)
+        report = {
+            "machine": {"cpus": os.cpu_count(), "encoder_threads": encoder_threads(), "runs": runs, "quick": quick},
+            "cells": [asdict(c) for c in cells],
+            "targets": _targets(cells),
+            **extra,
+            "sampling_overhead": sampling_overhead(),
+            "leak": leak_check(settings, 10 if quick else 50),
+        }
+        return report
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _scratch_root(settings: Settings) -> Path:
+    settings.temp_dir.mkdir(parents=True, exist_ok=True)
+    return settings.temp_dir
+
+
+def _cell(case: dict, tier_name: str, method: str, speech, runs: int, folder: Path, settings: Settings) -> Cell:
+    used = tier(tier_name, settings)
+    width, height = used.size("16:9")
+    card = draw_card(case["text"], "", (width, height), folder / f"card-{width}x{height}.png")
+    duration = min(speech.duration_s, used.max_duration_s or speech.duration_s)
+    measured, quality = [], None
+    for attempt in range(runs):
+        out = folder / f"{method}-{tier_name}-{attempt}.mp4"
+        job = RenderJob(
+            method=method, card_path=str(card), audio_path=str(speech.path), out_path=str(out), temp_dir=str(folder),
+            width=width, height=height, fps=used.fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
+            duration_s=round(duration, 3), threads=encoder_threads(),
+        )  # fmt: skip
+        run = run_isolated(job, NO_LIMIT_MB)
+        if run.status != "ok":
+            raise RuntimeError(f"bench {method} at {tier_name} failed: {run.error}")
+        measured.append((run.peak_rss_mb, run.wall_s, out.stat().st_size))
+        if quality is None:
+            quality = measure(out, card, min(1.0, duration / 2))
+        out.unlink()
+    return Cell(
+        quote=case["name"], chars=len(case["text"]), tier=tier_name, method=method, width=width, height=height,
+        duration_s=round(duration, 2), runs=runs,
+        peak_rss_mb=round(statistics.median(m[0] for m in measured), 1),
+        wall_s=round(statistics.median(m[1] for m in measured), 3),
+        size_bytes=int(statistics.median(m[2] for m in measured)),
+        ssim=quality.ssim if quality else None, psnr_db=quality.psnr_db if quality else None,
+    )  # fmt: skip
+
+
+def _with_ratios(cells: list[Cell]) -> list[Cell]:
+    plain = {(c.quote, c.tier): c for c in cells if c.method == "plain"}
+    out = []
+    for cell in cells:
+        base = plain.get((cell.quote, cell.tier)) or plain.get((cell.quote, "low"))
+        if base is None or cell.method == "plain":
+            out.append(cell)
+            continue
+        out.append(
+            Cell(
+                **{
+                    **asdict(cell),
+                    "faster_x": round(base.wall_s / cell.wall_s, 1),
+                    "less_memory_x": round(base.peak_rss_mb / cell.peak_rss_mb, 2),
+                }
+            )
+        )
+    return out
+
+
+def _targets(cells: list[Cell]) -> list[dict]:
+    found = []
+    for method, (speed, memory) in TARGETS.items():
+        cell = next((c for c in cells if c.quote == "long" and c.tier == "high" and c.method == method), None)
+        if cell is None:
+            continue
+        found.append(
+            {"method": method, "faster_x": cell.faster_x, "target_faster_x": speed, "less_memory_x": cell.less_memory_x,
+             "target_less_memory_x": memory, "met": cell.faster_x >= speed and cell.less_memory_x >= memory}
+        )  # fmt: skip
+    return found
+
+
+def _flatness(settings: Settings, folder: Path, quick: bool, progress) -> dict:
+    """Peak memory of each method on a short and a long video at 1080p (emergency: its own 480p, 60 s cap)."""
+    short_s, long_s = (10.0, 60.0) if quick else (10.0, 300.0)
+    speech = EspeakEngine().synthesize("Stay hungry. Stay foolish.", "en", folder)
+    audio = folder / "long.wav"
+    ffmpeg.run(["-stream_loop", "-1", "-i", str(speech.path), "-t", f"{long_s}", str(audio)])
+    rows = []
+    for method in ("moviepy", "ffmpeg", "emergency"):
+        used = tier("emergency" if method == "emergency" else "high", settings)
+        width, height = used.size("16:9")
+        card = draw_card("Stay hungry. Stay foolish.", "Steve Jobs", (width, height), folder / f"flat-{method}.png")
+        peaks = []
+        for seconds in (short_s, long_s):
+            seconds = min(seconds, used.max_duration_s or seconds)
+            job = RenderJob(
+                method=method, card_path=str(card), audio_path=str(audio), out_path=str(folder / "flat.mp4"),
+                temp_dir=str(folder), width=width, height=height, fps=used.fps, video_kbps=used.video_kbps,
+                audio_kbps=used.audio_kbps, duration_s=seconds, threads=encoder_threads(),
+            )  # fmt: skip
+            run = run_isolated(job, NO_LIMIT_MB)
+            peaks.append((seconds, run.peak_rss_mb, run.wall_s))
+        growth = round(peaks[1][1] / peaks[0][1] - 1, 3)
+        progress(
+            f"flat   {method:9} {peaks[0][1]:.1f} MB at {peaks[0][0]:.0f} s, "
+            f"{peaks[1][1]:.1f} MB at {peaks[1][0]:.0f} s"
+        )
+        rows.append({"method": method, "short_s": peaks[0][0], "short_peak_mb": peaks[0][1], "long_s": peaks[1][0],
+                     "long_peak_mb": peaks[1][1], "long_wall_s": peaks[1][2], "growth": growth,
+                     "within_10_percent": abs(growth) <= 0.10})  # fmt: skip
+    return {"flat_in_duration": rows}
+
+
+def sampling_overhead(seconds: float = 2.0) -> dict:
+    """CPU time the sampler thread spends watching a render-sized tree (a parent and two
+    children), as a share of the wall time it watched: the cost of watching one render."""
+    import subprocess
+    import sys
+
+    code = "import subprocess, sys, time; [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(9)'])"
+    code += " for _ in range(2)]; time.sleep(9)"
+    parent = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        time.sleep(0.5)  # let the children start
+        spent = []
+        sampler = TreeSampler(parent.pid, on_sample=lambda _t, _r: spent.append(time.thread_time()))
+        with sampler:
+            time.sleep(seconds)
+        cpu = spent[-2] - spent[0] if len(spent) > 2 else 0.0
+        rate = len(sampler.timeline) / seconds
+    finally:
+        os.killpg(parent.pid, 9)
+        parent.wait()
+    return {"samples_per_s": round(rate, 1), "cpu_ms_per_sample": round(1000 * cpu / max(1, len(spent) - 2), 3),
+            "share_of_render_time": round(cpu / seconds, 4)}  # fmt: skip
+
+
+def leak_check(settings: Settings, generations: int) -> dict:
+    """RSS of this process across many generations (after three to warm caches)."""
+    from engine.models import Request
+    from engine.pipeline import generate
+
+    folder = Path(tempfile.mkdtemp(prefix="leak-", dir=_scratch_root(settings)))
+    local = Settings(**{**asdict(settings), "data_dir": folder, "tts_engine": "espeak", "min_required_memory_mb": 0})
+    me = psutil.Process()
+    try:
+        for _ in range(3):
+            generate(Request("Stay hungry. Stay foolish.", tier="low"), local)
+        before = me.memory_info().rss / 2**20
+        for _ in range(generations):
+            result = generate(Request("Stay hungry. Stay foolish.", tier="low"), local)
+            result.output.unlink()
+        after = me.memory_info().rss / 2**20
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"generations": generations, "rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1),
+            "growth_mb": round(after - before, 1)}  # fmt: skip
+
+
+def table(report: dict) -> str:
+    lines = [
+        f"{'quote':7}{'chars':>6} {'tier':10}{'method':10}{'size':>10}{'video s':>9}{'peak MB':>9}{'wall s':>8}"
+        f"{'MB file':>9}{'SSIM':>7}{'PSNR':>7}{'faster':>8}{'less mem':>9}"
+    ]
+    for c in report["cells"]:
+        ratio = f"{c['faster_x']:.1f}x" if c["faster_x"] else "-"
+        memory = f"{c['less_memory_x']:.2f}x" if c["less_memory_x"] else "-"
+        lines.append(
+            f"{c['quote']:7}{c['chars']:>6} {c['tier']:10}{c['method']:10}{c['width']:>5}x{c['height']:<4}"
+            f"{c['duration_s']:>9.1f}{c['peak_rss_mb']:>9.1f}{c['wall_s']:>8.2f}{c['size_bytes'] / 1e6:>9.2f}"
+            f"{c['ssim'] or 0:>7.3f}{c['psnr_db'] or 0:>7.1f}{ratio:>8}{memory:>9}"
+        )
+    lines.append("")
+    for t in report["targets"]:
+        lines.append(
+            f"target {t['method']}: {t['faster_x']}x faster (target {t['target_faster_x']}x), "
+            f"{t['less_memory_x']}x less memory (target {t['target_less_memory_x']}x): "
+            f"{'met' if t['met'] else 'MISSED'}"
+        )
+    for row in report["flat_in_duration"]:
+        lines.append(
+            f"flat {row['method']}: {row['short_peak_mb']} MB at {row['short_s']:.0f} s, {row['long_peak_mb']} MB at "
+            f"{row['long_s']:.0f} s ({row['growth']:+.1%})"
+        )
+    leak = report["leak"]
+    lines.append(f"leak: {leak['generations']} generations grew this process by {leak['growth_mb']} MB")
+    over = report["sampling_overhead"]
+    lines.append(
+        f"sampling: {over['samples_per_s']} samples/s, {over['cpu_ms_per_sample']} ms CPU each, "
+        f"{over['share_of_render_time']:.2%} of the render time"
+    )
+    return "\n".join(lines)

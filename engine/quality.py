@@ -1,0 +1,40 @@
+"""Picture quality: SSIM and PSNR of an encoded video's frame against the card it was made from."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.ffmpeg import ffmpeg_exe
+
+_SSIM = re.compile(r"SSIM .*All:([0-9.]+)")
+_PSNR = re.compile(r"PSNR .*average:([0-9.]+|inf)")
+
+
+@dataclass(frozen=True)
+class Quality:
+    ssim: float  # 1.0 is identical
+    psnr_db: float  # higher is closer; 99 stands for identical
+
+
+def measure(video: Path, card: Path, at_s: float) -> Quality | None:
+    """Compare the frame at `at_s` with `card` (scaled to the video's size); None if ffmpeg cannot."""
+    graph = (
+        "[0:v]format=yuv420p,split[v1][v2];[1:v][0:v]scale2ref[c][ref];[ref]nullsink;"
+        "[c]format=yuv420p,split[c1][c2];[v1][c1]ssim;[v2][c2]psnr"
+    )
+    try:
+        done = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-ss", f"{at_s:.3f}", "-i", str(video), "-i", str(card),
+             "-lavfi", graph, "-frames:v", "1", "-f", "null", "-"],
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = done.stderr.decode(errors="replace")
+    ssim, psnr = _SSIM.search(text), _PSNR.search(text)
+    if not ssim or not psnr:
+        return None
+    return Quality(round(float(ssim[1]), 4), 99.0 if psnr[1] == "inf" else round(float(psnr[1]), 2))
