@@ -21,7 +21,7 @@ except ConfigError as exc:
 
 if __name__ == "__main__":
     from engine.memory import read_memory
-    from engine.pipeline import attempt_budget_mb
+    from engine.plan import attempt_budget_mb
 
     st.set_page_config(page_title="Quote to Speak", page_icon=":material/mic:", layout="wide")
     navigation = st.navigation(

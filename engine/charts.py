@@ -13,7 +13,8 @@ from engine.tiers import HIGH_ABOVE_MB, MEDIUM_FROM_MB
 
 COLUMNS = [
     "created", "status", "tier", "method", "fell_back", "peak_rss_mb", "available_mb", "wall_s", "duration_s",
-    "s_per_video_s", "width", "height", "video_kbps", "audio_kbps", "size_bytes", "tts_engine", "text_chars",
+    "s_per_video_s", "ssim", "psnr_db", "width", "height", "video_kbps", "audio_kbps", "size_bytes", "tts_engine",
+    "text_chars",
     "tier_asked", "method_asked", "tier_reason", "error_kind", "error", "host", "id",
 ]  # fmt: skip
 BUDGET = dict(line_dash="dash", line_color="#e45756")
@@ -96,6 +97,15 @@ def time_per_second_figure(df: pd.DataFrame) -> go.Figure:
     fig = px.box(done, x="method", y="s_per_video_s", color="tier", points="all",
                  title="Render time per second of video",
                  labels={"s_per_video_s": "wall seconds per video second"})  # fmt: skip
+    return fig.update_layout(**LAYOUT)
+
+
+def quality_figure(df: pd.DataFrame) -> go.Figure:
+    """SSIM of each video's frame against its card, per tier: what the memory savings cost the picture."""
+    rated = df[df["ssim"].notna()]
+    fig = px.box(rated, x="tier", y="ssim", color="method", points="all", title="Picture quality by tier",
+                 labels={"ssim": "SSIM against the card (1 = identical)"},
+                 category_orders={"tier": ["high", "medium", "low", "emergency"]})  # fmt: skip
     return fig.update_layout(**LAYOUT)
 
 

@@ -1,13 +1,16 @@
-"""What a request would get if it ran now: the tier memory gives, its size and bitrates."""
+"""What a request would get if it ran now: the tier, its size and bitrates, the predicted cost."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.history import HistoryStore
 from engine.memory import MemoryReading, read_memory
-from engine.pipeline import attempt_budget_mb
+from engine.models import Request
+from engine.plan import attempt_budget_mb, plan_tier
+from engine.predict import estimated_duration_s
 from engine.settings import Settings
-from engine.tiers import TierChoice, choose_tier
+from engine.tiers import TierChoice
 
 
 @dataclass(frozen=True)
@@ -17,10 +20,17 @@ class Forecast:
     height: int
     memory: MemoryReading
     budget_mb: float
+    duration_s: float  # estimated from the text
+
+    @property
+    def predicted_wall_s(self) -> float | None:
+        prediction = self.choice.prediction
+        return prediction.wall_s(self.duration_s) if prediction else None
 
 
-def forecast(tier_asked: str, aspect: str, settings: Settings) -> Forecast:
+def forecast(request: Request, settings: Settings, store: HistoryStore | None = None) -> Forecast:
     memory = read_memory(settings.max_memory_mb)
-    choice = choose_tier(memory.available_mb, tier_asked, settings)
-    width, height = choice.tier.size(aspect)
-    return Forecast(choice, width, height, memory, attempt_budget_mb(memory.available_mb))
+    choice = plan_tier(request, settings, memory, store)
+    width, height = choice.tier.size(request.aspect)
+    seconds = estimated_duration_s(request.text)
+    return Forecast(choice, width, height, memory, attempt_budget_mb(memory.available_mb), seconds)

@@ -66,6 +66,8 @@ class Result:
     notes: tuple[str, ...] = ()  # what the video leaves out of what was asked, and why
     ssim: float | None = None  # picture quality of a frame against its card
     psnr_db: float | None = None
+    predicted_peak_mb: float | None = None  # from history, when it had enough like renders
+    predicted_wall_s: float | None = None
     error: str | None = None
 
     @property

@@ -25,20 +25,19 @@ from engine.errors import InvalidInput, NotEnoughMemory, QuoteError, RenderFaile
 from engine.history import HistoryStore
 from engine.memory import read_memory
 from engine.models import Attempt, AttemptEvent, MemorySample, ProgressEvent, Request, Result, StageEvent
+from engine.plan import attempt_budget_mb, method_chain, plan_tier
+from engine.predict import estimated_duration_s
 from engine.quality import measure
 from engine.render.isolation import run_isolated
-from engine.render.job import METHODS, RenderJob, encoder_threads
+from engine.render.job import RenderJob, encoder_threads
 from engine.render.verify import verify
 from engine.settings import Settings
 from engine.speech import Speech, engines_for, speak
 from engine.storage import cleanup, over_quota
-from engine.tiers import Tier, TierChoice, choose_tier, tier
+from engine.tiers import Tier, TierChoice, tier
 from engine.validate import validate
 
 log = logging.getLogger(__name__)
-
-SAFETY_MARGIN_MB = 16.0
-SAFETY_MARGIN_SHARE = 0.10
 
 OnEvent = Callable[[ProgressEvent], None]
 ERROR_KINDS = {
@@ -47,21 +46,6 @@ ERROR_KINDS = {
     SpeechFailed: "speech_failed",
     RenderFailed: "render_failed",
 }
-
-
-def method_chain(request: Request) -> list[str]:
-    """Methods to try in order. Auto starts at MoviePy only when motion needs it: for a
-    still card FFmpeg makes the same video at a fraction of the memory and time."""
-    first = request.method
-    if first == "auto":
-        first = "moviepy" if request.motion else "ffmpeg"
-    chain = list(METHODS[METHODS.index(first) :])
-    return chain if request.fallback else chain[:1]
-
-
-def attempt_budget_mb(available_mb: float) -> float:
-    """What one attempt may hold: available memory less a safety margin."""
-    return max(0.0, available_mb - max(SAFETY_MARGIN_MB, available_mb * SAFETY_MARGIN_SHARE))
 
 
 @dataclass
@@ -105,7 +89,7 @@ def generate(
     try:
         with _stage(run, "validate"):
             request = validate(request, settings)
-        choice = _admit(run, request, settings, emit)
+        choice = _admit(run, request, settings, emit, store)
         job_dir.mkdir(parents=True, exist_ok=True)
         emit(StageEvent("speech", "making the speech"))
         with _stage(run, "speech"):
@@ -166,15 +150,18 @@ def _stage(run: _Run, stage: str) -> Iterator[None]:
         run.stage_s[stage] = round(run.stage_s.get(stage, 0.0) + time.monotonic() - started, 3)
 
 
-def _admit(run: _Run, request: Request, settings: Settings, emit: OnEvent) -> TierChoice:
+def _admit(run: _Run, request: Request, settings: Settings, emit: OnEvent, store: HistoryStore | None) -> TierChoice:
     reading = read_memory(settings.max_memory_mb)
     run.fields.update(available_mb=round(reading.available_mb, 1), app_rss_mb=round(reading.app_rss_mb, 1))
     if reading.available_mb < settings.min_required_memory_mb:
         raise NotEnoughMemory(reading.available_mb, settings.min_required_memory_mb)
-    choice = choose_tier(reading.available_mb, request.tier, settings)
-    if request.tier == "auto" and reading.bound_by != "host":
-        choice = replace(choice, reason=f"{choice.reason} (bound by {reading.bound_by})")
+    choice = plan_tier(request, settings, reading, store)
     run.fields.update(tier=choice.tier.name, tier_asked=choice.asked, tier_reason=choice.reason)
+    if choice.prediction is not None:
+        seconds = estimated_duration_s(request.text)
+        run.fields.update(
+            predicted_peak_mb=choice.prediction.p95_peak_mb, predicted_wall_s=choice.prediction.wall_s(seconds)
+        )
     emit(StageEvent("admit", f"tier {choice.tier.name}: {choice.reason}"))
     return choice
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from engine.errors import InvalidInput
+from engine.predict import Prediction
 from engine.settings import Settings
 
 ASPECTS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
@@ -36,6 +38,7 @@ class TierChoice:
     tier: Tier
     asked: str  # "auto" or a tier name
     reason: str
+    prediction: Prediction | None = None  # what renders like this one cost, when history knows
 
 
 _SEED_TIERS = {
@@ -57,12 +60,34 @@ def tier(name: str, settings: Settings) -> Tier:
     return replace(base, short_side=min(base.short_side, cap))
 
 
-def choose_tier(available_mb: float, asked: str, settings: Settings) -> TierChoice:
-    """The tier for a request: forced by `asked`, or picked from available memory."""
+def choose_tier(
+    available_mb: float,
+    asked: str,
+    settings: Settings,
+    learned: Callable[[str], Prediction | None] | None = None,
+    budget_mb: float | None = None,
+) -> TierChoice:
+    """The tier for a request: forced by `asked`; else the best tier whose learned p95 peak
+    fits `budget_mb` (`learned(tier)` gives what history measured); else from available memory."""
+    predict = learned or (lambda _name: None)
     if asked != "auto":
         if asked not in TIER_NAMES:
             raise InvalidInput(f"tier {asked!r} is not offered; choose auto, high, medium or low")
-        return TierChoice(tier(asked, settings), asked, f"forced by the request ({asked})")
+        return TierChoice(tier(asked, settings), asked, f"forced by the request ({asked})", predict(asked))
+    known = [(name, predict(name)) for name in TIER_NAMES if predict(name) is not None]
+    fitting = [(name, p) for name, p in known if budget_mb is not None and p.p95_peak_mb <= budget_mb]
+    if fitting:
+        name, p = fitting[0]
+        why = (
+            f"learned from {p.runs} {p.method} renders of {p.band}: p95 peak {p.p95_peak_mb:.0f} MB "
+            f"fits the {budget_mb:.0f} MB budget"
+        )
+        return TierChoice(tier(name, settings), "auto", why, p)
+    choice = _seed_choice(available_mb, settings)
+    return replace(choice, prediction=predict(choice.tier.name))
+
+
+def _seed_choice(available_mb: float, settings: Settings) -> TierChoice:
     if available_mb > HIGH_ABOVE_MB:
         name, why = "high", f"{available_mb:.0f} MB available, above {HIGH_ABOVE_MB} MB"
     elif available_mb >= MEDIUM_FROM_MB:

@@ -56,14 +56,6 @@ with quote_col:
 with tuning_col:
     st.markdown("**Tuning**")
     tier = st.radio("Quality tier", list(TIER_LABELS), key="tier", format_func=TIER_LABELS.get, horizontal=True)
-    plan = forecast(tier, aspect, settings)
-    t = plan.choice.tier
-    if tier == "auto":
-        st.caption(f"Memory now gives **{t.name}**: {plan.choice.reason}.")
-    st.caption(
-        f"Output: **{plan.width}×{plan.height}**, {t.video_kbps}k video, {t.audio_kbps}k audio, {t.fps} fps; "
-        f"render budget now {plan.budget_mb:.0f} MB."
-    )
     method = st.radio(
         "Render method", list(METHOD_LABELS), key="method", format_func=METHOD_LABELS.get, horizontal=True
     )
@@ -71,14 +63,30 @@ with tuning_col:
         "No fallback (run this method alone)", key="no_fallback", disabled=method == "auto",
         help="For tuning: the chosen method runs alone and the generation fails if it fails.",
     )  # fmt: skip
-
-clicked = st.button("Generate video", type="primary", disabled=busy, key="generate", use_container_width=True)
-if clicked:
     request = Request(
         text=text, author=author, lang=lang, tts=tts, tier=tier, method=method,
         fallback=not (no_fallback and method != "auto"), aspect=aspect, captions=captions, motion=motion,
         background=shade, background_image=upload.getvalue() if upload is not None else None,
     )  # fmt: skip
+    plan = forecast(request, settings, store)
+    t = plan.choice.tier
+    if tier == "auto":
+        st.caption(f"Memory now gives **{t.name}**: {plan.choice.reason}.")
+    st.caption(
+        f"Output: **{plan.width}×{plan.height}**, up to {t.video_kbps}k video, {t.audio_kbps}k audio, {t.fps} fps; "
+        f"render budget now {plan.budget_mb:.0f} MB."
+    )
+    if plan.choice.prediction is not None:
+        p = plan.choice.prediction
+        st.caption(
+            f"Predicted from {p.runs} like renders ({p.method}, {p.band}): peak **{p.p95_peak_mb:.0f} MB** (p95), "
+            f"about **{plan.predicted_wall_s:.1f} s** to render."
+        )
+    else:
+        st.caption("No prediction yet: too few renders like this one in the history.")
+
+clicked = st.button("Generate video", type="primary", disabled=busy, key="generate", use_container_width=True)
+if clicked:
     job = GenerationJob(request, settings, store).start()
     st.session_state["job"] = job
     busy = True
@@ -137,6 +145,13 @@ def show_report(result: Result) -> None:
             "bitrates": f"{result.video_kbps}k video, {result.audio_kbps}k audio" if result.video_kbps else "-",
             "size": f"{result.size_bytes / 1024:.0f} KB" if result.size_bytes else "-",
             "available memory before": f"{result.available_mb:.0f} MB",
+            "picture quality": f"SSIM {result.ssim:.4f}, PSNR {result.psnr_db:.1f} dB" if result.ssim else "-",
+            "predicted against actual": (
+                f"peak {result.predicted_peak_mb:.0f} MB vs {result.peak_rss_mb:.0f} MB, "
+                f"{result.predicted_wall_s:.1f} s vs {result.wall_s:.1f} s"
+                if result.predicted_peak_mb
+                else "no prediction (too few like renders in the history)"
+            ),
             "speech engine": speech,
             "stage times": ", ".join(f"{k} {v:.2f} s" for k, v in result.stage_s.items()),
         }

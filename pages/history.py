@@ -6,7 +6,8 @@ import streamlit as st
 
 from engine import charts
 from engine.errors import QuoteError
-from engine.forecast import forecast
+from engine.memory import read_memory
+from engine.plan import attempt_budget_mb
 from engine.service import shared_store
 from engine.settings import Settings
 from engine.stats import summary
@@ -43,7 +44,7 @@ else:
     cols[4].metric("Peak memory, p95", "-" if peak["p95"] is None else f"{peak['p95']:.0f} MB")
 
     attempts = charts.attempts_frame([a for a in store.attempts() if a.generation_id in set(view["id"])])
-    budget = forecast("auto", "16:9", settings).budget_mb
+    budget = attempt_budget_mb(read_memory(settings.max_memory_mb).available_mb)
     left, right = st.columns(2)
     left.plotly_chart(charts.peak_memory_figure(view, budget), key="peak-chart", use_container_width=True)
     right.plotly_chart(charts.attempt_outcomes_figure(attempts), key="attempts-chart", use_container_width=True)
@@ -51,6 +52,7 @@ else:
     right.plotly_chart(charts.success_rate_figure(view), key="success-chart", use_container_width=True)
     left.plotly_chart(charts.memory_vs_duration_figure(view), key="duration-chart", use_container_width=True)
     right.plotly_chart(charts.time_per_second_figure(view), key="speed-chart", use_container_width=True)
+    left.plotly_chart(charts.quality_figure(view), key="quality-chart", use_container_width=True)
 
     st.subheader("One generation")
     labels = {

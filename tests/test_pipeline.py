@@ -8,7 +8,8 @@ from engine.errors import InvalidInput, NotEnoughMemory, RenderFailed
 from engine.ffmpeg import probe
 from engine.memory import read_memory
 from engine.models import AttemptEvent, MemorySample, Request, StageEvent
-from engine.pipeline import attempt_budget_mb, generate, method_chain
+from engine.pipeline import generate
+from engine.plan import attempt_budget_mb, method_chain
 
 
 def test_a_quote_becomes_a_verified_mp4(settings):
