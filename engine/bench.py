@@ -92,10 +92,33 @@ def _scratch_root(settings: Settings) -> Path:
     return settings.temp_dir
 
 
-def _cell(case: dict, tier_name: str, method: str, speech, runs: int, folder: Path, settings: Settings) -> Cell:
+def sweep(text: str, author: str, settings: Settings, frames_dir: Path, progress=print) -> list[tuple[Cell, Path]]:
+    """Render one quote at every tier and method (one run each, speech made once); each
+    cell with a frame of its video, saved in `frames_dir` for comparing by eye."""
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="sweep-", dir=_scratch_root(settings)))
+    case = {"name": "sweep", "text": text, "author": author}
+    try:
+        speech = EspeakEngine().synthesize(text, "en", folder)
+        done = []
+        for tier_name, method in [*((t, m) for t in ("high", "medium", "low") for m in ("moviepy", "ffmpeg")),
+                                  ("emergency", "emergency")]:  # fmt: skip
+            frame = frames_dir / f"{tier_name}-{method}.jpg"
+            cell = _cell(case, tier_name, method, speech, 1, folder, settings, keep_frame=frame)
+            progress(f"{tier_name:9} {method:9} {cell.peak_rss_mb:7.1f} MB {cell.wall_s:6.2f} s")
+            done.append((cell, frame))
+        return done
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _cell(
+    case: dict, tier_name: str, method: str, speech, runs: int, folder: Path, settings: Settings,
+    keep_frame: Path | None = None,
+) -> Cell:  # fmt: skip
     used = tier(tier_name, settings)
     width, height = used.size("16:9")
-    card = draw_card(case["text"], "", (width, height), folder / f"card-{width}x{height}.png")
+    card = draw_card(case["text"], case.get("author", ""), (width, height), folder / f"card-{width}x{height}.png")
     duration = min(speech.duration_s, used.max_duration_s or speech.duration_s)
     measured, quality = [], None
     for attempt in range(runs):
@@ -111,6 +134,9 @@ def _cell(case: dict, tier_name: str, method: str, speech, runs: int, folder: Pa
         measured.append((run.peak_rss_mb, run.wall_s, out.stat().st_size))
         if quality is None:
             quality = measure(out, card, min(1.0, duration / 2))
+            if keep_frame is not None:
+                at = f"{min(1.0, duration / 2):.3f}"
+                ffmpeg.run(["-ss", at, "-i", str(out), "-frames:v", "1", "-q:v", "3", str(keep_frame)])
         out.unlink()
     return Cell(
         quote=case["name"], chars=len(case["text"]), tier=tier_name, method=method, width=width, height=height,
@@ -259,10 +285,12 @@ def table(report: dict) -> str:
             f"{row['long_s']:.0f} s ({row['growth']:+.1%})"
         )
     leak = report["leak"]
-    lines.append(f"leak: {leak['generations']} generations grew this process by {leak['growth_mb']} MB")
+    if leak:
+        lines.append(f"leak: {leak['generations']} generations grew this process by {leak['growth_mb']} MB")
     over = report["sampling_overhead"]
-    lines.append(
-        f"sampling: {over['samples_per_s']} samples/s, {over['cpu_ms_per_sample']} ms CPU each, "
-        f"{over['share_of_render_time']:.2%} of the render time"
-    )
+    if over:
+        lines.append(
+            f"sampling: {over['samples_per_s']} samples/s, {over['cpu_ms_per_sample']} ms CPU each, "
+            f"{over['share_of_render_time']:.2%} of the render time"
+        )
     return "\n".join(lines)

@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for the JSON report")
     be.add_argument("--json", action="store_true", help="print the JSON report")
 
+    sw = commands.add_parser("sweep", help="render a quote at every tier and method, side by side, with frames")
+    sw.add_argument("text", help="the quote")
+    sw.add_argument("--author", default="", help="shown under the quote")
+    sw.add_argument("--out", type=Path, default=Path("sweep-results"), help="folder for the frames")
+    sw.add_argument("--json", action="store_true", help="print one JSON object")
+
     mon = commands.add_parser("monitor", help="live memory readout: host, container, app tree")
     mon.add_argument("--interval", type=float, default=1.0, help="seconds between readings")
     mon.add_argument("--count", type=int, default=0, help="stop after this many readings (0: until Ctrl-C)")
@@ -102,7 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QuoteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    handlers = {"generate": _generate, "stats": _stats, "storage": _storage, "cleanup": _cleanup, "bench": _bench}
+    handlers = {
+        "generate": _generate,
+        "stats": _stats,
+        "storage": _storage,
+        "cleanup": _cleanup,
+        "bench": _bench,
+        "sweep": _sweep,
+    }
     return handlers.get(args.command, _monitor)(args, settings)
 
 
@@ -305,4 +318,24 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(table(report))
         print(f"\nreport: {path}")
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.bench import sweep, table
+    from engine.validate import validate
+
+    try:
+        request = validate(Request(args.text, author=args.author), settings)
+    except QuoteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    cells = sweep(request.text, request.author, settings, args.out, progress=say)
+    rows = [{**asdict(cell), "frame": str(frame)} for cell, frame in cells]
+    if args.json:
+        print(json.dumps({"cells": rows}, indent=2))
+    else:
+        print(table({"cells": rows, "targets": [], "flat_in_duration": [], "leak": None, "sampling_overhead": None}))
+        print(f"\nframes: {args.out}")
     return EXIT_OK

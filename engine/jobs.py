@@ -89,3 +89,35 @@ class GenerationJob:
                 self._attempts.append(event.attempt)
             elif isinstance(event, StageEvent):
                 self._stage, self._message = event.stage, event.message
+
+
+class BackgroundTask:
+    """Any long call run off the caller's thread (the tuning sweep), polled for its outcome."""
+
+    def __init__(self, work, *args) -> None:
+        self._work, self._args = work, args
+        self.lines: list[str] = []  # progress, one line per step
+        self.result = None
+        self.error: Exception | None = None
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="background-task", daemon=True)
+
+    def start(self) -> BackgroundTask:
+        self._thread.start()
+        return self
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        return self._finished.wait(timeout_s)
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def _run(self) -> None:
+        try:
+            self.result = self._work(*self._args, progress=self.lines.append)
+        except Exception as exc:  # shown to the tuning team as a sentence; the traceback is logged
+            log.exception("background task failed")
+            self.error = exc
+        finally:
+            self._finished.set()

@@ -1,14 +1,17 @@
 """Generate: a quote in, a narrated video out, with the tuning team's overrides and live memory."""
 
+import shutil
+import uuid
 from urllib.parse import urlsplit
 
 import streamlit as st
 
 from engine.background import PALETTE
+from engine.bench import sweep
 from engine.charts import live_figure
 from engine.forecast import forecast
 from engine.http import video_url
-from engine.jobs import GenerationJob, JobView
+from engine.jobs import BackgroundTask, GenerationJob, JobView
 from engine.models import Request, Result
 from engine.service import shared_store
 from engine.settings import Settings
@@ -85,7 +88,7 @@ with tuning_col:
     else:
         st.caption("No prediction yet: too few renders like this one in the history.")
 
-clicked = st.button("Generate video", type="primary", disabled=busy, key="generate", use_container_width=True)
+clicked = st.button("Generate video", type="primary", disabled=busy, key="generate", width="stretch")
 if clicked:
     job = GenerationJob(request, settings, store).start()
     st.session_state["job"] = job
@@ -96,7 +99,7 @@ def show_progress(view: JobView) -> None:
     st.markdown(f"**{view.stage.capitalize()}**: {view.message} · {view.elapsed_s:.1f} s")
     budget = view.samples[-1].budget_mb if view.samples else None
     if view.samples:
-        st.plotly_chart(live_figure(view.samples, budget), key="live-chart", use_container_width=True)
+        st.plotly_chart(live_figure(view.samples, budget), key="live-chart", width="stretch")
     for attempt in view.attempts:
         if attempt.status != "ok":
             st.warning(f"{attempt.method} at {attempt.tier} tier: {attempt.status}, {attempt.error}. Falling back.")
@@ -172,7 +175,7 @@ def show_report(result: Result) -> None:
                     for n, a in enumerate(result.attempts, start=1)
                 ],
                 hide_index=True,
-                use_container_width=True,
+                width="stretch",
             )
 
 
@@ -190,3 +193,48 @@ elif job is not None:
             st.error(message)
         if view.error.result is not None and view.error.result.attempts:
             show_report(view.error.result)
+
+
+with st.expander("Compare every tier and method (for tuning)"):
+    st.caption(
+        "Renders the quote above at high, medium and low with MoviePy and FFmpeg, and once as the emergency "
+        "render: memory, time, size and picture quality side by side, with a frame of each to compare by eye."
+    )
+    task: BackgroundTask | None = st.session_state.get("sweep")
+    if st.button(
+        "Run the comparison", key="sweep_run", disabled=(task is not None and not task.done) or not text.strip()
+    ):
+        frames = settings.temp_dir / f"sweep-{uuid.uuid4().hex}"
+        task = BackgroundTask(sweep, request.text.strip(), request.author.strip(), settings, frames).start()
+        st.session_state["sweep"] = task
+        st.session_state.pop("sweep_frames", None)
+
+    @st.fragment(run_every=1.0)
+    def sweep_progress() -> None:
+        current: BackgroundTask | None = st.session_state.get("sweep")
+        if current is None:
+            return
+        if current.done:
+            st.rerun()
+        st.caption(" · ".join(current.lines) or "starting…")
+
+    if task is not None and not task.done:
+        sweep_progress()
+    elif task is not None and task.error is not None:
+        st.error(f"The comparison failed: {task.error}")
+    elif task is not None:
+        if "sweep_frames" not in st.session_state:  # read once, then the scratch folder goes
+            st.session_state["sweep_frames"] = [frame.read_bytes() for _, frame in task.result]
+            shutil.rmtree(task.result[0][1].parent, ignore_errors=True)
+        cells = task.result
+        st.dataframe(
+            [
+                {"tier": c.tier, "method": c.method, "size": f"{c.width}×{c.height}", "peak MB": c.peak_rss_mb,
+                 "time s": c.wall_s, "file KB": round(c.size_bytes / 1024), "SSIM": c.ssim, "PSNR dB": c.psnr_db}
+                for c, _ in cells
+            ],
+            hide_index=True, width="stretch", key="sweep_table",
+        )  # fmt: skip
+        columns = st.columns(3)
+        for index, ((cell, _), frame) in enumerate(zip(cells, st.session_state["sweep_frames"], strict=True)):
+            columns[index % 3].image(frame, caption=f"{cell.tier} · {cell.method}", width="stretch")

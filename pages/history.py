@@ -46,13 +46,13 @@ else:
     attempts = charts.attempts_frame([a for a in store.attempts() if a.generation_id in set(view["id"])])
     budget = attempt_budget_mb(read_memory(settings.max_memory_mb).available_mb)
     left, right = st.columns(2)
-    left.plotly_chart(charts.peak_memory_figure(view, budget), key="peak-chart", use_container_width=True)
-    right.plotly_chart(charts.attempt_outcomes_figure(attempts), key="attempts-chart", use_container_width=True)
-    left.plotly_chart(charts.fallback_rate_figure(view), key="fallback-chart", use_container_width=True)
-    right.plotly_chart(charts.success_rate_figure(view), key="success-chart", use_container_width=True)
-    left.plotly_chart(charts.memory_vs_duration_figure(view), key="duration-chart", use_container_width=True)
-    right.plotly_chart(charts.time_per_second_figure(view), key="speed-chart", use_container_width=True)
-    left.plotly_chart(charts.quality_figure(view), key="quality-chart", use_container_width=True)
+    left.plotly_chart(charts.peak_memory_figure(view, budget), key="peak-chart", width="stretch")
+    right.plotly_chart(charts.attempt_outcomes_figure(attempts), key="attempts-chart", width="stretch")
+    left.plotly_chart(charts.fallback_rate_figure(view), key="fallback-chart", width="stretch")
+    right.plotly_chart(charts.success_rate_figure(view), key="success-chart", width="stretch")
+    left.plotly_chart(charts.memory_vs_duration_figure(view), key="duration-chart", width="stretch")
+    right.plotly_chart(charts.time_per_second_figure(view), key="speed-chart", width="stretch")
+    left.plotly_chart(charts.quality_figure(view), key="quality-chart", width="stretch")
 
     st.subheader("One generation")
     labels = {
@@ -65,13 +65,13 @@ else:
         points = store.timeline(chosen)
         if points:
             st.plotly_chart(
-                charts.timeline_figure(points, store.attempts(chosen)), key="timeline-chart", use_container_width=True
+                charts.timeline_figure(points, store.attempts(chosen)), key="timeline-chart", width="stretch"
             )
         else:
             st.caption("No memory timeline: this generation stopped before rendering.")
 
     st.subheader("Generations")
-    st.dataframe(view, hide_index=True, use_container_width=True, key="h_table")
+    st.dataframe(view, hide_index=True, width="stretch", key="h_table")
     st.download_button(
         "Export CSV", view.to_csv(index=False), file_name="quote-to-speak-history.csv", mime="text/csv", key="h_csv"
     )

@@ -164,3 +164,16 @@ def test_cleanup_needs_the_admin_token_when_one_is_set(env, monkeypatch):
     at.text_input(key="h_token").input("wrong")
     at.button[0].click().run()
     assert any("admin token is wrong" in e.value for e in at.error)
+
+
+def test_the_tuning_comparison_shows_every_tier_and_method(env):
+    at = app()
+    at.text_area(key="text").input("Stay hungry.").run()
+    at.button(key="sweep_run").click().run()
+    task = at.session_state["sweep"]
+    assert task.wait(180)
+    at.run()
+    assert not at.exception
+    table = at.dataframe[-1].value
+    assert list(table["method"]) == ["moviepy", "ffmpeg"] * 3 + ["emergency"]
+    assert len(at.get("image")) == 7

@@ -1,0 +1,47 @@
+"""The benchmark and the tuning sweep, end to end (quick versions)."""
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from .conftest import run_cli
+
+
+def test_bench_quick_reports_ratios_against_plain_moviepy(tmp_path):
+    env = {"DATA_DIR": str(tmp_path / "data")}
+    done = run_cli("bench", "--quick", "--json", "--out", str(tmp_path / "results"), env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    cells = {(c["tier"], c["method"]): c for c in report["cells"]}
+    assert set(cells) == {("high", "plain"), ("high", "moviepy"), ("high", "ffmpeg"), ("emergency", "emergency")}
+    plain, fast = cells[("high", "plain")], cells[("high", "ffmpeg")]
+    assert plain["faster_x"] is None and fast["faster_x"] == round(plain["wall_s"] / fast["wall_s"], 1)
+    assert fast["less_memory_x"] == round(plain["peak_rss_mb"] / fast["peak_rss_mb"], 2)
+    assert all(c["ssim"] > 0.9 and c["size_bytes"] > 0 for c in report["cells"])
+    assert {t["method"] for t in report["targets"]} == {"ffmpeg", "moviepy"}
+    assert {row["method"] for row in report["flat_in_duration"]} == {"moviepy", "ffmpeg", "emergency"}
+    assert report["leak"]["generations"] == 10
+    assert report["sampling_overhead"]["samples_per_s"] >= 20
+    [saved] = (tmp_path / "results").glob("bench-*.json")
+    assert json.loads(saved.read_text())["cells"] == report["cells"]
+    assert not list((tmp_path / "data" / "tmp").iterdir())  # the bench's scratch is gone
+
+
+def test_sweep_renders_every_tier_and_method_with_frames(tmp_path):
+    env = {"DATA_DIR": str(tmp_path / "data")}
+    done = run_cli("sweep", "Stay hungry.", "--json", "--out", str(tmp_path / "frames"), env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cells = json.loads(done.stdout)["cells"]
+    assert [(c["tier"], c["method"]) for c in cells] == [
+        ("high", "moviepy"), ("high", "ffmpeg"), ("medium", "moviepy"), ("medium", "ffmpeg"),
+        ("low", "moviepy"), ("low", "ffmpeg"), ("emergency", "emergency"),
+    ]  # fmt: skip
+    for cell in cells:
+        with Image.open(Path(cell["frame"])) as frame:
+            assert frame.size == (cell["width"], cell["height"])
+
+
+def test_sweep_refuses_bad_input(tmp_path):
+    done = run_cli("sweep", "", env={"DATA_DIR": str(tmp_path / "data")})
+    assert done.returncode == 2 and "empty" in done.stderr
