@@ -72,7 +72,7 @@ def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
     page.get_by_label("Quote", exact=True).fill(LONG_QUOTE)
     page.get_by_role("button", name="Generate video").click()
     try:
-        page.get_by_text("Render:").wait_for(timeout=30_000)
+        page.get_by_text("Render: attempt").wait_for(timeout=30_000)
     except Exception:
         page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
         raise
