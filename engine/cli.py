@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from engine.pipeline import generate
-    from engine.service import shared_store
+    from engine.service import shared_gate, shared_store
 
     try:
         picture = _read_upload(args.background_image)
@@ -135,7 +135,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         out=args.out,
     )  # fmt: skip
     try:
-        result = generate(request, settings, store=shared_store(settings))
+        result = generate(request, settings, store=shared_store(settings), gate=shared_gate(settings))
         code = EXIT_OK
     except QuoteError as exc:
         result, code = exc.result, exc.exit_code

@@ -4,6 +4,7 @@ QuoteError
 ├── ConfigError        a setting (environment variable) has a bad value
 ├── InvalidInput       the request cannot be served as asked (text, options, upload)
 ├── NotEnoughMemory    admission refused: too little memory right now
+│   └── Busy           the queue or a visitor's limit is full: try again soon
 ├── SpeechFailed       no speech engine produced usable audio
 └── RenderFailed       every render method failed
 
@@ -39,6 +40,13 @@ class NotEnoughMemory(QuoteError):
         super().__init__(
             f"not enough memory: {available_mb:.0f} MB available, {needed_mb:.0f} MB needed; try again in a moment"
         )
+
+
+class Busy(NotEnoughMemory):
+    """Refused for load, not for the request: the same exit code as not enough memory."""
+
+    def __init__(self, message: str) -> None:
+        QuoteError.__init__(self, message)
 
 
 class SpeechFailed(QuoteError):

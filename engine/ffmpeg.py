@@ -5,23 +5,26 @@ imageio-ffmpeg ships ffmpeg without ffprobe, so probing reads `ffmpeg -i`'s stre
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from engine.errors import RenderFailed
 
 
-@cache
 def ffmpeg_exe() -> str:
+    """The ffmpeg that imageio-ffmpeg ships (or IMAGEIO_FFMPEG_EXE names); RenderFailed if absent."""
     try:
         import imageio_ffmpeg
 
-        return imageio_ffmpeg.get_ffmpeg_exe()
+        path = imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError) as exc:
-        raise RenderFailed(f"ffmpeg is not available ({exc}); reinstall the requirements") from exc
+        raise RenderFailed(f"ffmpeg is not available ({exc}); reinstall the requirements") from None
+    if not os.access(path, os.X_OK):
+        raise RenderFailed(f"ffmpeg is missing at {path}; reinstall the requirements (imageio-ffmpeg)")
+    return path
 
 
 def command(args: list[str]) -> list[str]:
@@ -39,7 +42,18 @@ def run(args: list[str], timeout_s: float = 600.0) -> None:
     except OSError as exc:
         raise RenderFailed(f"ffmpeg could not start ({exc.strerror}); reinstall the requirements") from None
     if done.returncode != 0:
-        raise RenderFailed(f"ffmpeg failed: {last_words(done.stderr) or f'exit {done.returncode}'}")
+        raise RenderFailed(f"ffmpeg failed: {explain(done.stderr) or f'exit {done.returncode}'}")
+
+
+DISK_FULL = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def explain(stderr: bytes) -> str:
+    """ffmpeg's reason, with a plain sentence in front when the disk filled up."""
+    words = last_words(stderr)
+    if any(sign in words for sign in DISK_FULL):
+        return f"the disk is full or the file size limit was reached ({words}); free space in DATA_DIR"
+    return words
 
 
 def last_words(stderr: bytes) -> str:

@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from engine.admission import Gate, VisitorLimits
 from engine.errors import QuoteError
 from engine.history import HistoryStore
 from engine.models import Attempt, AttemptEvent, MemorySample, ProgressEvent, Request, Result, StageEvent
@@ -33,10 +34,19 @@ class JobView:
 
 
 class GenerationJob:
-    def __init__(self, request: Request, settings: Settings, store: HistoryStore | None) -> None:
+    def __init__(
+        self,
+        request: Request,
+        settings: Settings,
+        store: HistoryStore | None,
+        gate: Gate | None = None,
+        visitor: tuple[VisitorLimits, str] | None = None,
+    ) -> None:
         self.request = request
         self._settings = settings
         self._store = store
+        self._gate = gate
+        self._visitor = visitor
         self._lock = threading.Lock()
         self._stage, self._message = "queued", "waiting to start"
         self._samples: list[MemorySample] = []
@@ -68,7 +78,9 @@ class GenerationJob:
 
     def _run(self) -> None:
         try:
-            result = generate(self.request, self._settings, self._on_event, self._store)
+            limits, visitor = self._visitor or (VisitorLimits(), "")
+            with limits.hold(visitor):
+                result = generate(self.request, self._settings, self._on_event, self._store, self._gate)
             with self._lock:
                 self._result = result
         except QuoteError as exc:

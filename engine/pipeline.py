@@ -6,22 +6,24 @@ a Result, or raises a QuoteError whose `.result` holds what was known (attempts,
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine.admission import Gate, Waiting, default_need_mb
 from engine.background import background
 from engine.captions import caption_states, phrase_spans
 from engine.card import draw_cards
-from engine.errors import InvalidInput, NotEnoughMemory, QuoteError, RenderFailed, SpeechFailed
+from engine.errors import Busy, InvalidInput, NotEnoughMemory, QuoteError, RenderFailed, SpeechFailed
 from engine.history import HistoryStore
 from engine.memory import read_memory
 from engine.models import Attempt, AttemptEvent, MemorySample, ProgressEvent, Request, Result, StageEvent
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 OnEvent = Callable[[ProgressEvent], None]
 ERROR_KINDS = {
+    Busy: "busy",
     InvalidInput: "invalid_input",
     NotEnoughMemory: "not_enough_memory",
     SpeechFailed: "speech_failed",
@@ -78,9 +81,14 @@ class _Run:
 
 
 def generate(
-    request: Request, settings: Settings, on_event: OnEvent | None = None, store: HistoryStore | None = None
+    request: Request,
+    settings: Settings,
+    on_event: OnEvent | None = None,
+    store: HistoryStore | None = None,
+    gate: Gate | None = None,
 ) -> Result:
-    """Make one video; recorded in `store` (when given) whatever the outcome."""
+    """Make one video; recorded in `store` (when given) whatever the outcome. With a `gate`,
+    the render waits its turn until its predicted peak fits the memory free."""
     emit = on_event or (lambda _event: None)
     run = _Run(uuid.uuid4().hex)
     job_dir = settings.temp_dir / run.generation_id
@@ -95,7 +103,8 @@ def generate(
         with _stage(run, "speech"):
             speech = _speech(request, settings, job_dir)
         run.fields.update(tts_engine=speech.engine, tts_fallback_reason=speech.fallback_reason)
-        output = _render_chain(run, request, speech, choice, settings, job_dir, emit)
+        with _admitted(gate, request, choice, emit):
+            output = _render_chain(run, request, speech, choice, settings, job_dir, emit)
         result = replace(run.result("ok"), output=output)
         history.finish(result)
         if store is not None and over_quota(settings):
@@ -107,6 +116,18 @@ def generate(
         history.finish(exc.result, ERROR_KINDS.get(type(exc), "error"))
         emit(StageEvent("error", str(exc)))
         raise
+    except OSError as exc:  # our own writes (speech, cards, the output): a full disk, a lost folder
+        why = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            failure = RenderFailed(
+                f"the disk is full or the file size limit was reached ({why}); free space in DATA_DIR"
+            )
+        else:
+            failure = RenderFailed(f"could not write the video's files ({why}); check DATA_DIR")
+        failure.result = run.result("error", str(failure))
+        history.finish(failure.result, "storage")
+        emit(StageEvent("error", str(failure)))
+        raise failure from exc
     except Exception as exc:
         history.finish(run.result("error", f"internal error: {type(exc).__name__}: {exc}"), "internal")
         raise
@@ -164,6 +185,20 @@ def _admit(run: _Run, request: Request, settings: Settings, emit: OnEvent, store
         )
     emit(StageEvent("admit", f"tier {choice.tier.name}: {choice.reason}"))
     return choice
+
+
+def _admitted(gate: Gate | None, request: Request, choice: TierChoice, emit: OnEvent):
+    if gate is None:
+        return nullcontext()
+    first = method_chain(request)[0]
+    need = choice.prediction.p95_peak_mb if choice.prediction else default_need_mb(first, choice.tier.name)
+
+    def waiting(state: Waiting) -> None:
+        free = max(0.0, state.free_mb)
+        emit(StageEvent("queued", f"position {state.position}, waited {state.waited_s:.0f} s "
+                                  f"(needs {state.need_mb:.0f} MB, {free:.0f} MB free)"))  # fmt: skip
+
+    return gate.admit(need, waiting)
 
 
 def _speech(request: Request, settings: Settings, job_dir: Path) -> Speech:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from engine.admission import Gate, VisitorLimits
 from engine.history import HistoryStore
 from engine.settings import Settings
 from engine.storage import cleanup
@@ -16,3 +17,14 @@ def shared_store(settings: Settings) -> HistoryStore:
     store = HistoryStore.open(settings)
     cleanup(settings, store)
     return store
+
+
+@cache
+def shared_gate(settings: Settings) -> Gate:
+    """The admission gate every session and CLI worker of this process shares."""
+    return Gate(settings)
+
+
+@cache
+def shared_limits() -> VisitorLimits:
+    return VisitorLimits()

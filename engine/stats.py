@@ -2,7 +2,7 @@
 
 `failed` counts generations the app accepted and could not finish (every method
 failed, speech failed, interrupted); `refused` counts requests turned away before any
-work (invalid input, not enough memory). `success_rate` is succeeded over accepted.
+work (invalid input, not enough memory, busy). `success_rate` is succeeded over accepted.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from engine.history import GenerationRecord, HistoryStore
 
 WINDOWS = {"hour": 3600.0, "day": 86400.0, "all": None}
-REFUSALS = {"invalid_input", "not_enough_memory"}
+REFUSALS = {"invalid_input", "not_enough_memory", "busy"}
 
 
 def stats(store: HistoryStore, window: str = "all", now: float | None = None) -> dict:

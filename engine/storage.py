@@ -6,6 +6,7 @@ and never a file or temp folder of a generation still running.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -14,6 +15,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import psutil
 
 from engine.history import HistoryStore
 from engine.memory import read_memory
@@ -70,6 +73,10 @@ def cleanup(
     now = time.time() if now is None else now
     root = settings.data_dir.resolve()
     interrupted = store.mark_interrupted()
+    for generation_id in interrupted:
+        # A crashed app's renders: end any process still working in the job's folder, then the folder.
+        kill_workers_in(settings.temp_dir / generation_id)
+        shutil.rmtree(settings.temp_dir / generation_id, ignore_errors=True)
     running = store.running_ids()
     kept = {Path(p).resolve() for p in keep}
     outputs = [f for f in _files(settings.outputs_dir) if _removable(f[0], root, running) and f[0] not in kept]
@@ -89,10 +96,24 @@ def cleanup(
     removed = [entry for entry in doomed if _unlink(entry[0])]
     store.mark_files_removed([str(path) for path, _, _ in removed])
     swept = _sweep_temp(settings.temp_dir, root, running, now)
-    report = CleanupReport(len(removed), sum(size for _, size, _ in removed), swept, interrupted)
+    report = CleanupReport(len(removed), sum(size for _, size, _ in removed), swept, len(interrupted))
     if removed or swept or interrupted:
         log.info("cleanup: %s", report)
     return report
+
+
+def kill_workers_in(folder: Path) -> int:
+    """SIGKILL every process whose command line names a path inside `folder` (render steps
+    always name their job's files); how many. Matching the folder, unique per generation,
+    keeps a reused pid from being hit."""
+    marker = str(folder.resolve())
+    killed = 0
+    for proc in psutil.process_iter(["cmdline"]):
+        if proc.pid != os.getpid() and any(marker in part for part in proc.info["cmdline"] or ()):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+                killed += 1
+    return killed
 
 
 def over_quota(settings: Settings) -> bool:

@@ -13,7 +13,7 @@ from engine.forecast import forecast
 from engine.http import video_url
 from engine.jobs import BackgroundTask, GenerationJob, JobView
 from engine.models import Request, Result
-from engine.service import shared_store
+from engine.service import shared_gate, shared_limits, shared_store
 from engine.settings import Settings
 from engine.speech import languages_for
 
@@ -88,9 +88,19 @@ with tuning_col:
     else:
         st.caption("No prediction yet: too few renders like this one in the history.")
 
+
+def visitor_id() -> str:
+    """Who the per-visitor limits count: the client's address when Streamlit knows it (so new
+    tabs do not reset the count), else this browser session."""
+    if "visitor" not in st.session_state:
+        st.session_state["visitor"] = st.context.ip_address or uuid.uuid4().hex
+    return st.session_state["visitor"]
+
+
 clicked = st.button("Generate video", type="primary", disabled=busy, key="generate", width="stretch")
 if clicked:
-    job = GenerationJob(request, settings, store).start()
+    visitor = (shared_limits(), visitor_id())
+    job = GenerationJob(request, settings, store, shared_gate(settings), visitor).start()
     st.session_state["job"] = job
     busy = True
 

@@ -112,7 +112,7 @@ def test_a_row_left_running_by_a_dead_process_is_marked_interrupted(store):
     with store.engine.begin() as conn:
         conn.execute(sa.text("UPDATE generations SET pid = :pid"), {"pid": int(dead.stdout)})
     store.begin("c" * 32, Request("y"))  # this process: still running
-    assert store.mark_interrupted() == 1
+    assert store.mark_interrupted() == ["b" * 32]
     assert store.generation("b" * 32).status == "interrupted"
     assert store.generation("c" * 32).status == "running"
     assert store.running_ids() == {"c" * 32}

@@ -38,9 +38,9 @@ def database_url(settings: Settings) -> str:
 
 
 class HistoryStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout_s: float = 30.0) -> None:
         self.url = url
-        self.engine = _make_engine(url)
+        self.engine = _make_engine(url, busy_timeout_s)
         with self._migration_lock(), self.engine.begin() as conn:
             self.version = migrate(conn)
 
@@ -123,8 +123,8 @@ class HistoryStore:
                     ],
                 )
 
-    def mark_interrupted(self) -> int:
-        """Rows left `running` by a process of this host that is gone; how many were marked."""
+    def mark_interrupted(self) -> list[str]:
+        """Rows left `running` by a process of this host that is gone: marked, and their ids."""
         g = schema.generations
         with self.engine.begin() as conn:
             rows = conn.execute(
@@ -142,7 +142,7 @@ class HistoryStore:
                         finished_at=time.time(),
                     )
                 )
-        return len(dead)
+        return dead
 
     def mark_files_removed(self, paths: list[str]) -> None:
         if not paths:
@@ -230,17 +230,17 @@ def _alive_since(pid: int | None, created_at: float) -> bool:
         return False
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, busy_timeout_s: float) -> Engine:
     if not url.startswith("sqlite"):
         return sa.create_engine(url, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record) -> None:
         # WAL lets readers work beside one writer; busy_timeout makes writers wait, not fail.
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

@@ -15,6 +15,7 @@ from engine.render.job import RenderJob
 
 
 def main(argv: list[str]) -> int:
+    _die_with_parent()
     job = RenderJob.from_json(Path(argv[1]).read_text())
     if job.crash:
         import os
@@ -36,6 +37,22 @@ def main(argv: list[str]) -> int:
         print(f"{type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
         return 1
     return 0
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child when the app that started it dies, so a killed app
+    leaves no render running (MoviePy's ffmpeg then sees its input close and exits)."""
+    import ctypes
+    import os
+    import signal
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the start-up sweep of orphans still applies
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.ffmpeg import last_words
+from engine.errors import RenderFailed
+from engine.ffmpeg import explain
 from engine.memory import TreeSampler
 from engine.render import still_loop
 from engine.render.job import RenderJob
@@ -48,7 +49,10 @@ def run_isolated(
     job: RenderJob, budget_mb: float, on_sample: OnSample | None = None, timeout_s: float = 900.0
 ) -> IsolatedRun:
     started = time.monotonic()
-    steps, scratch = _plan(job)
+    try:
+        steps, scratch = _plan(job)
+    except RenderFailed as exc:  # ffmpeg missing: this method fails, the chain goes on
+        return IsolatedRun("failed", str(exc), 0.0, 0.0, ())
     peak, timeline, status, error = 0.0, [], "ok", None
     try:
         for step in steps:
@@ -122,13 +126,15 @@ def _outcome(code, stderr: bytes, step: _Step, sampler: TreeSampler, budget_mb: 
         return "timeout", f"stopped after {timeout_s:.0f} s without finishing"
     if code == 0:
         return "ok", None
+    if code == -signal.SIGXFSZ:
+        return "failed", "the disk is full or the file size limit was reached (SIGXFSZ); free space in DATA_DIR"
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
         return "crashed", f"the render process died ({name})"
     if step.is_ffmpeg:
-        return "failed", f"ffmpeg failed: {last_words(stderr) or f'exit {code}'}"
+        return "failed", f"ffmpeg failed: {explain(stderr) or f'exit {code}'}"
     lines = stderr.decode(errors="replace").strip().splitlines()
-    return "failed", lines[-1] if lines else f"the render process exited with {code}"
+    return "failed", explain(stderr) if lines else f"the render process exited with {code}"
 
 
 def _kill_group(pgid: int) -> None:

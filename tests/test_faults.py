@@ -1,0 +1,174 @@
+"""Faults survived: killed renders, missing or failing ffmpeg, a full disk, a locked history,
+an app killed mid-generation, a visitor who leaves. Each ends in a sentence or a video."""
+
+import json
+import os
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+import pytest
+
+from engine.errors import RenderFailed
+from engine.history import HistoryStore
+from engine.jobs import GenerationJob
+from engine.models import Request
+from engine.pipeline import generate
+
+from .conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+LONG = (
+    "Twenty years from now you will be more disappointed by the things that you didn't do than by the ones "
+    "you did do. So throw off the bowlines. Sail away from the safe harbor. Catch the trade winds in your sails."
+)
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def render_children(root_pid: int, marker: str = "engine.render.child"):
+    try:
+        procs = psutil.Process(root_pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    found = []
+    for proc in procs:
+        try:
+            if marker in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_a_render_child_killed_mid_encode_falls_back(settings):
+    outcome = {}
+    request = Request(LONG, tier="high", method="moviepy")
+    worker = threading.Thread(target=lambda: outcome.update(result=generate(request, settings)))
+    worker.start()
+    [child] = wait_for(lambda: render_children(os.getpid()))
+    time.sleep(0.5)  # mid-encode
+    os.kill(child.pid, signal.SIGKILL)
+    worker.join(120)
+    result = outcome["result"]
+    assert result.attempts[0].status == "crashed" and "SIGKILL" in result.attempts[0].error
+    assert result.status == "ok" and result.method == "ffmpeg"
+
+
+def test_ffmpeg_missing_is_a_sentence(settings, monkeypatch):
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", "/nonexistent/ffmpeg")
+    with pytest.raises(RenderFailed, match="ffmpeg is missing at /nonexistent/ffmpeg; reinstall") as caught:
+        generate(Request("Stay hungry.", tier="low"), settings)
+    assert [a.method for a in caught.value.result.attempts] == ["ffmpeg", "emergency"]
+    assert not settings.outputs_dir.exists()
+
+
+def test_ffmpeg_failing_is_a_sentence(settings, monkeypatch, tmp_path):
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\necho 'Conversion failed: the encoder broke' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(fake))
+    with pytest.raises(RenderFailed, match="ffmpeg failed: Conversion failed: the encoder broke"):
+        generate(Request("Stay hungry.", tier="low"), settings)
+
+
+def generate_under_file_limit(data: Path, *flags: str) -> subprocess.CompletedProcess:
+    """The CLI under a 1.5 MB file size limit: speech and cards fit, a 1080p video does not."""
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, 1_500_000))
+
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "generate", LONG + " " + LONG, "--tier", "high", "--json", *flags],
+        cwd=ROOT, env={**os.environ, "DATA_DIR": str(data), "TTS_ENGINE": "espeak"},
+        capture_output=True, text=True, timeout=240, preexec_fn=limit,
+    )  # fmt: skip
+
+
+def test_a_full_disk_falls_back_to_the_smaller_emergency_video(tmp_path):
+    done = generate_under_file_limit(tmp_path / "data")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    first, last = report["attempts"][0], report["attempts"][-1]
+    assert first["status"] == "failed" and "the disk is full or the file size limit was reached" in first["error"]
+    assert last["method"] == "emergency" and last["status"] == "ok"
+    assert not list((tmp_path / "data" / "tmp").rglob("*"))
+
+
+def test_a_full_disk_without_fallback_fails_cleanly(tmp_path):
+    data = tmp_path / "data"
+    done = generate_under_file_limit(data, "--method", "ffmpeg", "--no-fallback")
+    assert done.returncode == 1, done.stderr
+    assert "the disk is full or the file size limit was reached" in json.loads(done.stdout)["error"]
+    assert not (data / "outputs").exists() or not list((data / "outputs").iterdir())  # no partial MP4
+    assert not list((data / "tmp").rglob("*"))
+
+
+def test_a_locked_history_does_not_stop_a_generation(settings, tmp_path):
+    path = tmp_path / "locked.db"
+    store = HistoryStore(f"sqlite:///{path}", busy_timeout_s=0.3)
+    blocker = sqlite3.connect(path, timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        result = generate(Request("Stay hungry.", tier="low"), settings, store=store)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert result.status == "ok" and result.output.exists()
+    assert store.generations() == []  # no row at all rather than half a row
+    store.close()
+
+
+def test_an_app_killed_mid_generation_leaves_no_orphan_and_is_marked_on_restart(tmp_path):
+    data = tmp_path / "data"
+    env = {**os.environ, "DATA_DIR": str(data), "TTS_ENGINE": "espeak"}
+    app = subprocess.Popen(
+        [sys.executable, "-m", "engine", "generate", LONG, "--tier", "high", "--method", "moviepy"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for(lambda: render_children(app.pid))
+    tree = [p.pid for p in psutil.Process(app.pid).children(recursive=True)]
+    time.sleep(0.5)
+    app.kill()
+    app.wait()
+    wait_for(lambda: not [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"])
+    done = run_cli("storage", "--json", env={"DATA_DIR": str(data)})  # the restart
+    assert done.returncode == 0
+    store = HistoryStore(f"sqlite:///{data / 'history.db'}")
+    [row] = store.generations()
+    store.close()
+    assert row.status == "interrupted" and "stopped before the generation finished" in row.error
+    assert not list((data / "tmp").iterdir())
+
+
+def test_a_visitor_who_closes_the_tab_still_gets_a_recorded_video(settings):
+    from engine.history import HistoryStore as Store
+
+    store = Store.open(settings)
+    job = GenerationJob(Request("Stay hungry.", tier="low"), settings, store).start()
+    del job  # the page is gone; the job thread goes on
+    row = wait_for(lambda: [g for g in store.generations() if g.status != "running"], timeout=60)[0]
+    assert row.status == "ok" and Path(row.output_path).exists()
+    store.close()
+
+
+def test_an_unwritable_data_dir_is_a_sentence(settings, tmp_path):
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    with pytest.raises(RenderFailed, match="could not write the video's files"):
+        generate(Request("Stay hungry.", tier="low"), replace(settings, data_dir=blocked))
