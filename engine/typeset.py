@@ -49,7 +49,8 @@ def codepoints(path: Path) -> frozenset[int]:
 
 def script_for(text: str) -> Script:
     """The font that draws all of `text` and its direction; InvalidInput naming what cannot be drawn."""
-    needed = {ch for ch in text if not ch.isspace()}
+    # Format characters (joiners, marks) are invisible: a font need not draw them.
+    needed = {ch for ch in text if not ch.isspace() and unicodedata.category(ch) != "Cf"}
     for path in FONT_CHAIN:
         covered = codepoints(path)
         if all(ord(ch) in covered for ch in needed):

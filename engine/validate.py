@@ -49,12 +49,21 @@ def validate(request: Request, settings: Settings) -> Request:
     return replace(request, text=text, author=author, tts=tts)
 
 
+# Bidirectional embeddings, overrides and isolates: they can make a card read differently
+# from the text that is spoken (a spoofing trick), and the layout sets direction itself.
+_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def _clean(value: str, what: str) -> str:
-    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n").strip()
+    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n").replace("\r", "\n").replace("\ufeff", "")
+    value = value.strip()
     bad = [ch for ch in value if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and ch not in "\n\t"]
     if bad:
         codes = ", ".join(f"U+{ord(ch):04X}" for ch in sorted(set(bad))[:3])
         raise InvalidInput(f"the {what} contains control or unassigned characters ({codes}); remove them")
+    if _BIDI_CONTROLS & set(value):
+        raise InvalidInput(f"the {what} contains text-direction control characters; remove them")
+    value = re.sub(r"\n{3,}", "\n\n", value)  # at most one blank line between paragraphs
     return re.sub(r"[ \t]+", " ", value)
 
 
