@@ -7,7 +7,7 @@ PORT ?= 8501
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint format install browser clean
+.PHONY: run test lint format install browser soak bench clean
 
 install: $(STAMP)
 
@@ -27,6 +27,13 @@ test: $(STAMP) browser lint
 browser:
 	@command -v chromium >/dev/null || $(SUDO) apt-get install -y -q chromium \
 		|| ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
+# 100 mixed generations, 4 at once, inside a 512 MB cgroup (and the CLI in 256 MB); needs root.
+soak: $(STAMP)
+	$(PY) scripts/soak.py --limit-mb 512 --generations 100 --concurrency 4 --cli-limit-mb 256
+
+bench: $(STAMP)
+	$(PY) -m engine bench
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
