@@ -185,8 +185,10 @@ def _flatness(settings: Settings, folder: Path, quick: bool, progress) -> dict:
     """Peak memory of each method on a short and a long video at 1080p (emergency: its own 480p, 60 s cap)."""
     short_s, long_s = (10.0, 60.0) if quick else (10.0, 300.0)
     speech = EspeakEngine().synthesize("Stay hungry. Stay foolish.", "en", folder)
-    audio = folder / "long.wav"
-    ffmpeg.run(["-stream_loop", "-1", "-i", str(speech.path), "-t", f"{long_s}", str(audio)])
+    audio = {}
+    for seconds in (short_s, long_s, 60.0):  # each run reads audio of exactly its own length
+        audio[seconds] = folder / f"speech-{seconds:.0f}s.wav"
+        ffmpeg.run(["-stream_loop", "-1", "-i", str(speech.path), "-t", f"{seconds}", str(audio[seconds])])
     rows = []
     for method in ("moviepy", "ffmpeg", "emergency"):
         used = tier("emergency" if method == "emergency" else "high", settings)
@@ -196,7 +198,7 @@ def _flatness(settings: Settings, folder: Path, quick: bool, progress) -> dict:
         for seconds in (short_s, long_s):
             seconds = min(seconds, used.max_duration_s or seconds)
             job = RenderJob(
-                method=method, card_path=str(card), audio_path=str(audio), out_path=str(folder / "flat.mp4"),
+                method=method, card_path=str(card), audio_path=str(audio[seconds]), out_path=str(folder / "flat.mp4"),
                 temp_dir=str(folder), width=width, height=height, fps=used.fps, video_kbps=used.video_kbps,
                 audio_kbps=used.audio_kbps, duration_s=seconds, threads=encoder_threads(),
             )  # fmt: skip
