@@ -33,7 +33,35 @@ class JobView:
     error: QuoteError | None
 
 
-class GenerationJob:
+class _OffThread:
+    """Runs `_body()` once on a daemon thread; `wait()` and `done` tell when it has ended."""
+
+    def __init__(self, name: str) -> None:
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        return self._finished.wait(timeout_s)
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def _main(self) -> None:
+        try:
+            self._body()
+        finally:
+            self._finished.set()
+
+    def _body(self) -> None:
+        raise NotImplementedError
+
+
+class GenerationJob(_OffThread):
     def __init__(
         self,
         request: Request,
@@ -42,6 +70,7 @@ class GenerationJob:
         gate: Gate | None = None,
         visitor: tuple[VisitorLimits, str] | None = None,
     ) -> None:
+        super().__init__("generation")
         self.request = request
         self._settings = settings
         self._store = store
@@ -54,20 +83,10 @@ class GenerationJob:
         self._result: Result | None = None
         self._error: QuoteError | None = None
         self._started = time.monotonic()
-        self._finished = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="generation", daemon=True)
 
     def start(self) -> GenerationJob:
         self._started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def wait(self, timeout_s: float | None = None) -> bool:
-        return self._finished.wait(timeout_s)
-
-    @property
-    def done(self) -> bool:
-        return self._finished.is_set()
+        return super().start()
 
     def snapshot(self) -> JobView:
         with self._lock:
@@ -76,7 +95,7 @@ class GenerationJob:
                 tuple(self._attempts), self.done, self._result, self._error,
             )  # fmt: skip
 
-    def _run(self) -> None:
+    def _body(self) -> None:
         try:
             limits, visitor = self._visitor or (VisitorLimits(), "")
             with limits.hold(visitor):
@@ -90,8 +109,6 @@ class GenerationJob:
             log.exception("generation crashed")
             with self._lock:
                 self._error = QuoteError(f"internal error ({type(exc).__name__}); please try again")
-        finally:
-            self._finished.set()
 
     def _on_event(self, event: ProgressEvent) -> None:
         with self._lock:
@@ -103,33 +120,19 @@ class GenerationJob:
                 self._stage, self._message = event.stage, event.message
 
 
-class BackgroundTask:
+class BackgroundTask(_OffThread):
     """Any long call run off the caller's thread (the tuning sweep), polled for its outcome."""
 
     def __init__(self, work, *args) -> None:
+        super().__init__("background-task")
         self._work, self._args = work, args
         self.lines: list[str] = []  # progress, one line per step
         self.result = None
         self.error: Exception | None = None
-        self._finished = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="background-task", daemon=True)
 
-    def start(self) -> BackgroundTask:
-        self._thread.start()
-        return self
-
-    def wait(self, timeout_s: float | None = None) -> bool:
-        return self._finished.wait(timeout_s)
-
-    @property
-    def done(self) -> bool:
-        return self._finished.is_set()
-
-    def _run(self) -> None:
+    def _body(self) -> None:
         try:
             self.result = self._work(*self._args, progress=self.lines.append)
         except Exception as exc:  # shown to the tuning team as a sentence; the traceback is logged
             log.exception("background task failed")
             self.error = exc
-        finally:
-            self._finished.set()
