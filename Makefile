@@ -7,7 +7,7 @@ PORT ?= 8501
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint format install browser soak bench clean
+.PHONY: run test lint format install browser services soak bench cluster clean
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT)
 
-test: $(STAMP) browser lint
+test: $(STAMP) browser services lint
 	$(PY) -m pytest
 
 # The browser tests drive Debian's Chromium; Playwright never downloads a browser.
@@ -34,6 +34,16 @@ soak: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m engine bench
+
+# Redis and PostgreSQL for the scale-out tests and `make cluster` (Debian's packages).
+services:
+	@command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| $(SUDO) apt-get install -y -q redis-server postgresql \
+		|| ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server postgresql)
+
+# Redis, PostgreSQL, two Celery workers and the app on this machine; Ctrl-C stops them all.
+cluster: $(STAMP) services
+	$(PY) scripts/cluster.py --port $(PORT)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

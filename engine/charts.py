@@ -109,6 +109,15 @@ def quality_figure(df: pd.DataFrame) -> go.Figure:
     return fig.update_layout(**LAYOUT)
 
 
+def host_figure(df: pd.DataFrame) -> go.Figure:
+    """Peak memory per generation on each host (or worker): which machine ran what, at what cost."""
+    rendered = df[df["peak_rss_mb"].fillna(0) > 0]
+    fig = px.box(rendered, x=rendered["host"].fillna("unknown"), y="peak_rss_mb", color="method", points="all",
+                 title="Peak memory per generation by host", hover_data=["id", "tier"],
+                 labels={"x": "host (worker)", "peak_rss_mb": "peak memory (MB)"})  # fmt: skip
+    return fig.update_layout(**LAYOUT)
+
+
 def timeline_figure(points: list[tuple[float, float]], attempts: list[AttemptRecord]) -> go.Figure:
     fig = go.Figure(go.Scatter(x=[t for t, _ in points], y=[r for _, r in points], mode="lines", name="render tree"))
     fig.update_layout(title="Memory timeline of the generation", xaxis_title="seconds since start",

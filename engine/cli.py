@@ -16,6 +16,7 @@ from engine.background import MAX_UPLOAD_BYTES, PALETTE
 from engine.errors import InvalidInput, QuoteError
 from engine.models import Request, Result
 from engine.settings import Settings
+from engine.wire import result_json
 
 EXIT_OK = 0
 
@@ -135,17 +136,32 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         out=args.out,
     )  # fmt: skip
     try:
-        result = generate(request, settings, store=shared_store(settings), gate=shared_gate(settings))
+        if settings.broker_url:  # on the Celery workers
+            result = _remote(request, settings)
+        else:
+            result = generate(request, settings, store=shared_store(settings), gate=shared_gate(settings))
         code = EXIT_OK
     except QuoteError as exc:
         result, code = exc.result, exc.exit_code
         if result is None:
-            raise
+            print(f"error: {exc}", file=sys.stderr)
+            return code
     if args.json:
         print(json.dumps(result_json(result), indent=2))
     else:
         print(_describe(result), file=sys.stdout if code == EXIT_OK else sys.stderr)
     return code
+
+
+def _remote(request: Request, settings: Settings) -> Result:
+    from engine.remote import RemoteJob
+
+    job = RemoteJob(request, settings).start()
+    job.wait()
+    view = job.snapshot()
+    if view.error is not None:
+        raise view.error
+    return view.result
 
 
 def _read_upload(path: Path | None) -> bytes | None:
@@ -157,41 +173,6 @@ def _read_upload(path: Path | None) -> bytes | None:
         return path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read the background image {path} ({exc.strerror})") from None
-
-
-def result_json(result: Result) -> dict:
-    """The contract of `generate --json` (DESIGN.md)."""
-    data = {
-        "status": result.status,
-        "generation_id": result.generation_id,
-        "output": str(result.output) if result.output else None,
-        "tier": result.tier,
-        "tier_reason": result.tier_reason,
-        "method": result.method,
-        "tts_engine": result.tts_engine,
-        "width": result.width,
-        "height": result.height,
-        "duration_s": result.duration_s,
-        "size_bytes": result.size_bytes,
-        "video_kbps": result.video_kbps,
-        "audio_kbps": result.audio_kbps,
-        "peak_rss_mb": result.peak_rss_mb,
-        "available_mb": result.available_mb,
-        "wall_s": result.wall_s,
-        "stage_s": result.stage_s,
-        "ssim": result.ssim,
-        "psnr_db": result.psnr_db,
-        "captions": result.captions,
-        "motion": result.motion,
-        "notes": list(result.notes),
-        "attempts": [
-            {k: v for k, v in asdict(a).items() if k in ("method", "tier", "status", "error", "peak_rss_mb", "wall_s")}
-            for a in result.attempts
-        ],
-    }
-    if result.status == "error":
-        data["error"] = result.error
-    return data
 
 
 def _describe(result: Result) -> str:

@@ -99,8 +99,13 @@ def visitor_id() -> str:
 
 clicked = st.button("Generate video", type="primary", disabled=busy, key="generate", width="stretch")
 if clicked:
-    visitor = (shared_limits(), visitor_id())
-    job = GenerationJob(request, settings, store, shared_gate(settings), visitor).start()
+    if settings.broker_url:  # the render runs on a Celery worker, which records it in the shared history
+        from engine.remote import RemoteJob  # Celery is loaded only where a queue is used
+
+        job = RemoteJob(request, settings).start()
+    else:
+        visitor = (shared_limits(), visitor_id())
+        job = GenerationJob(request, settings, store, shared_gate(settings), visitor).start()
     st.session_state["job"] = job
     busy = True
 

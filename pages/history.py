@@ -53,6 +53,7 @@ else:
     left.plotly_chart(charts.memory_vs_duration_figure(view), key="duration-chart", width="stretch")
     right.plotly_chart(charts.time_per_second_figure(view), key="speed-chart", width="stretch")
     left.plotly_chart(charts.quality_figure(view), key="quality-chart", width="stretch")
+    right.plotly_chart(charts.host_figure(view), key="host-chart", width="stretch")
 
     st.subheader("One generation")
     labels = {

@@ -140,7 +140,7 @@ def test_history_page_renders_from_a_seeded_database(env):
     assert at.title[0].value == "History"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Generations"] == "4" and metrics["Success rate"] == "75%" and metrics["Fallback rate"] == "33%"
-    assert len(at.get("plotly_chart")) == 8  # seven history charts and the chosen generation's timeline
+    assert len(at.get("plotly_chart")) == 9  # eight history charts and the chosen generation's timeline
     [table] = at.dataframe
     assert len(table.value) == 4 and set(table.value["id"]) == {g.id for g in store.generations()}
     assert at.selectbox(key="h_generation").options

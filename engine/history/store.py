@@ -30,7 +30,12 @@ from engine.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_TIMELINE_POINTS = 300
-HOST = socket.gethostname()
+
+
+def host_name() -> str:
+    """Who ran a generation: the host, and the worker's name where several run on one host."""
+    worker = os.environ.get("WORKER_NAME")
+    return f"{socket.gethostname()}/{worker}" if worker else socket.gethostname()
 
 
 def database_url(settings: Settings) -> str:
@@ -72,7 +77,7 @@ class HistoryStore:
                     tier_asked=request.tier,
                     method_asked=request.method,
                     tts_engine=request.tts,
-                    host=HOST,
+                    host=host_name(),
                     pid=os.getpid(),
                     fell_back=False,
                     file_removed=False,
@@ -127,8 +132,13 @@ class HistoryStore:
         """Rows left `running` by a process of this host that is gone: marked, and their ids."""
         g = schema.generations
         with self.engine.begin() as conn:
+            # Rows of this machine (any worker on it): their pids can be checked here.
+            machine = socket.gethostname()
             rows = conn.execute(
-                sa.select(g.c.id, g.c.pid, g.c.created_at).where(g.c.status == "running", g.c.host == HOST)
+                sa.select(g.c.id, g.c.pid, g.c.created_at).where(
+                    g.c.status == "running",
+                    sa.or_(g.c.host == machine, g.c.host.startswith(f"{machine}/", autoescape=True)),
+                )
             ).all()
             dead = [row.id for row in rows if not _alive_since(row.pid, row.created_at)]
             if dead:

@@ -1,0 +1,108 @@
+"""A generation submitted to the Celery workers, polled like an in-process job.
+
+`RemoteJob` offers what `GenerationJob` does (`start`, `wait`, `done`, `snapshot`), so
+the page and the CLI do not care where the render runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import cache
+
+from engine.errors import Busy, InvalidInput, QuoteError, RenderFailed
+from engine.jobs import JobView
+from engine.models import Attempt, MemorySample, Request
+from engine.queue import TASK, make_app
+from engine.settings import Settings
+from engine.wire import request_to_dict, result_from_json
+
+QUEUE = "celery"  # Celery's default queue: a Redis list, pushed on the left, taken from the right
+_ERRORS = {1: RenderFailed, 2: InvalidInput, 3: Busy}
+
+
+@cache
+def _app(broker_url: str):
+    return make_app(broker_url)
+
+
+@cache
+def _redis(broker_url: str):
+    import redis
+
+    return redis.Redis.from_url(broker_url)
+
+
+class RemoteJob:
+    def __init__(self, request: Request, settings: Settings) -> None:
+        self.request = request
+        self._url = settings.broker_url
+        self._started = time.monotonic()
+        self._async = None
+        self._final: JobView | None = None
+
+    def start(self) -> RemoteJob:
+        self._started = time.monotonic()
+        self._async = _app(self._url).send_task(TASK, args=[request_to_dict(self.request)])
+        return self
+
+    @property
+    def task_id(self) -> str:
+        return self._async.id
+
+    @property
+    def done(self) -> bool:
+        return self._async.ready()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self.done:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
+    def snapshot(self) -> JobView:
+        if self._final is not None:
+            return self._final
+        elapsed = time.monotonic() - self._started
+        state, info = self._async.state, self._async.info
+        if state == "SUCCESS":
+            self._final = self._finished(info, elapsed)
+            return self._final
+        if state == "FAILURE":
+            error = QuoteError(f"the worker failed ({info}); please try again")
+            self._final = JobView("error", str(error), elapsed, (), (), True, None, error)
+            return self._final
+        if state == "PROGRESS" and isinstance(info, dict):
+            samples = tuple(MemorySample(t, rss, budget, method) for t, rss, budget, method in info.get("samples", ()))
+            attempts = tuple(Attempt(**a) for a in info.get("attempts", ()))
+            message = f"{info.get('message', '')} (on {info.get('worker')})"
+            return JobView(info.get("stage", "started"), message, elapsed, samples, attempts, False, None, None)
+        position = self.queue_position()
+        waiting = f"position {position} in the queue" if position else "waiting for a worker"
+        return JobView("queued", waiting, elapsed, (), (), False, None, None)
+
+    def queue_position(self) -> int | None:
+        """1 when this job is next; None when it is not in the queue (taken, or not yet there)."""
+        try:
+            messages = _redis(self._url).lrange(QUEUE, 0, -1)
+        except Exception:  # the queue is only informative; the job goes on without it
+            return None
+        for index, raw in enumerate(messages):
+            try:
+                if json.loads(raw).get("headers", {}).get("id") == self.task_id:
+                    return len(messages) - index
+            except ValueError:
+                continue
+        return None
+
+    def _finished(self, data: dict, elapsed: float) -> JobView:
+        result = result_from_json(data)
+        if data.get("status") == "ok":
+            return JobView("done", f"done on {data.get('worker')}", elapsed, (), result.attempts, True, result, None)
+        error = _ERRORS.get(data.get("exit_code"), QuoteError)
+        failure = error.__new__(error)
+        QuoteError.__init__(failure, data.get("error") or "the generation failed")
+        failure.result = result
+        return JobView("error", str(failure), elapsed, (), result.attempts, True, None, failure)

@@ -1,0 +1,113 @@
+"""`make cluster`: Redis, PostgreSQL, two Celery workers and the app, all on this machine.
+
+    python scripts/cluster.py [--workers 2] [--port 8501]     run until Ctrl-C
+    python scripts/cluster.py --throughput 20                 20 generations with 1, then 2 workers
+
+The servers keep their data in DATA_DIR/cluster (default ./data/cluster), so history and
+finished results survive a restart. For several hosts, see README ("Scale out").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from services import start_postgres, start_redis, stop_group  # noqa: E402
+
+
+def start_worker(name: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "engine.worker", "worker", "--pool", "solo", "-n", f"{name}@%h",
+         "--loglevel", "WARNING"],
+        cwd=ROOT, env={**env, "WORKER_NAME": name}, start_new_session=True,
+    )  # fmt: skip
+
+
+def throughput(count: int, env: dict[str, str]) -> None:
+    from engine.models import Request
+    from engine.remote import RemoteJob
+    from engine.settings import Settings
+
+    settings = Settings.from_env(env)
+    for workers in (1, 2):
+        procs = [start_worker(f"w{n}", env) for n in range(1, workers + 1)]
+        try:
+            RemoteJob(Request("Warm up.", tier="low"), settings).start().wait(120)
+            started = time.monotonic()
+            jobs = [RemoteJob(Request(f"Stay hungry, stay foolish, {n}.", tier="low"), settings).start()
+                    for n in range(count)]  # fmt: skip
+            for job in jobs:
+                job.wait(600)
+            wall = time.monotonic() - started
+            ok = sum(job.snapshot().result is not None for job in jobs)
+            hosts = sorted({job.snapshot().message.removeprefix("done on ") for job in jobs})
+            print(f"{workers} worker(s): {ok}/{count} in {wall:.1f} s = {count / wall:.2f} videos/s; ran on {hosts}")
+        finally:
+            for proc in procs:
+                stop_group(proc)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--port", type=int, default=8501)
+    parser.add_argument("--throughput", type=int, default=0, help="measure this many generations, then stop")
+    args = parser.parse_args()
+    data = Path(os.environ.get("DATA_DIR", "data")).resolve()
+    folder = data / "cluster"
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o711)
+    for parent in folder.parents:  # PostgreSQL runs as its own user and must reach its folder
+        if parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    redis = start_redis(folder / "redis", port=6390)
+    fresh = not (folder / "pg" / "PG_VERSION").exists()
+    postgres = start_postgres(folder / "pg", port=5440) if fresh else None
+    if postgres is None:  # an existing cluster: start it again
+        from services import Postgres, _as_postgres, _pg_bin
+
+        postgres = Postgres(folder / "pg", 5440, _pg_bin())
+        options = f"-p 5440 -c listen_addresses=127.0.0.1 -c unix_socket_directories={postgres.folder}"
+        _as_postgres([str(postgres.bin_dir / "pg_ctl"), "-D", str(postgres.folder), "-o", options, "-w",
+                      "-l", str(postgres.folder / "log"), "start"])  # fmt: skip
+    env = {**os.environ, "BROKER_URL": redis.url, "DATABASE_URL": postgres.url, "DATA_DIR": str(data),
+           "PYTHONPATH": str(ROOT)}  # fmt: skip
+    print(f"redis {redis.url}\npostgres {postgres.url}")
+    procs: list[subprocess.Popen] = []
+    try:
+        if args.throughput:
+            throughput(args.throughput, env)
+            return 0
+        procs = [start_worker(f"w{n}", env) for n in range(1, args.workers + 1)]
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(args.port),
+             "--server.headless", "true"], cwd=ROOT, env=env, start_new_session=True,
+        ))  # fmt: skip
+        print(f"app http://localhost:{args.port} with {args.workers} workers; Ctrl-C stops everything")
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for proc in procs:
+            stop_group(proc)
+        redis.stop()
+        postgres.stop()
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    # Celery's result objects try to unsubscribe from the (now stopped) Redis when the
+    # interpreter tears them down, retrying for minutes; everything is stopped already.
+    os._exit(code)

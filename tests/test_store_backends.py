@@ -1,0 +1,115 @@
+"""The same store tests on SQLite and on a real PostgreSQL server (started on loopback)."""
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from engine.history import HistoryStore
+from engine.history.migrations import LATEST, MIGRATIONS
+from engine.models import Attempt, Request
+from engine.stats import stats
+
+from .test_history import result
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from services import start_postgres  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    folder = Path(tempfile.mkdtemp(prefix="qts-pg-"))
+    folder.chmod(0o711)
+    server = start_postgres(folder / "pg")
+    yield server.url
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.db'}"
+    url = request.getfixturevalue("postgres_url")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # a clean database for every test
+        drop_all(conn)
+    engine.dispose()
+    return url
+
+
+def drop_all(conn) -> None:
+    for table in ("samples", "attempts", "generations", "meta"):  # children first
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+
+
+def test_migrations_from_empty_and_from_the_first_schema(url):
+    store = HistoryStore(url)
+    assert store.version == LATEST
+    store.close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        drop_all(conn)
+        MIGRATIONS[0](conn)
+        conn.execute(sa.text("INSERT INTO meta (key, value) VALUES ('schema_version', '1')"))
+        conn.execute(sa.text("INSERT INTO generations (id, created_at, status, text_chars) VALUES ('x', 1.0, 'ok', 3)"))
+    engine.dispose()
+    store = HistoryStore(url)
+    assert store.version == LATEST and store.generation("x").file_removed is False
+    store.close()
+
+
+def test_round_trip_and_stats(url):
+    store = HistoryStore(url)
+    for n, fell_back in enumerate([False, False, True]):
+        gid = f"{n:032x}"
+        store.begin(gid, Request("Stay hungry."))
+        tries = (Attempt("moviepy", "high", "killed", "over", 300, 1), Attempt("ffmpeg", "high", "ok", None, 120, 1))
+        store.finish(result(gid, attempts=tries if fell_back else tries[1:]))
+    figures = stats(store)
+    assert (figures["total"], figures["succeeded"], figures["fallback_rate"]) == (3, 3, round(1 / 3, 4))
+    assert len(store.timeline(f"{0:032x}")) == 300 and len(store.attempts(f"{2:032x}")) == 2
+    store.close()
+
+
+def test_interrupted_rows(url):
+    store = HistoryStore(url)
+    store.begin("a" * 32, Request("x"))
+    dead = subprocess.run([sys.executable, "-c", "print(__import__('os').getpid())"], capture_output=True, text=True)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE generations SET pid = :pid"), {"pid": int(dead.stdout)})
+    assert store.mark_interrupted() == ["a" * 32]
+    assert store.generation("a" * 32).status == "interrupted"
+    store.close()
+
+
+WRITER = """
+import sys, uuid
+from engine.history import HistoryStore
+from engine.models import Request
+from tests.test_history import result
+store = HistoryStore(sys.argv[1])
+for i in range(25):
+    gid = uuid.uuid4().hex
+    store.begin(gid, Request("concurrent"))
+    store.finish(result(gid))
+"""
+
+
+def test_two_processes_write_at_once(url):
+    HistoryStore(url).close()  # migrate first, as the app does at start-up
+    started = time.monotonic()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, url], cwd=ROOT, stderr=subprocess.PIPE) for _ in range(2)
+    ]
+    errors = [w.communicate(timeout=120)[1].decode() for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], errors
+    store = HistoryStore(url)
+    assert len(store.generations()) == 50 and time.monotonic() - started < 120
+    store.close()
