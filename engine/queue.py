@@ -31,7 +31,11 @@ def make_app(broker_url: str) -> Celery:
         result_extended=True,
         result_expires=7 * 86400,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
-        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        # A few quick retries, not the default minutes: callers poll again anyway.
+        result_backend_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "retry_policy": {"max_retries": 3, "interval_max": 1},
+        },
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         result_serializer="json",

@@ -38,21 +38,28 @@ class RemoteJob:
         self.request = request
         self._url = settings.broker_url
         self._started = time.monotonic()
-        self._async = None
+        self.task_id = ""
         self._final: JobView | None = None
 
     def start(self) -> RemoteJob:
         self._started = time.monotonic()
-        self._async = _app(self._url).send_task(TASK, args=[request_to_dict(self.request)])
+        # Keep only the id: a result object left alive tries to unsubscribe from Redis when it is
+        # collected, retrying for minutes if Redis has gone; a short-lived one does so at once.
+        self.task_id = _app(self._url).send_task(TASK, args=[request_to_dict(self.request)]).id
         return self
 
-    @property
-    def task_id(self) -> str:
-        return self._async.id
+    def _state(self) -> tuple[str, object]:
+        from celery.result import AsyncResult
+
+        try:
+            found = AsyncResult(self.task_id, app=_app(self._url))
+            return found.state, found.info
+        except Exception:  # Redis restarting: the job goes on; say so and look again
+            return "UNKNOWN", None
 
     @property
     def done(self) -> bool:
-        return self._async.ready()
+        return self.snapshot().done
 
     def wait(self, timeout_s: float | None = None) -> bool:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -66,7 +73,9 @@ class RemoteJob:
         if self._final is not None:
             return self._final
         elapsed = time.monotonic() - self._started
-        state, info = self._async.state, self._async.info
+        state, info = self._state()
+        if state == "UNKNOWN":
+            return JobView("queued", "reconnecting to the queue", elapsed, (), (), False, None, None)
         if state == "SUCCESS":
             self._final = self._finished(info, elapsed)
             return self._final

@@ -81,7 +81,7 @@ def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
     page.get_by_text("Done in").wait_for(timeout=120_000)
 
     page.goto(f"{server.url}/history")
-    page.get_by_text("Peak memory per generation").wait_for(timeout=30_000)
+    page.get_by_text("Peak memory per generation", exact=True).wait_for(timeout=30_000)
     page.locator(".legendtext", has_text="ffmpeg, low").first.wait_for()  # the point in the memory chart
     page.locator(".legendtext", has_text="ok").first.wait_for()  # the attempt in the fallback chart
     with page.expect_download() as download:
