@@ -107,6 +107,7 @@ def test_two_workers_share_a_burst_with_none_lost_or_run_twice(cluster):
     assert len(Counter(g.host for g in made)) == 2  # both workers took some
 
 
+@pytest.mark.slow  # Redis hands the job out again only after the visibility timeout and its restore cycle
 def test_a_worker_killed_mid_render_leaves_its_job_to_the_other(cluster):
     job = RemoteJob(Request(LONG * 2, tier="high", method="moviepy", fallback=False), cluster["settings"]).start()
     deadline = time.monotonic() + 120
