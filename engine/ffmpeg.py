@@ -48,11 +48,16 @@ def run(args: list[str], timeout_s: float = 600.0) -> None:
 DISK_FULL = ("No space left on device", "File too large", "Disk quota exceeded")
 
 
+def disk_full(why: str) -> str:
+    """The one sentence for a write that found no room, whoever hit it (ffmpeg, a signal, our own write)."""
+    return f"the disk is full or the file size limit was reached ({why}); free space in DATA_DIR"
+
+
 def explain(stderr: bytes) -> str:
     """ffmpeg's reason, with a plain sentence in front when the disk filled up."""
     words = last_words(stderr)
     if any(sign in words for sign in DISK_FULL):
-        return f"the disk is full or the file size limit was reached ({words}); free space in DATA_DIR"
+        return disk_full(words)
     return words
 
 

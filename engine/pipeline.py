@@ -24,6 +24,7 @@ from engine.background import background
 from engine.captions import caption_states, phrase_spans
 from engine.card import draw_cards
 from engine.errors import Busy, InvalidInput, NotEnoughMemory, QuoteError, RenderFailed, SpeechFailed
+from engine.ffmpeg import disk_full
 from engine.history import HistoryStore
 from engine.memory import read_memory
 from engine.models import Attempt, AttemptEvent, MemorySample, ProgressEvent, Request, Result, StageEvent
@@ -112,27 +113,26 @@ def generate(
         emit(StageEvent("done", f"done in {run.elapsed():.1f} s"))
         return result
     except QuoteError as exc:
-        exc.result = run.result("error", str(exc))
-        history.finish(exc.result, ERROR_KINDS.get(type(exc), "error"))
-        emit(StageEvent("error", str(exc)))
+        _fail(exc, ERROR_KINDS.get(type(exc), "error"), run, history, emit)
         raise
     except OSError as exc:  # our own writes (speech, cards, the output): a full disk, a lost folder
         why = exc.strerror or str(exc)
-        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            failure = RenderFailed(
-                f"the disk is full or the file size limit was reached ({why}); free space in DATA_DIR"
-            )
-        else:
-            failure = RenderFailed(f"could not write the video's files ({why}); check DATA_DIR")
-        failure.result = run.result("error", str(failure))
-        history.finish(failure.result, "storage")
-        emit(StageEvent("error", str(failure)))
+        full = exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+        failure = RenderFailed(disk_full(why) if full else f"could not write the video's files ({why}); check DATA_DIR")
+        _fail(failure, "storage", run, history, emit)
         raise failure from exc
     except Exception as exc:
         history.finish(run.result("error", f"internal error: {type(exc).__name__}: {exc}"), "internal")
         raise
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def _fail(exc: QuoteError, kind: str, run: _Run, history: _History, emit: OnEvent) -> None:
+    """Attach what the generation knew to the error, record it, and tell the watcher."""
+    exc.result = run.result("error", str(exc))
+    history.finish(exc.result, kind)
+    emit(StageEvent("error", str(exc)))
 
 
 class _History:

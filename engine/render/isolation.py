@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import RenderFailed
-from engine.ffmpeg import explain
+from engine.ffmpeg import disk_full, explain
 from engine.memory import TreeSampler
 from engine.render import still_loop
 from engine.render.job import RenderJob
@@ -127,7 +127,7 @@ def _outcome(code, stderr: bytes, step: _Step, sampler: TreeSampler, budget_mb: 
     if code == 0:
         return "ok", None
     if code == -signal.SIGXFSZ:
-        return "failed", "the disk is full or the file size limit was reached (SIGXFSZ); free space in DATA_DIR"
+        return "failed", disk_full("SIGXFSZ")
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
         return "crashed", f"the render process died ({name})"
