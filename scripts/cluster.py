@@ -23,11 +23,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from services import start_postgres, start_redis, stop_group  # noqa: E402
 
 
-def start_worker(name: str, env: dict[str, str]) -> subprocess.Popen:
+def start_worker(name: str, env: dict[str, str], log=None) -> subprocess.Popen:
+    """One Celery worker, one render at a time, in its own process group; stderr to `log` if given."""
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "engine.worker", "worker", "--pool", "solo", "-n", f"{name}@%h",
          "--loglevel", "WARNING"],
-        cwd=ROOT, env={**env, "WORKER_NAME": name}, start_new_session=True,
+        cwd=ROOT, env={**env, "WORKER_NAME": name}, stderr=log, start_new_session=True,
     )  # fmt: skip
 
 

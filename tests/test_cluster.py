@@ -24,6 +24,7 @@ from .server import LONG_LIVED
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+from cluster import start_worker as start_celery_worker  # noqa: E402
 from services import start_postgres, start_redis, stop_group  # noqa: E402
 
 LONG = (
@@ -45,12 +46,7 @@ def cluster():
     workers = {}
 
     def start_worker(name: str) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "engine.worker", "worker", "--pool", "solo", "-n", f"{name}@%h",
-             "--loglevel", "WARNING"],
-            cwd=ROOT, env={**env, "WORKER_NAME": name}, stdout=subprocess.DEVNULL,
-            stderr=(folder / f"{name}.log").open("wb"), start_new_session=True,
-        )  # fmt: skip
+        proc = start_celery_worker(name, env, log=(folder / f"{name}.log").open("wb"))
         LONG_LIVED.add(proc.pid)
         workers[name] = proc
         return proc
