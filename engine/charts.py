@@ -15,7 +15,7 @@ COLUMNS = [
     "created", "status", "tier", "method", "fell_back", "peak_rss_mb", "available_mb", "wall_s", "duration_s",
     "s_per_video_s", "ssim", "psnr_db", "width", "height", "video_kbps", "audio_kbps", "size_bytes", "tts_engine",
     "text_chars",
-    "tier_asked", "method_asked", "tier_reason", "error_kind", "error", "host", "id",
+    "tier_asked", "method_asked", "tier_reason", "error_kind", "error", "host", "delivery", "job_id", "id",
 ]  # fmt: skip
 BUDGET = dict(line_dash="dash", line_color="#e45756")
 THRESHOLD = dict(line_dash="dot", line_color="#888")

@@ -27,6 +27,14 @@ class Request:
 
 
 @dataclass(frozen=True)
+class QueuedJob:
+    """Where a generation came from when a worker took it off the queue."""
+
+    id: str  # the Celery task id, the same on every delivery
+    delivery: int = 1  # 2 when a worker was lost mid-job and another took it over
+
+
+@dataclass(frozen=True)
 class Attempt:
     method: str
     tier: str

@@ -27,7 +27,16 @@ from engine.errors import Busy, InvalidInput, NotEnoughMemory, QuoteError, Rende
 from engine.ffmpeg import disk_full
 from engine.history import HistoryStore
 from engine.memory import read_memory
-from engine.models import Attempt, AttemptEvent, MemorySample, ProgressEvent, Request, Result, StageEvent
+from engine.models import (
+    Attempt,
+    AttemptEvent,
+    MemorySample,
+    ProgressEvent,
+    QueuedJob,
+    Request,
+    Result,
+    StageEvent,
+)
 from engine.plan import attempt_budget_mb, method_chain, plan_tier
 from engine.predict import estimated_duration_s
 from engine.quality import measure
@@ -87,14 +96,16 @@ def generate(
     on_event: OnEvent | None = None,
     store: HistoryStore | None = None,
     gate: Gate | None = None,
+    job: QueuedJob | None = None,
 ) -> Result:
     """Make one video; recorded in `store` (when given) whatever the outcome. With a `gate`,
-    the render waits its turn until its predicted peak fits the memory free."""
+    the render waits its turn until its predicted peak fits the memory free. `job` ties the
+    history row to the queued job it ran for, on a worker."""
     emit = on_event or (lambda _event: None)
     run = _Run(uuid.uuid4().hex)
     job_dir = settings.temp_dir / run.generation_id
     history = _History(store, run.generation_id)
-    history.begin(request)
+    history.begin(request, job)
     try:
         with _stage(run, "validate"):
             request = validate(request, settings)
@@ -143,9 +154,9 @@ class _History:
         self.generation_id = generation_id
         self.started = False
 
-    def begin(self, request: Request) -> None:
+    def begin(self, request: Request, job: QueuedJob | None) -> None:
         if self.store is not None:
-            self.started = self._safely(self.store.begin, self.generation_id, request)
+            self.started = self._safely(self.store.begin, self.generation_id, request, job)
 
     def finish(self, result: Result, error_kind: str | None = None) -> None:
         if self.store is not None and self.started:

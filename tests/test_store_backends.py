@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from engine.history import HistoryStore
 from engine.history.migrations import LATEST, MIGRATIONS
-from engine.models import Attempt, Request
+from engine.models import Attempt, QueuedJob, Request
 from engine.stats import stats
 
 from .test_history import result
@@ -86,6 +86,31 @@ def test_interrupted_rows(url):
         conn.execute(sa.text("UPDATE generations SET pid = :pid"), {"pid": int(dead.stdout)})
     assert store.mark_interrupted() == ["a" * 32]
     assert store.generation("a" * 32).status == "interrupted"
+    store.close()
+
+
+def test_a_lost_workers_rows_are_found_by_their_job_on_any_host(url):
+    store = HistoryStore(url)
+    store.begin("a" * 32, Request("x"), QueuedJob("job-1"))
+    store.begin("b" * 32, Request("x"), QueuedJob("job-2"))
+    store.begin("c" * 32, Request("x"), QueuedJob("job-1", delivery=2))
+    store.finish(result("c" * 32))
+    store.begin("d" * 32, Request("x"), QueuedJob("job-1", delivery=2))
+    with store.engine.begin() as conn:  # the lost workers ran on another machine, whose start-up swept one
+        conn.execute(sa.text("UPDATE generations SET host = 'elsewhere/w1', pid = 1"))
+        conn.execute(
+            sa.text(
+                f"UPDATE generations SET status = 'interrupted', error_kind = 'interrupted' WHERE id = '{'d' * 32}'"
+            )
+        )
+    assert sorted(store.mark_lost("job-1", "lost; taken over by here/w2")) == ["a" * 32, "d" * 32]
+    lost, other, retry, swept = (store.generation(c * 32) for c in "abcd")
+    assert swept.error == lost.error and swept.error_kind == "worker_lost"
+    assert (lost.status, lost.error, lost.error_kind, lost.job_id) == (
+        "interrupted", "lost; taken over by here/w2", "worker_lost", "job-1",
+    )  # fmt: skip
+    assert other.status == "running" and (retry.status, retry.delivery) == ("ok", 2)
+    assert store.mark_lost("job-1", "again") == []
     store.close()
 
 

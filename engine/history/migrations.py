@@ -19,7 +19,7 @@ def _v1(conn: Connection) -> None:
     v1 = sa.MetaData()
     later_columns = {
         "finished_at", "error_kind", "tts_fallback_reason", "method_asked", "fell_back", "app_rss_mb",
-        "stage_s", "file_removed", "host", "pid", "budget_mb", "ssim", "psnr_db",
+        "stage_s", "file_removed", "host", "pid", "budget_mb", "ssim", "psnr_db", "job_id", "delivery",
     }  # fmt: skip
     for table in (schema.meta, schema.generations, schema.attempts):
         sa.Table(table.name, v1, *(c._copy() for c in table.columns if c.name not in later_columns))
@@ -52,7 +52,14 @@ def _add_columns(conn: Connection, added: dict[str, list[str]]) -> None:
             conn.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
+def _v4(conn: Connection) -> None:
+    """Version 4: the queued job a worker ran a generation for, and which delivery it was,
+    so a worker that takes over a lost worker's job can mark the lost run on any host."""
+    _add_columns(conn, {"generations": ["job_id", "delivery"]})
+    conn.execute(sa.text("CREATE INDEX ix_generations_job_id ON generations (job_id)"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
 LATEST = len(MIGRATIONS)
 
 

@@ -40,6 +40,8 @@ class GenerationRecord:
     pid: int | None = None
     ssim: float | None = None
     psnr_db: float | None = None
+    job_id: str | None = None  # the queued job, on a worker; None in-process
+    delivery: int | None = None  # 2: a worker was lost mid-job and this one took it over
 
     @classmethod
     def from_row(cls, row) -> GenerationRecord:

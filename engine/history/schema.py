@@ -55,6 +55,9 @@ generations = sa.Table(
     # version 3
     sa.Column("ssim", sa.Float),
     sa.Column("psnr_db", sa.Float),
+    # version 4
+    sa.Column("job_id", sa.String(64), index=True),
+    sa.Column("delivery", sa.Integer),
 )
 
 attempts = sa.Table(

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from engine.history import schema
 from engine.history.migrations import migrate
 from engine.history.records import AttemptRecord, GenerationRecord
-from engine.models import Request, Result
+from engine.models import QueuedJob, Request, Result
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class HistoryStore:
 
     # writes
 
-    def begin(self, generation_id: str, request: Request) -> None:
+    def begin(self, generation_id: str, request: Request, job: QueuedJob | None = None) -> None:
         """The `running` row, written before any work."""
         with self.engine.begin() as conn:
             conn.execute(
@@ -81,6 +81,8 @@ class HistoryStore:
                     pid=os.getpid(),
                     fell_back=False,
                     file_removed=False,
+                    job_id=job.id if job else None,
+                    delivery=job.delivery if job else None,
                 )
             )
 
@@ -153,6 +155,21 @@ class HistoryStore:
                     )
                 )
         return dead
+
+    def mark_lost(self, job_id: str, note: str) -> list[str]:
+        """Rows of a queued job left `running` by a worker that was lost, on any host: marked
+        interrupted with `note`, and their ids. Rows already marked by a start-up sweep on the
+        lost worker's machine get the more telling note too."""
+        g = schema.generations
+        swept = sa.and_(g.c.status == "interrupted", g.c.error_kind == "interrupted")
+        with self.engine.begin() as conn:
+            lost = conn.execute(
+                sa.update(g)
+                .where(g.c.job_id == job_id, sa.or_(g.c.status == "running", swept))
+                .values(status="interrupted", error=note, error_kind="worker_lost", finished_at=time.time())
+                .returning(g.c.id)
+            ).all()
+        return [row.id for row in lost]
 
     def mark_files_removed(self, paths: list[str]) -> None:
         if not paths:
