@@ -7,7 +7,7 @@ PORT ?= 8501
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-slow lint format install browser services soak bench cluster clean
+.PHONY: run test lint format install browser services soak bench cluster clean
 
 install: $(STAMP)
 
@@ -22,9 +22,6 @@ run: $(STAMP)
 
 test: $(STAMP) browser services lint
 	$(PY) -m pytest
-
-test-slow: $(STAMP) services
-	$(PY) -m pytest -m slow
 
 # The browser tests drive Debian's Chromium; Playwright never downloads a browser.
 browser:

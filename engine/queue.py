@@ -4,7 +4,8 @@ The job that crosses the queue is the same plain request the in-process path run
 worker runs it through the same isolated render chain, under its own host's memory
 monitor, so each worker picks tiers from its own memory. Messages are acknowledged only
 when a job ends (`acks_late`): a worker killed mid-job leaves its job to be delivered
-again, to another worker, once the visibility timeout passes.
+again, to another worker, once its lease (engine.leases) runs out. A job is tried at most
+twice: a job that takes its worker down twice is not handed to a third.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import time
 
 from celery import Celery
 
+from engine.leases import DEFAULT_LEASE_S, transport_options
+
 TASK = "quote_to_speak.generate"
-# How long a job taken by a worker that died waits before it is handed out again. Longer than
-# any one render (MoviePy at 1080p for 300 s takes about 45 s here), or a slow job would be
-# handed to a second worker while the first still works on it.
-VISIBILITY_TIMEOUT_S = 120
+MAX_DELIVERIES = 2  # the first run, and one retry on another worker after a lost one
+DELIVERIES_KEY = "quote_to_speak:deliveries:{}"
 
 
-def make_app(broker_url: str) -> Celery:
+def make_app(broker_url: str, lease_s: float = DEFAULT_LEASE_S) -> Celery:
     app = Celery("quote_to_speak", broker=broker_url, backend=broker_url)
     app.conf.update(
         task_acks_late=True,
@@ -30,12 +31,9 @@ def make_app(broker_url: str) -> Celery:
         task_track_started=True,
         result_extended=True,
         result_expires=7 * 86400,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_transport_options=transport_options(lease_s),
         # A few quick retries, not the default minutes: callers poll again anyway.
-        result_backend_transport_options={
-            "visibility_timeout": VISIBILITY_TIMEOUT_S,
-            "retry_policy": {"max_retries": 3, "interval_max": 1},
-        },
+        result_backend_transport_options={"retry_policy": {"max_retries": 3, "interval_max": 1}},
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         result_serializer="json",
@@ -54,7 +52,7 @@ def worker_name() -> str:
 def _generate(task, job: dict) -> dict:
     """Run one generation on this worker; progress goes to the result backend as it happens."""
     from engine.errors import QuoteError
-    from engine.models import AttemptEvent, MemorySample, StageEvent
+    from engine.models import AttemptEvent, MemorySample, QueuedJob, StageEvent
     from engine.pipeline import generate
     from engine.service import shared_gate, shared_store
     from engine.settings import Settings
@@ -62,11 +60,18 @@ def _generate(task, job: dict) -> dict:
 
     settings = Settings.from_env()
     request = request_from_dict(job)
-    redelivered = bool(task.request.delivery_info and task.request.delivery_info.get("redelivered"))
-    state = {"stage": "started", "message": f"running on {worker_name()}", "samples": [], "attempts": [],
-             "worker": worker_name(), "redelivered": redelivered}  # fmt: skip
-    last = [0.0]
+    me = worker_name()
     task_id = task.request.id  # memory samples arrive on the sampler's thread, where Celery's request is empty
+    delivery = _count_delivery(task, task_id)
+    store = shared_store(settings)
+    if delivery > 1:  # the worker that had it was lost mid-job: its row says so, on whichever host it ran
+        then = f"taken over by {me}" if delivery <= MAX_DELIVERIES else "not tried again"
+        store.mark_lost(task_id, f"its worker was lost mid-job; {then}")
+    if delivery > MAX_DELIVERIES:
+        return {"status": "error", "error": LOST_TWICE, "exit_code": 1, "worker": me, "delivery": delivery}
+    started = f"taken over by {me} after its first worker was lost" if delivery > 1 else f"running on {me}"
+    state = {"stage": "started", "message": started, "samples": [], "attempts": [], "worker": me, "delivery": delivery}
+    last = [0.0]
     lock = threading.Lock()
 
     def publish(force: bool = False) -> None:
@@ -88,13 +93,26 @@ def _generate(task, job: dict) -> dict:
             publish(force=True)
 
     publish(force=True)
-    store = shared_store(settings)
-    if redelivered:
-        store.mark_interrupted()  # the lost worker's row, when it ran on this machine
+    queued = QueuedJob(task_id, delivery)
     try:
-        result = generate(request, settings, on_event, store, shared_gate(settings))
-        return {**result_json(result), "worker": worker_name(), "redelivered": redelivered, "exit_code": 0}
+        result = generate(request, settings, on_event, store, shared_gate(settings), queued)
+        return {**result_json(result), "worker": me, "delivery": delivery, "exit_code": 0}
     except QuoteError as exc:
         data = result_json(exc.result) if exc.result is not None else {"status": "error"}
-        return {**data, "status": "error", "error": str(exc), "exit_code": exc.exit_code, "worker": worker_name(),
-                "redelivered": redelivered}  # fmt: skip
+        return {**data, "status": "error", "error": str(exc), "exit_code": exc.exit_code, "worker": me,
+                "delivery": delivery}  # fmt: skip
+
+
+LOST_TWICE = (
+    "this job was lost twice with the worker running it (a worker killed, perhaps for memory), so it is not "
+    "tried a third time; try a lower tier or a shorter quote"
+)
+
+
+def _count_delivery(task, task_id: str) -> int:
+    """Which time this job has started on a worker: 1, then 2 after a lost worker, ..."""
+    key = DELIVERIES_KEY.format(task_id)
+    client = task.app.backend.client
+    delivery = int(client.incr(key))
+    client.expire(key, task.app.conf.result_expires)
+    return delivery

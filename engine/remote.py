@@ -86,7 +86,8 @@ class RemoteJob:
         if state == "PROGRESS" and isinstance(info, dict):
             samples = tuple(MemorySample(t, rss, budget, method) for t, rss, budget, method in info.get("samples", ()))
             attempts = tuple(Attempt(**a) for a in info.get("attempts", ()))
-            message = f"{info.get('message', '')} (on {info.get('worker')})"
+            retry = ", second try after a lost worker" if info.get("delivery", 1) > 1 else ""
+            message = f"{info.get('message', '')} (on {info.get('worker')}{retry})"
             return JobView(info.get("stage", "started"), message, elapsed, samples, attempts, False, None, None)
         position = self.queue_position()
         waiting = f"position {position} in the queue" if position else "waiting for a worker"
@@ -107,11 +108,13 @@ class RemoteJob:
         return None
 
     def _finished(self, data: dict, elapsed: float) -> JobView:
-        result = result_from_json(data)
+        # No generation id: the worker refused the job before making one (a job lost twice).
+        result = result_from_json(data) if data.get("generation_id") else None
+        attempts = result.attempts if result else ()
         if data.get("status") == "ok":
-            return JobView("done", f"done on {data.get('worker')}", elapsed, (), result.attempts, True, result, None)
+            return JobView("done", f"done on {data.get('worker')}", elapsed, (), attempts, True, result, None)
         error = _ERRORS.get(data.get("exit_code"), QuoteError)
         failure = error.__new__(error)
         QuoteError.__init__(failure, data.get("error") or "the generation failed")
         failure.result = result
-        return JobView("error", str(failure), elapsed, (), result.attempts, True, None, failure)
+        return JobView("error", str(failure), elapsed, (), attempts, True, None, failure)

@@ -31,6 +31,7 @@ class Settings:
     max_text_chars: int = 2000
     admin_token: str | None = None
     broker_url: str | None = None
+    job_lease_s: int = 20
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +51,7 @@ class Settings:
             max_text_chars=get.integer("MAX_TEXT_CHARS", 2000, low=1, high=100_000),
             admin_token=get.text("ADMIN_TOKEN"),
             broker_url=get.text("BROKER_URL"),
+            job_lease_s=get.integer("JOB_LEASE_S", 20, low=2, high=3600),
         )
 
     @property

@@ -1,12 +1,16 @@
 """The Celery worker's entry point: `celery -A engine.worker worker --pool solo -n NAME@%h`.
 
 Like `streamlit_app.py`, this module is an entry point: it reads the settings (BROKER_URL,
-DATABASE_URL, ...) once, when the worker starts, and stops with a sentence on a bad one.
+DATABASE_URL, JOB_LEASE_S, ...) once, when the worker starts, and stops with a sentence on a
+bad one. It also runs the worker's job leases (engine.leases) beside Celery's own loop.
 """
 
 import sys
 
+from celery import signals
+
 from engine.errors import ConfigError
+from engine.leases import Leases
 from engine.queue import make_app
 from engine.settings import Settings
 
@@ -17,4 +21,20 @@ except ConfigError as exc:
 if not _settings.broker_url:
     sys.exit("error: BROKER_URL is not set; a worker needs the Redis URL of the queue, e.g. redis://host:6379/0")
 
-app = make_app(_settings.broker_url)
+app = make_app(_settings.broker_url, _settings.job_lease_s)
+leases = Leases(_settings.broker_url, _settings.job_lease_s)
+
+
+@signals.worker_ready.connect
+def _start_leases(**_) -> None:
+    leases.start()
+
+
+@signals.task_received.connect
+def _hold_lease(request, **_) -> None:
+    leases.hold(request.message.delivery_tag)
+
+
+@signals.worker_shutdown.connect
+def _stop_leases(**_) -> None:
+    leases.stop()

@@ -2,6 +2,7 @@
 
     python scripts/cluster.py [--workers 2] [--port 8501]     run until Ctrl-C
     python scripts/cluster.py --throughput 20                 20 generations with 1, then 2 workers
+    python scripts/cluster.py --lose-a-worker 20              kill a worker mid-job under 20 more: none lost
 
 The servers keep their data in DATA_DIR/cluster (default ./data/cluster), so history and
 finished results survive a restart. For several hosts, see README ("Scale out").
@@ -56,11 +57,55 @@ def throughput(count: int, env: dict[str, str]) -> None:
                 stop_group(proc)
 
 
+def lose_a_worker(count: int, env: dict[str, str]) -> None:
+    """A long job and `count` short ones on two workers; the long job's worker is SIGKILLed mid-render."""
+    import signal
+
+    from engine.history import HistoryStore
+    from engine.models import Request
+    from engine.remote import RemoteJob
+    from engine.settings import Settings
+
+    settings = Settings.from_env(env)
+    procs = {name: start_worker(name, env) for name in ("w1", "w2")}
+    try:
+        RemoteJob(Request("Warm up.", tier="low"), settings).start().wait(120)
+        text = "Catch the trade winds in your sails. Explore. Dream. Discover. " * 12
+        long = RemoteJob(Request(text, tier="high", method="moviepy", fallback=False), settings).start()
+        while (view := long.snapshot()).stage != "render":
+            time.sleep(0.1)
+        short = [RemoteJob(Request(f"Stay hungry, stay foolish, {n}.", tier="low"), settings).start()
+                 for n in range(count)]  # fmt: skip
+        victim = view.message.rsplit("(on ", 1)[1].split(",")[0].rstrip(")").split("/")[-1]
+        os.killpg(procs[victim].pid, signal.SIGKILL)
+        killed = time.monotonic()
+        print(f"{victim} killed mid-render of the long job; {count} short jobs submitted")
+        jobs = [long, *short]
+        for job in jobs:
+            job.wait(600)
+        ok = sum(job.snapshot().result is not None for job in jobs)
+        retry = long.snapshot().result
+        print(f"{ok}/{len(jobs)} finished; the long job {long.snapshot().message}, "
+              f"{time.monotonic() - killed:.1f} s after the kill (its second run took {retry.wall_s:.1f} s)")  # fmt: skip
+        store = HistoryStore(settings.database_url)
+        ids = {job.task_id for job in jobs}
+        rows = [g for g in store.generations() if g.job_id in ids]
+        store.close()
+        runs = {i: sorted((g.delivery, g.status) for g in rows if g.job_id == i) for i in ids}
+        print(f"history: {sum(1 for g in rows if g.status == 'ok')} ok rows for {len(ids)} jobs; "
+              f"the long job's rows {runs[long.task_id]}")  # fmt: skip
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                stop_group(proc)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--port", type=int, default=8501)
     parser.add_argument("--throughput", type=int, default=0, help="measure this many generations, then stop")
+    parser.add_argument("--lose-a-worker", type=int, default=0, help="kill a worker mid-job under this many more")
     args = parser.parse_args()
     data = Path(os.environ.get("DATA_DIR", "data")).resolve()
     folder = data / "cluster"
@@ -85,8 +130,11 @@ def main() -> int:
     print(f"redis {redis.url}\npostgres {postgres.url}")
     procs: list[subprocess.Popen] = []
     try:
-        if args.throughput:
-            throughput(args.throughput, env)
+        if args.throughput or args.lose_a_worker:
+            if args.throughput:
+                throughput(args.throughput, env)
+            if args.lose_a_worker:
+                lose_a_worker(args.lose_a_worker, env)
             return 0
         procs = [start_worker(f"w{n}", env) for n in range(1, args.workers + 1)]
         procs.append(subprocess.Popen(

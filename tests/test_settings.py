@@ -31,11 +31,13 @@ def test_values_are_read():
             "TTS_ENGINE": "ESPEAK",
             "MAX_TEXT_CHARS": "500",
             "ADMIN_TOKEN": "secret",
+            "JOB_LEASE_S": "30",
         }
     )
     assert (s.max_memory_mb, s.min_required_memory_mb, s.max_video_duration_s) == (1024, 200, 60)
     assert (s.max_resolution_height, s.default_bitrate_kbps) == (720, 1500)
     assert (s.data_dir, s.tts_engine, s.max_text_chars, s.admin_token) == (Path("/tmp/x"), "espeak", 500, "secret")
+    assert s.job_lease_s == 30
 
 
 @pytest.mark.parametrize("raw, kbps", [("800k", 800), ("800K", 800), ("2M", 2000), ("640000", 640)])
@@ -58,6 +60,8 @@ def test_bitrate_units(raw, kbps):
         ("TTS_ENGINE", "festival"),
         ("MAX_TEXT_CHARS", "0"),
         ("MAX_STORAGE_MB", "x"),
+        ("JOB_LEASE_S", "1"),
+        ("JOB_LEASE_S", "soon"),
     ],
 )
 def test_bad_value_names_the_variable(name, value):
