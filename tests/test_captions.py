@@ -118,23 +118,27 @@ def frame_at(video: Path, t: float, folder: Path) -> np.ndarray:
 
 
 def test_ffmpeg_memory_is_flat_in_the_number_of_captions(tmp_path, speech_wav):
-    """Peak memory with 2 and with 40 caption states (same duration) within 10%."""
-    peaks = {}
-    for count in (2, 40):
-        folder = tmp_path / str(count)
-        folder.mkdir()
-        cards = draw_cards(QUOTES["long"], "", (1280, 720), [(i, i + 1) for i in range(count)], folder)
-        duration = 20.0
-        states = tuple((str(p), i * duration / count, (i + 1) * duration / count) for i, p in enumerate(cards))
-        job = RenderJob(
-            method="ffmpeg", card_path=str(cards[0]), audio_path=str(speech_wav), out_path=str(folder / "out.mp4"),
-            temp_dir=str(folder), width=1280, height=720, fps=24, video_kbps=500, audio_kbps=64,
-            duration_s=duration, captions=states,
-        )  # fmt: skip
-        run = run_isolated(job, budget_mb=4000)
-        assert run.status == "ok", run.error
-        peaks[count] = run.peak_rss_mb
-    assert abs(peaks[40] - peaks[2]) <= 0.1 * peaks[2], peaks
+    """Peak memory with 2 and with 40 caption states (same duration) within 10%. Best of three
+    each, interleaved: a process's RSS also counts the pages of the ffmpeg binary it has mapped,
+    which vary from run to run with the page cache (measured 71 to 110 MB for the same render)."""
+    peaks: dict[int, list[float]] = {2: [], 40: []}
+    for run_number in range(3):
+        for count in (2, 40):
+            folder = tmp_path / f"{count}-{run_number}"
+            folder.mkdir()
+            cards = draw_cards(QUOTES["long"], "", (1280, 720), [(i, i + 1) for i in range(count)], folder)
+            duration = 20.0
+            states = tuple((str(p), i * duration / count, (i + 1) * duration / count) for i, p in enumerate(cards))
+            job = RenderJob(
+                method="ffmpeg", card_path=str(cards[0]), audio_path=str(speech_wav),
+                out_path=str(folder / "out.mp4"), temp_dir=str(folder), width=1280, height=720, fps=24,
+                video_kbps=500, audio_kbps=64, duration_s=duration, captions=states,
+            )  # fmt: skip
+            run = run_isolated(job, budget_mb=4000)
+            assert run.status == "ok", run.error
+            peaks[count].append(run.peak_rss_mb)
+    few, many = min(peaks[2]), min(peaks[40])
+    assert abs(many - few) <= 0.1 * few, peaks
 
 
 def test_motion_zooms_and_fades_through_moviepy(settings, tmp_path):
