@@ -110,6 +110,7 @@ def generate(
         with _stage(run, "validate"):
             request = validate(request, settings)
         choice = _admit(run, request, settings, emit, store)
+        history.admitted(run.fields)
         job_dir.mkdir(parents=True, exist_ok=True)
         emit(StageEvent("speech", "making the speech"))
         with _stage(run, "speech"):
@@ -157,6 +158,12 @@ class _History:
     def begin(self, request: Request, job: QueuedJob | None) -> None:
         if self.store is not None:
             self.started = self._safely(self.store.begin, self.generation_id, request, job)
+
+    def admitted(self, fields: dict) -> None:
+        """The tier chosen, on the running row: a run that never finishes still shows it."""
+        if self.store is not None and self.started:
+            chosen = {k: fields[k] for k in ("tier", "tier_reason", "available_mb", "app_rss_mb")}
+            self._safely(self.store.admitted, self.generation_id, chosen)
 
     def finish(self, result: Result, error_kind: str | None = None) -> None:
         if self.store is not None and self.started:

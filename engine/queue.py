@@ -22,8 +22,9 @@ MAX_DELIVERIES = 2  # the first run, and one retry on another worker after a los
 DELIVERIES_KEY = "quote_to_speak:deliveries:{}"
 
 
-def make_app(broker_url: str, lease_s: float = DEFAULT_LEASE_S) -> Celery:
-    app = Celery("quote_to_speak", broker=broker_url, backend=broker_url)
+def make_app(broker_url: str, lease_s: float = DEFAULT_LEASE_S, results: bool = True) -> Celery:
+    """The Celery app; with `results=False`, one that only sends jobs (see engine.remote)."""
+    app = Celery("quote_to_speak", broker=broker_url, backend=broker_url if results else None)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -22,8 +22,16 @@ _ERRORS = {1: RenderFailed, 2: InvalidInput, 3: Busy}
 
 
 @cache
-def _app(broker_url: str):
-    return make_app(broker_url)
+def _sender(broker_url: str):
+    # No result backend here: Redis's would subscribe to every job's result channel, and the
+    # result object Celery hands back unsubscribes when it is collected, taking the channel's
+    # lock; collected mid-poll, while that lock is held, it deadlocked a poll for minutes.
+    return make_app(broker_url, results=False)
+
+
+@cache
+def _results(broker_url: str):
+    return make_app(broker_url).backend
 
 
 @cache
@@ -43,17 +51,14 @@ class RemoteJob:
 
     def start(self) -> RemoteJob:
         self._started = time.monotonic()
-        # Keep only the id: a result object left alive tries to unsubscribe from Redis when it is
-        # collected, retrying for minutes if Redis has gone; a short-lived one does so at once.
-        self.task_id = _app(self._url).send_task(TASK, args=[request_to_dict(self.request)]).id
+        self.task_id = _sender(self._url).send_task(TASK, args=[request_to_dict(self.request)]).id
         return self
 
     def _state(self) -> tuple[str, object]:
-        from celery.result import AsyncResult
-
+        """The job's state and its data (progress, result or exception), read with one GET."""
         try:
-            found = AsyncResult(self.task_id, app=_app(self._url))
-            return found.state, found.info
+            meta = _results(self._url).get_task_meta(self.task_id, cache=False)
+            return meta["status"], meta.get("result")
         except Exception:  # Redis restarting: the job goes on; say so and look again
             return "UNKNOWN", None
 

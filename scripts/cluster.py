@@ -24,13 +24,15 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from services import start_postgres, start_redis, stop_group  # noqa: E402
 
 
-def start_worker(name: str, env: dict[str, str], log=None) -> subprocess.Popen:
-    """One Celery worker, one render at a time, in its own process group; stderr to `log` if given."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "engine.worker", "worker", "--pool", "solo", "-n", f"{name}@%h",
-         "--loglevel", "WARNING"],
-        cwd=ROOT, env={**env, "WORKER_NAME": name}, stderr=log, start_new_session=True,
-    )  # fmt: skip
+def start_worker(name: str, env: dict[str, str], log=None, host: str | None = None) -> subprocess.Popen:
+    """One Celery worker, one render at a time, in its own process group; stderr to `log` if given.
+    With `host`, the worker gets that host name in a UTS namespace of its own (root only): a
+    second "host" on one machine, for trying what several hosts do to the shared history."""
+    argv = [sys.executable, "-m", "celery", "-A", "engine.worker", "worker", "--pool", "solo", "-n", f"{name}@%h",
+            "--loglevel", "WARNING"]  # fmt: skip
+    if host:
+        argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host, *argv]
+    return subprocess.Popen(argv, cwd=ROOT, env={**env, "WORKER_NAME": name}, stderr=log, start_new_session=True)
 
 
 def throughput(count: int, env: dict[str, str]) -> None:
@@ -155,8 +157,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    # Celery's result objects try to unsubscribe from the (now stopped) Redis when the
-    # interpreter tears them down, retrying for minutes; everything is stopped already.
-    os._exit(code)
+    sys.exit(main())

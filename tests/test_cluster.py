@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -48,8 +49,9 @@ def cluster():
            "TTS_ENGINE": "espeak", "PYTHONPATH": str(ROOT), "JOB_LEASE_S": str(LEASE_S)}  # fmt: skip
     workers = {}
 
-    def start_worker(name: str) -> subprocess.Popen:
-        proc = start_celery_worker(name, env, log=(folder / f"{name}.log").open("wb"))
+    def start_worker(name: str, host: str | None = None, **settings: str) -> subprocess.Popen:
+        log = (folder / f"{name}.log").open("ab")
+        proc = start_celery_worker(name, {**env, **settings}, log=log, host=host)
         LONG_LIVED.add(proc.pid)
         workers[name] = proc
         return proc
@@ -179,6 +181,29 @@ def test_a_job_that_loses_two_workers_is_not_tried_a_third_time(cluster):
     assert rows[1].error.endswith("not tried again")
     cluster["start_worker"](second)
     _wait_for_workers(cluster["settings"])
+
+
+def test_a_worker_on_another_host_picks_its_own_tier_and_its_lost_job_is_taken_over_here(cluster):
+    for name in ("w1", "w2"):  # only the other host's worker at first
+        stop_group(cluster["workers"].pop(name))
+    far = cluster["start_worker"]("w3", host="q2s-host-b", MAX_MEMORY_MB="700", MIN_REQUIRED_MEMORY_MB="100")
+    job = RemoteJob(replace(SLOW, tier="auto"), cluster["settings"]).start()
+    assert _rendering_on(job, timeout_s=120) == "w3"
+    _kill(cluster, "w3")
+    cluster["start_worker"]("w1")
+    assert job.wait(180), "the job was not taken over from the lost host"
+    done = job.snapshot()
+    assert done.result is not None and done.message == f"done on {socket.gethostname()}/w1", done
+    store = history(cluster)
+    rows = sorted((g for g in store.generations() if g.job_id == job.task_id), key=lambda g: g.created_at)
+    store.close()
+    # Each worker chose the tier from its own memory: 700 MB there, this machine's memory here.
+    assert [(g.host, g.tier, g.status) for g in rows] == [
+        ("q2s-host-b/w3", "medium", "interrupted"), (f"{socket.gethostname()}/w1", "high", "ok"),
+    ], rows  # fmt: skip
+    assert rows[0].error_kind == "worker_lost" and far.returncode is not None
+    cluster["workers"].pop("w3")
+    cluster["start_worker"]("w2")
 
 
 def test_a_redis_crash_loses_no_finished_result(cluster):

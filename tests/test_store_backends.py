@@ -89,6 +89,20 @@ def test_interrupted_rows(url):
     store.close()
 
 
+def test_the_running_row_shows_the_tier_admission_chose(url):
+    store = HistoryStore(url)
+    store.begin("a" * 32, Request("x"))
+    store.admitted("a" * 32, {"tier": "medium", "tier_reason": "700 MB available", "available_mb": 700.0})
+    running = store.generation("a" * 32)
+    assert (running.status, running.tier, running.tier_reason, running.available_mb) == (
+        "running", "medium", "700 MB available", 700.0,
+    )  # fmt: skip
+    store.finish(result("a" * 32))
+    store.admitted("a" * 32, {"tier": "low"})  # late: a finished row keeps what it finished with
+    assert store.generation("a" * 32).tier == result("a" * 32).tier
+    store.close()
+
+
 def test_a_lost_workers_rows_are_found_by_their_job_on_any_host(url):
     store = HistoryStore(url)
     store.begin("a" * 32, Request("x"), QueuedJob("job-1"))

@@ -86,6 +86,12 @@ class HistoryStore:
                 )
             )
 
+    def admitted(self, generation_id: str, chosen: dict) -> None:
+        """What admission chose (tier, its reason, the memory seen), on the running row."""
+        g = schema.generations
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(g).where(g.c.id == generation_id, g.c.status == "running").values(**chosen))
+
     def finish(self, result: Result, error_kind: str | None = None) -> None:
         """Everything the generation learned, its attempts and its timeline, in one transaction."""
         g = schema.generations
