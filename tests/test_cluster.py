@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from engine.history import HistoryStore
 from engine.models import Request
@@ -92,6 +93,24 @@ def test_a_job_from_the_app_runs_on_a_worker_and_lands_in_the_shared_history(clu
     store.close()
     assert row.status == "ok" and row.host == view.message.removeprefix("done on ")
     assert row.host.startswith(f"{socket.gethostname()}/w")
+
+
+def test_the_pages_send_a_job_to_the_workers_and_show_which_host_ran_what(cluster, monkeypatch):
+    for name in ("BROKER_URL", "DATABASE_URL", "DATA_DIR", "TTS_ENGINE", "JOB_LEASE_S"):
+        monkeypatch.setenv(name, cluster["env"][name])
+    at = AppTest.from_file("../streamlit_app.py", default_timeout=60).run()
+    at.text_area(key="text").input("Stay hungry. Stay foolish.")
+    at.radio(key="tier").set_value("low")
+    at.button(key="generate").click().run()
+    job = at.session_state["job"]
+    assert isinstance(job, RemoteJob) and job.wait(120)
+    at.run()
+    assert not at.exception and len(at.get("video")) == 1
+    worker = job.snapshot().message.removeprefix("done on ")
+    at.switch_page("pages/history.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert worker in set(table["host"]) and job.task_id in set(table["job_id"])
 
 
 def test_two_workers_share_a_burst_with_none_lost_or_run_twice(cluster):
