@@ -57,14 +57,10 @@ def estimated_duration_s(text: str) -> float:
 
 
 def learn(store: HistoryStore, recent: int = 2000) -> Profile:
-    """Group the most recent successful attempts; keep the groups with enough runs."""
-    durations = {g.id: g.duration_s for g in store.generations() if g.duration_s}
+    """Group the successful attempts of the `recent` newest videos; keep the groups with enough runs."""
     groups: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
-    for attempt in store.attempts()[-recent:]:
-        seconds = durations.get(attempt.generation_id)
-        if attempt.status == "ok" and seconds and attempt.peak_rss_mb and attempt.wall_s:
-            key = (attempt.method, attempt.tier, band(seconds))
-            groups[key].append((attempt.peak_rss_mb, attempt.wall_s / seconds))
+    for method, tier_name, peak_mb, wall_s, seconds in store.recent_ok_attempts(recent):
+        groups[(method, tier_name, band(seconds))].append((peak_mb, wall_s / seconds))
     cells = {}
     for (method, tier_name, duration_band), runs in groups.items():
         if len(runs) >= MIN_RUNS:

@@ -103,6 +103,26 @@ def test_the_running_row_shows_the_tier_admission_chose(url):
     store.close()
 
 
+def test_the_profile_reads_the_ok_attempts_of_the_newest_videos_only(url):
+    store = HistoryStore(url)
+    for n in range(4):
+        gid = f"{n:032x}"
+        store.begin(gid, Request("x"))
+        tries = (
+            Attempt("moviepy", "high", "killed", "over", 300, 1),
+            Attempt("ffmpeg", "high", "ok", None, 100 + n, 2),
+        )
+        store.finish(result(gid, attempts=tries, duration_s=10.0))
+    with store.engine.begin() as conn:  # created in order, a second apart
+        for n in range(4):
+            conn.execute(sa.text(f"UPDATE generations SET created_at = {1000 + n} WHERE id = '{n:032x}'"))
+    assert sorted(store.recent_ok_attempts(2)) == [
+        ("ffmpeg", "high", 102.0, 2.0, 10.0),
+        ("ffmpeg", "high", 103.0, 2.0, 10.0),
+    ]
+    store.close()
+
+
 def test_a_lost_workers_rows_are_found_by_their_job_on_any_host(url):
     store = HistoryStore(url)
     store.begin("a" * 32, Request("x"), QueuedJob("job-1"))

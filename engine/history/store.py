@@ -194,6 +194,26 @@ class HistoryStore:
         with self.engine.connect() as conn:
             return [GenerationRecord.from_row(row) for row in conn.execute(query)]
 
+    def recent_ok_attempts(self, generations: int) -> list[tuple[str, str, float, float, float]]:
+        """The successful attempts of the newest `generations` videos, as (method, tier, peak MB,
+        wall s, video s): what the tier profile learns from, read through the time index so the
+        cost stays flat as the history grows."""
+        a, g = schema.attempts, schema.generations
+        recent = (
+            sa.select(g.c.id, g.c.duration_s)
+            .where(g.c.duration_s > 0)
+            .order_by(g.c.created_at.desc())
+            .limit(generations)
+            .subquery()
+        )
+        query = (
+            sa.select(a.c.method, a.c.tier, a.c.peak_rss_mb, a.c.wall_s, recent.c.duration_s)
+            .join(recent, a.c.generation_id == recent.c.id)
+            .where(a.c.status == "ok", a.c.peak_rss_mb > 0, a.c.wall_s > 0)
+        )
+        with self.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(query)]
+
     def generation(self, generation_id: str) -> GenerationRecord | None:
         g = schema.generations
         with self.engine.connect() as conn:
