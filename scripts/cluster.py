@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -61,8 +62,6 @@ def throughput(count: int, env: dict[str, str]) -> None:
 
 def lose_a_worker(count: int, env: dict[str, str]) -> None:
     """A long job and `count` short ones on two workers; the long job's worker is SIGKILLed mid-render."""
-    import signal
-
     from engine.history import HistoryStore
     from engine.models import Request
     from engine.remote import RemoteJob
@@ -109,6 +108,8 @@ def main() -> int:
     parser.add_argument("--throughput", type=int, default=0, help="measure this many generations, then stop")
     parser.add_argument("--lose-a-worker", type=int, default=0, help="kill a worker mid-job under this many more")
     args = parser.parse_args()
+    # A stop from a service manager (SIGTERM) tidies up like Ctrl-C: workers, app and servers stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     data = Path(os.environ.get("DATA_DIR", "data")).resolve()
     folder = data / "cluster"
     folder.mkdir(parents=True, exist_ok=True)
