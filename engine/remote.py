@@ -47,6 +47,7 @@ class RemoteJob:
         self._url = settings.broker_url
         self._started = time.monotonic()
         self.task_id = ""
+        self.worker: str | None = None  # "host/name" of the worker last seen running it
         self._final: JobView | None = None
 
     def start(self) -> RemoteJob:
@@ -89,6 +90,7 @@ class RemoteJob:
             self._final = JobView("error", str(error), elapsed, (), (), True, None, error)
             return self._final
         if state == "PROGRESS" and isinstance(info, dict):
+            self.worker = info.get("worker")
             samples = tuple(MemorySample(t, rss, budget, method) for t, rss, budget, method in info.get("samples", ()))
             attempts = tuple(Attempt(**a) for a in info.get("attempts", ()))
             retry = ", second try after a lost worker" if info.get("delivery", 1) > 1 else ""
@@ -113,6 +115,7 @@ class RemoteJob:
         return None
 
     def _finished(self, data: dict, elapsed: float) -> JobView:
+        self.worker = data.get("worker")
         # No generation id: the worker refused the job before making one (a job lost twice).
         result = result_from_json(data) if data.get("generation_id") else None
         attempts = result.attempts if result else ()

@@ -53,7 +53,7 @@ def throughput(count: int, env: dict[str, str]) -> None:
                 job.wait(600)
             wall = time.monotonic() - started
             ok = sum(job.snapshot().result is not None for job in jobs)
-            hosts = sorted({job.snapshot().message.removeprefix("done on ") for job in jobs})
+            hosts = sorted({str(job.worker) for job in jobs})
             print(f"{workers} worker(s): {ok}/{count} in {wall:.1f} s = {count / wall:.2f} videos/s; ran on {hosts}")
         finally:
             for proc in procs:
@@ -74,10 +74,12 @@ def lose_a_worker(count: int, env: dict[str, str]) -> None:
         text = "Catch the trade winds in your sails. Explore. Dream. Discover. " * 12
         long = RemoteJob(Request(text, tier="high", method="moviepy", fallback=False), settings).start()
         while (view := long.snapshot()).stage != "render":
+            if view.done:
+                raise SystemExit(f"the long job ended before it rendered: {view.message}")
             time.sleep(0.1)
         short = [RemoteJob(Request(f"Stay hungry, stay foolish, {n}.", tier="low"), settings).start()
                  for n in range(count)]  # fmt: skip
-        victim = view.message.rsplit("(on ", 1)[1].split(",")[0].rstrip(")").split("/")[-1]
+        victim = long.worker.split("/")[-1]
         os.killpg(procs[victim].pid, signal.SIGKILL)
         killed = time.monotonic()
         print(f"{victim} killed mid-render of the long job; {count} short jobs submitted")
@@ -92,9 +94,9 @@ def lose_a_worker(count: int, env: dict[str, str]) -> None:
         ids = {job.task_id for job in jobs}
         rows = [g for g in store.generations() if g.job_id in ids]
         store.close()
-        runs = {i: sorted((g.delivery, g.status) for g in rows if g.job_id == i) for i in ids}
+        long_rows = sorted((g.delivery, g.status) for g in rows if g.job_id == long.task_id)
         print(f"history: {sum(1 for g in rows if g.status == 'ok')} ok rows for {len(ids)} jobs; "
-              f"the long job's rows {runs[long.task_id]}")  # fmt: skip
+              f"the long job's rows {long_rows}")  # fmt: skip
     finally:
         for proc in procs.values():
             if proc.poll() is None:

@@ -91,7 +91,7 @@ def test_a_job_from_the_app_runs_on_a_worker_and_lands_in_the_shared_history(clu
     store = history(cluster)
     row = store.generation(view.result.generation_id)
     store.close()
-    assert row.status == "ok" and row.host == view.message.removeprefix("done on ")
+    assert row.status == "ok" and row.host == job.worker and view.message == f"done on {job.worker}"
     assert row.host.startswith(f"{socket.gethostname()}/w")
 
 
@@ -106,7 +106,7 @@ def test_the_pages_send_a_job_to_the_workers_and_show_which_host_ran_what(cluste
     assert isinstance(job, RemoteJob) and job.wait(120)
     at.run()
     assert not at.exception and len(at.get("video")) == 1
-    worker = job.snapshot().message.removeprefix("done on ")
+    worker = job.worker
     at.switch_page("pages/history.py").run()
     assert not at.exception
     table = at.dataframe[0].value
@@ -146,8 +146,8 @@ def _rendering_on(job: RemoteJob, not_on: str = "", timeout_s: float = 120) -> s
     deadline = time.monotonic() + timeout_s
     while True:
         view = job.snapshot()
-        if view.stage == "render" and "(on " in view.message:
-            worker = view.message.rsplit("(on ", 1)[1].split(",")[0].rstrip(")").split("/")[-1]
+        if view.stage == "render":
+            worker = job.worker.split("/")[-1]
             if worker != not_on:
                 return worker
         assert not view.done and time.monotonic() < deadline, f"the job never rendered off {not_on!r}: {view}"
