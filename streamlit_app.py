@@ -20,8 +20,8 @@ except ConfigError as exc:
     sys.exit(f"error: {exc}")  # a bad setting stops start-up with the sentence, not a traceback
 
 if __name__ == "__main__":
-    from engine.memory import read_memory
-    from engine.plan import attempt_budget_mb
+    from engine.memory.plan import attempt_budget_mb
+    from engine.memory.reading import read_memory
 
     st.set_page_config(page_title="Quote to Speak", page_icon=":material/mic:", layout="wide")
     navigation = st.navigation(
@@ -45,6 +45,6 @@ if __name__ == "__main__":
         memory_now()
     navigation.run()
 else:
-    from engine.http import api_routes
+    from engine.app.routes import api_routes
 
     app = st.App(__file__, routes=api_routes(lambda: settings))

@@ -20,7 +20,7 @@ class Request:
     aspect: str = "16:9"
     captions: bool = False
     motion: bool = False
-    background: str = "midnight"  # a name from engine.background.PALETTE
+    background: str = "midnight"  # a name from engine.visuals.background.PALETTE
     background_image: bytes | None = field(default=None, repr=False)  # JPEG, PNG or WebP, checked by content
     out: Path | None = None
     crash_methods: tuple[str, ...] = ()  # test seam: these methods' children die on start

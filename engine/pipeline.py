@@ -19,14 +19,14 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.admission import Gate, Waiting, default_need_mb
-from engine.background import background
-from engine.captions import caption_states, phrase_spans
-from engine.card import draw_cards
 from engine.errors import Busy, InvalidInput, NotEnoughMemory, QuoteError, RenderFailed, SpeechFailed
-from engine.ffmpeg import disk_full
 from engine.history import HistoryStore
-from engine.memory import read_memory
+from engine.history.storage import cleanup, over_quota
+from engine.memory.admission import Gate, Waiting, default_need_mb
+from engine.memory.costs import estimated_duration_s
+from engine.memory.plan import attempt_budget_mb, method_chain, plan_tier
+from engine.memory.reading import read_memory
+from engine.memory.tiers import Tier, TierChoice, tier
 from engine.models import (
     Attempt,
     AttemptEvent,
@@ -37,17 +37,17 @@ from engine.models import (
     Result,
     StageEvent,
 )
-from engine.plan import attempt_budget_mb, method_chain, plan_tier
-from engine.predict import estimated_duration_s
-from engine.quality import measure
+from engine.render.ffmpeg import disk_full
 from engine.render.isolation import run_isolated
 from engine.render.job import RenderJob, encoder_threads
+from engine.render.quality import measure
 from engine.render.verify import verify
 from engine.settings import Settings
 from engine.speech import Speech, engines_for, speak
-from engine.storage import cleanup, over_quota
-from engine.tiers import Tier, TierChoice, tier
 from engine.validate import validate
+from engine.visuals.background import background
+from engine.visuals.captions import caption_states, phrase_spans
+from engine.visuals.card import draw_cards
 
 log = logging.getLogger(__name__)
 

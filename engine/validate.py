@@ -6,13 +6,13 @@ import re
 import unicodedata
 from dataclasses import replace
 
-from engine.background import background
-from engine.card import check_coverage
 from engine.errors import InvalidInput
+from engine.memory.tiers import ASPECTS, TIER_NAMES
 from engine.models import Request
 from engine.render.job import METHODS
 from engine.settings import TTS_CHOICES, Settings
-from engine.tiers import ASPECTS, TIER_NAMES
+from engine.visuals.background import background
+from engine.visuals.card import check_coverage
 
 MAX_AUTHOR_CHARS = 120
 _LANG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")

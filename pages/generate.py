@@ -6,16 +6,16 @@ from urllib.parse import urlsplit
 
 import streamlit as st
 
-from engine.background import PALETTE
-from engine.bench import sweep
-from engine.charts import live_figure
-from engine.forecast import forecast
-from engine.http import video_url
-from engine.jobs import BackgroundTask, GenerationJob, JobView
+from engine.app.charts import live_figure
+from engine.app.resources import shared_gate, shared_limits, shared_store
+from engine.app.routes import video_url
+from engine.jobs.local import BackgroundTask, GenerationJob, JobView
+from engine.memory.forecast import forecast
 from engine.models import Request, Result
-from engine.service import shared_gate, shared_limits, shared_store
+from engine.render.sweep import sweep
 from engine.settings import Settings
 from engine.speech import languages_for
+from engine.visuals.background import PALETTE
 
 TTS_LABELS = {"auto": "Auto (gTTS, offline if it fails)", "gtts": "gTTS (online)", "espeak": "Offline (eSpeak NG)"}
 TIER_LABELS = {"auto": "Auto", "high": "High", "medium": "Medium", "low": "Low"}
@@ -100,7 +100,7 @@ def visitor_id() -> str:
 clicked = st.button("Generate video", type="primary", disabled=busy, key="generate", width="stretch")
 if clicked:
     if settings.broker_url:  # the render runs on a Celery worker, which records it in the shared history
-        from engine.remote import RemoteJob  # Celery is loaded only where a queue is used
+        from engine.jobs.remote import RemoteJob  # Celery is loaded only where a queue is used
 
         job = RemoteJob(request, settings).start()
     else:

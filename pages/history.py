@@ -4,14 +4,14 @@ import time
 
 import streamlit as st
 
-from engine import charts
+from engine.app import charts
+from engine.app.resources import shared_store
 from engine.errors import QuoteError
-from engine.memory import read_memory
-from engine.plan import attempt_budget_mb
-from engine.service import shared_store
+from engine.history.stats import summary
+from engine.history.storage import cleanup, storage_report
+from engine.memory.plan import attempt_budget_mb
+from engine.memory.reading import read_memory
 from engine.settings import Settings
-from engine.stats import summary
-from engine.storage import cleanup, storage_report
 
 WINDOWS = {"hour": 3600, "day": 86400, "week": 7 * 86400, "all": None}
 

@@ -29,7 +29,7 @@ def start_worker(name: str, env: dict[str, str], log=None, host: str | None = No
     """One Celery worker, one render at a time, in its own process group; stderr to `log` if given.
     With `host`, the worker gets that host name in a UTS namespace of its own (root only): a
     second "host" on one machine, for trying what several hosts do to the shared history."""
-    argv = [sys.executable, "-m", "celery", "-A", "engine.worker", "worker", "--pool", "solo", "-n", f"{name}@%h",
+    argv = [sys.executable, "-m", "celery", "-A", "engine.jobs.worker", "worker", "--pool", "solo", "-n", f"{name}@%h",
             "--loglevel", "WARNING"]  # fmt: skip
     if host:
         argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host, *argv]
@@ -37,8 +37,8 @@ def start_worker(name: str, env: dict[str, str], log=None, host: str | None = No
 
 
 def throughput(count: int, env: dict[str, str]) -> None:
+    from engine.jobs.remote import RemoteJob
     from engine.models import Request
-    from engine.remote import RemoteJob
     from engine.settings import Settings
 
     settings = Settings.from_env(env)
@@ -63,8 +63,8 @@ def throughput(count: int, env: dict[str, str]) -> None:
 def lose_a_worker(count: int, env: dict[str, str]) -> None:
     """A long job and `count` short ones on two workers; the long job's worker is SIGKILLed mid-render."""
     from engine.history import HistoryStore
+    from engine.jobs.remote import RemoteJob
     from engine.models import Request
-    from engine.remote import RemoteJob
     from engine.settings import Settings
 
     settings = Settings.from_env(env)

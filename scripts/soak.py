@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the engine package is beside this folder
-QUOTES = [case["text"] for case in json.loads((ROOT / "engine/bench-quotes.json").read_text())["cases"]]
+QUOTES = [case["text"] for case in json.loads((ROOT / "benchmarks/bench-quotes.json").read_text())["cases"]]
 
 
 class Cgroup:
@@ -96,8 +96,8 @@ def requests(count: int, seed: int = 7):
 
 def worker(generations: int, concurrency: int) -> None:
     """Inside the cgroup: the page's path (shared store, shared gate, jobs off-thread)."""
-    from engine.jobs import GenerationJob
-    from engine.service import shared_gate, shared_store
+    from engine.app.resources import shared_gate, shared_store
+    from engine.jobs.local import GenerationJob
     from engine.settings import Settings
 
     settings = Settings.from_env()

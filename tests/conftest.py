@@ -11,10 +11,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine import ffmpeg
-from engine.card import draw_card  # noqa: F401 - shared with the test modules
+from engine.render import ffmpeg
 from engine.settings import Settings
 from engine.speech.espeak import EspeakEngine
+from engine.visuals.card import draw_card  # noqa: F401 - shared with the test modules
 
 
 @pytest.fixture

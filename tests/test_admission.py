@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from engine.admission import Gate, VisitorLimits
 from engine.errors import Busy
+from engine.memory.admission import Gate, VisitorLimits
 from engine.models import Request, StageEvent
 from engine.pipeline import generate
 

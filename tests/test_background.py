@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.background import PALETTE, Background, background, check_upload, render_background
 from engine.errors import InvalidInput
 from engine.models import Request
 from engine.pipeline import generate
+from engine.visuals.background import PALETTE, Background, background, check_upload, render_background
 
 
 def encoded(image: Image.Image, kind: str) -> bytes:

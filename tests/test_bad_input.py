@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from engine.errors import InvalidInput, QuoteError
-from engine.ffmpeg import probe
 from engine.history import HistoryStore
 from engine.models import Request
 from engine.pipeline import generate
+from engine.render.ffmpeg import probe
 
 from .conftest import run_cli
 

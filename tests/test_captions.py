@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import ffmpeg
-from engine.captions import caption_states, phrase_spans, phrases, tokenize
-from engine.card import draw_cards
 from engine.models import Request
 from engine.pipeline import generate
+from engine.render import ffmpeg
 from engine.render.isolation import run_isolated
 from engine.render.job import RenderJob
 from engine.speech.espeak import EspeakEngine
+from engine.visuals.captions import caption_states, phrase_spans, phrases, tokenize
+from engine.visuals.card import draw_cards
 
 GOLDEN = Path(__file__).parent / "golden"
-BENCH = Path(__file__).parents[1] / "engine/bench-quotes.json"
+BENCH = Path(__file__).parents[1] / "benchmarks/bench-quotes.json"
 QUOTES = {case["name"]: case["text"] for case in json.loads(BENCH.read_text())["cases"]}
 SIXTY_S = QUOTES["long"] + " " + QUOTES["long"]  # over 60 s of offline speech
 

@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageStat
 
-from engine.card import check_coverage, draw_card, fit
 from engine.errors import InvalidInput
+from engine.visuals.card import check_coverage, draw_card, fit
 
-BENCH = Path(__file__).parents[1] / "engine/bench-quotes.json"  # a copy of shared/bench-quotes.json
+BENCH = Path(__file__).parents[1] / "benchmarks/bench-quotes.json"  # a copy of shared/bench-quotes.json
 QUOTES = {case["name"]: case["text"] for case in json.loads(BENCH.read_text())["cases"]}
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.ffmpeg import probe
+from engine.render.ffmpeg import probe
 
 from .conftest import run_cli
 

@@ -18,8 +18,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.history import HistoryStore
+from engine.jobs.remote import RemoteJob
 from engine.models import Request
-from engine.remote import RemoteJob
 from engine.settings import Settings
 
 from .server import LONG_LIVED

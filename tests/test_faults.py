@@ -18,7 +18,7 @@ import pytest
 
 from engine.errors import RenderFailed
 from engine.history import HistoryStore
-from engine.jobs import GenerationJob
+from engine.jobs.local import GenerationJob
 from engine.models import Request
 from engine.pipeline import generate
 

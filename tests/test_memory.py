@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.memory import MB, TreeSampler, container_memory, read_memory, tree_rss_mb
+from engine.memory.reading import MB, container_memory, read_memory, tree_rss_mb
+from engine.memory.sampler import TreeSampler
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

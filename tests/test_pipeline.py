@@ -5,11 +5,11 @@ from dataclasses import replace
 import pytest
 
 from engine.errors import InvalidInput, NotEnoughMemory, RenderFailed
-from engine.ffmpeg import probe
-from engine.memory import read_memory
+from engine.memory.plan import attempt_budget_mb, method_chain
+from engine.memory.reading import read_memory
 from engine.models import AttemptEvent, MemorySample, Request, StageEvent
 from engine.pipeline import generate
-from engine.plan import attempt_budget_mb, method_chain
+from engine.render.ffmpeg import probe
 
 
 def test_a_quote_becomes_a_verified_mp4(settings):

@@ -2,12 +2,12 @@
 
 import pytest
 
-from engine.forecast import forecast
 from engine.history import HistoryStore
+from engine.memory.costs import MIN_RUNS, band, estimated_duration_s, learn
+from engine.memory.forecast import forecast
+from engine.memory.tiers import choose_tier
 from engine.models import Attempt, Request
-from engine.predict import MIN_RUNS, band, estimated_duration_s, learn
 from engine.settings import Settings
-from engine.tiers import choose_tier
 
 from .test_history import result
 

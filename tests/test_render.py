@@ -2,13 +2,13 @@
 
 import pytest
 
-from engine.ffmpeg import parse_probe, probe
+from engine.memory.tiers import tier
+from engine.render.ffmpeg import parse_probe, probe
 from engine.render.isolation import run_isolated
 from engine.render.job import RenderJob
 from engine.render.verify import verify
 from engine.settings import Settings
 from engine.speech.base import wav_duration_s
-from engine.tiers import tier
 
 from .conftest import draw_card
 

@@ -4,7 +4,7 @@ cannot be guessed, served files only from DATA_DIR/outputs."""
 import ast
 from pathlib import Path
 
-from engine.http import video_path
+from engine.app.routes import video_path
 from engine.models import Request
 from engine.pipeline import generate
 from engine.render import still_loop

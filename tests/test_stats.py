@@ -5,8 +5,8 @@ import time
 import pytest
 
 from engine.history import HistoryStore
+from engine.history.stats import spread, stats
 from engine.models import Attempt, Request
-from engine.stats import spread, stats
 
 from .test_history import result
 

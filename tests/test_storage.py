@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from engine.history import HistoryStore
+from engine.history.storage import TEMP_GRACE_S, cleanup, storage_report
 from engine.models import Request
-from engine.storage import TEMP_GRACE_S, cleanup, storage_report
 
 from .test_history import result
 

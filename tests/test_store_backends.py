@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from engine.history import HistoryStore
 from engine.history.migrations import LATEST, MIGRATIONS
+from engine.history.stats import stats
 from engine.models import Attempt, QueuedJob, Request
-from engine.stats import stats
 
 from .test_history import result
 

@@ -1,8 +1,8 @@
 import pytest
 
 from engine.errors import InvalidInput
+from engine.memory.tiers import choose_tier, tier
 from engine.settings import Settings
-from engine.tiers import choose_tier, tier
 
 DEFAULT = Settings.from_env({})
 

@@ -1,13 +1,14 @@
 """A MoviePy attempt's child process: `python -m engine.render.child JOB.json`.
 
-Runs the MoviePy method (or the benchmark's plain MoviePy baseline) on one job. Exit 0
-when the output is written; otherwise exit 1 with one line on stderr saying why. The
-parent watches this process group.
+Runs the MoviePy method on one job. Exit 0 when the output is written; otherwise exit 1
+with one line on stderr saying why. The parent watches this process group. `run_child`
+serves any render function the same way (the benchmark's plain MoviePy baseline uses it).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import QuoteError
@@ -15,18 +16,21 @@ from engine.render.job import RenderJob
 
 
 def main(argv: list[str]) -> int:
+    from engine.render import moviepy_method
+
+    return run_child(argv, moviepy_method.render)
+
+
+def run_child(argv: list[str], render: Callable[[RenderJob], object]) -> int:
+    """Read the job named by `argv[1]`, render it, and exit with a one-line reason on failure."""
     _die_with_parent()
     job = RenderJob.from_json(Path(argv[1]).read_text())
     if job.crash:
         import os
 
         os.abort()  # a method that dies hard, for testing the chain
-    if job.method == "moviepy":
-        from engine.render import moviepy_method as method
-    else:  # the FFmpeg methods run their ffmpeg directly, without this child
-        from engine.render import plain_moviepy as method
     try:
-        method.render(job)
+        render(job)
     except QuoteError as exc:
         print(str(exc), file=sys.stderr)
         return 1

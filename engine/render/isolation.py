@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import RenderFailed
-from engine.ffmpeg import disk_full, explain
-from engine.memory import TreeSampler
+from engine.memory.sampler import TreeSampler
 from engine.render import still_loop
+from engine.render.ffmpeg import disk_full, explain
 from engine.render.job import RenderJob
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
@@ -46,11 +46,16 @@ class _Step:
 
 
 def run_isolated(
-    job: RenderJob, budget_mb: float, on_sample: OnSample | None = None, timeout_s: float = 900.0
+    job: RenderJob,
+    budget_mb: float,
+    on_sample: OnSample | None = None,
+    timeout_s: float = 900.0,
+    child: str = "engine.render.child",
 ) -> IsolatedRun:
+    """Run one attempt; `child` is the module a Python child runs the job with (MoviePy's)."""
     started = time.monotonic()
     try:
-        steps, scratch = _plan(job)
+        steps, scratch = _plan(job, child)
     except RenderFailed as exc:  # ffmpeg missing: this method fails, the chain goes on
         return IsolatedRun("failed", str(exc), 0.0, 0.0, ())
     peak, timeline, status, error = 0.0, [], "ok", None
@@ -74,14 +79,14 @@ def run_isolated(
     return IsolatedRun(status, error, round(peak, 1), round(time.monotonic() - started, 3), tuple(timeline))
 
 
-def _plan(job: RenderJob) -> tuple[list[_Step], list[Path]]:
+def _plan(job: RenderJob, child: str) -> tuple[list[_Step], list[Path]]:
     """The commands of an attempt, and the scratch files to remove after it."""
     if job.method in ("ffmpeg", "emergency") and not job.crash:
         commands, scratch = still_loop.commands(job)
         return [_Step(argv, True) for argv in commands], scratch
     job_file = Path(job.temp_dir) / f"job-{job.method}.json"
     job_file.write_text(job.to_json())
-    return [_Step([sys.executable, "-m", "engine.render.child", str(job_file)], False)], [job_file]
+    return [_Step([sys.executable, "-m", child, str(job_file)], False)], [job_file]
 
 
 def _run_step(step: _Step, budget_mb: float, on_sample: OnSample, remaining_s: float, timeout_s: float):

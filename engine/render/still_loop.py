@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine import ffmpeg
+from engine.render import ffmpeg
 from engine.render.job import X264_STILL, RenderJob
 
 SEGMENT_S = 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.errors import RenderFailed
-from engine.ffmpeg import Probe, probe
+from engine.render.ffmpeg import Probe, probe
 
 DURATION_TOLERANCE_S = 0.25
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from engine import ffmpeg
 from engine.errors import InvalidInput, RenderFailed, SpeechFailed
+from engine.render import ffmpeg
 from engine.speech.base import Speech, WordTiming, join_wavs, wav_duration_s
 
 log = logging.getLogger(__name__)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.history import HistoryStore
-from engine.memory import MemoryReading, read_memory
+from engine.memory.costs import estimated_duration_s
+from engine.memory.plan import attempt_budget_mb, plan_tier
+from engine.memory.reading import MemoryReading, read_memory
+from engine.memory.tiers import TierChoice
 from engine.models import Request
-from engine.plan import attempt_budget_mb, plan_tier
-from engine.predict import estimated_duration_s
 from engine.settings import Settings
-from engine.tiers import TierChoice
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from engine.speech.base import Speech
-from engine.typeset import spaced
+from engine.visuals.typeset import spaced
 
 MAX_WORDS = 6  # a phrase a viewer reads at a glance
 MAX_CHARS_UNSPACED = 12

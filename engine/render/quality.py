@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.ffmpeg import ffmpeg_exe
+from engine.render.ffmpeg import ffmpeg_exe
 
 _SSIM = re.compile(r"SSIM .*All:([0-9.]+)")
 _PSNR = re.compile(r"PSNR .*average:([0-9.]+|inf)")

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from engine.background import MAX_UPLOAD_BYTES, PALETTE
 from engine.errors import InvalidInput, QuoteError
+from engine.jobs.wire import result_json
 from engine.models import Request, Result
 from engine.settings import Settings
-from engine.wire import result_json
+from engine.visuals.background import MAX_UPLOAD_BYTES, PALETTE
 
 EXIT_OK = 0
 
@@ -121,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.app.resources import shared_gate, shared_store
     from engine.pipeline import generate
-    from engine.service import shared_gate, shared_store
 
     try:
         picture = _read_upload(args.background_image)
@@ -154,7 +154,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _remote(request: Request, settings: Settings) -> Result:
-    from engine.remote import RemoteJob
+    from engine.jobs.remote import RemoteJob
 
     job = RemoteJob(request, settings).start()
     job.wait()
@@ -196,7 +196,7 @@ def _describe(result: Result) -> str:
 
 
 def _monitor(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.memory import read_memory
+    from engine.memory.reading import read_memory
 
     taken = 0
     try:
@@ -217,8 +217,8 @@ def _monitor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _stats(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.service import shared_store
-    from engine.stats import stats
+    from engine.app.resources import shared_store
+    from engine.history.stats import stats
 
     figures = stats(shared_store(settings), args.window)
     if args.json:
@@ -244,8 +244,8 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _storage(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.service import shared_store
-    from engine.storage import storage_report
+    from engine.app.resources import shared_store
+    from engine.history.storage import storage_report
 
     report = storage_report(settings, shared_store(settings))
     if args.json:
@@ -264,8 +264,8 @@ def _storage(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cleanup(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.service import shared_store
-    from engine.storage import cleanup
+    from engine.app.resources import shared_store
+    from engine.history.storage import cleanup
 
     report = cleanup(settings, shared_store(settings), older_than_days=args.older_than_days)
     if args.json:
@@ -287,7 +287,7 @@ def _mb(value: float | None) -> str:
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.bench import run_bench, table
+    from benchmarks.bench import run_bench, table
 
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
     report = run_bench(settings, quick=args.quick, runs=args.runs, progress=say)
@@ -303,7 +303,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sweep(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.bench import sweep, table
+    from engine.render.sweep import cell_lines, sweep
     from engine.validate import validate
 
     try:
@@ -317,6 +317,6 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps({"cells": rows}, indent=2))
     else:
-        print(table({"cells": rows, "targets": [], "flat_in_duration": [], "leak": None, "sampling_overhead": None}))
+        print("\n".join(cell_lines(rows)))
         print(f"\nframes: {args.out}")
     return EXIT_OK

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 
 from engine.history import HistoryStore
-from engine.memory import read_memory
+from engine.memory.reading import read_memory
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)

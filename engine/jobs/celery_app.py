@@ -4,7 +4,7 @@ The job that crosses the queue is the same plain request the in-process path run
 worker runs it through the same isolated render chain, under its own host's memory
 monitor, so each worker picks tiers from its own memory. Messages are acknowledged only
 when a job ends (`acks_late`): a worker killed mid-job leaves its job to be delivered
-again, to another worker, once its lease (engine.leases) runs out. A job is tried at most
+again, to another worker, once its lease (engine.jobs.leases) runs out. A job is tried at most
 twice: a job that takes its worker down twice is not handed to a third.
 """
 
@@ -15,7 +15,7 @@ import time
 
 from celery import Celery
 
-from engine.leases import DEFAULT_LEASE_S, transport_options
+from engine.jobs.leases import DEFAULT_LEASE_S, transport_options
 
 TASK = "quote_to_speak.generate"
 MAX_DELIVERIES = 2  # the first run, and one retry on another worker after a lost one
@@ -23,7 +23,7 @@ DELIVERIES_KEY = "quote_to_speak:deliveries:{}"
 
 
 def make_app(broker_url: str, lease_s: float = DEFAULT_LEASE_S, results: bool = True) -> Celery:
-    """The Celery app; with `results=False`, one that only sends jobs (see engine.remote)."""
+    """The Celery app; with `results=False`, one that only sends jobs (see engine.jobs.remote)."""
     app = Celery("quote_to_speak", broker=broker_url, backend=broker_url if results else None)
     app.conf.update(
         task_acks_late=True,
@@ -52,12 +52,12 @@ def worker_name() -> str:
 
 def _generate(task, job: dict) -> dict:
     """Run one generation on this worker; progress goes to the result backend as it happens."""
+    from engine.app.resources import shared_gate, shared_store
     from engine.errors import QuoteError
+    from engine.jobs.wire import request_from_dict, result_json
     from engine.models import AttemptEvent, MemorySample, QueuedJob, StageEvent
     from engine.pipeline import generate
-    from engine.service import shared_gate, shared_store
     from engine.settings import Settings
-    from engine.wire import request_from_dict, result_json
 
     settings = Settings.from_env()
     request = request_from_dict(job)

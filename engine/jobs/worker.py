@@ -1,8 +1,8 @@
-"""The Celery worker's entry point: `celery -A engine.worker worker --pool solo -n NAME@%h`.
+"""The Celery worker's entry point: `celery -A engine.jobs.worker worker --pool solo -n NAME@%h`.
 
 Like `streamlit_app.py`, this module is an entry point: it reads the settings (BROKER_URL,
 DATABASE_URL, JOB_LEASE_S, ...) once, when the worker starts, and stops with a sentence on a
-bad one. It also runs the worker's job leases (engine.leases) beside Celery's own loop.
+bad one. It also runs the worker's job leases (engine.jobs.leases) beside Celery's own loop.
 """
 
 import sys
@@ -10,8 +10,8 @@ import sys
 from celery import signals
 
 from engine.errors import ConfigError
-from engine.leases import Leases
-from engine.queue import make_app
+from engine.jobs.celery_app import make_app
+from engine.jobs.leases import Leases
 from engine.settings import Settings
 
 try:

@@ -11,11 +11,11 @@ import time
 from functools import cache
 
 from engine.errors import Busy, InvalidInput, QuoteError, RenderFailed
-from engine.jobs import JobView
+from engine.jobs.celery_app import TASK, make_app
+from engine.jobs.local import JobView
+from engine.jobs.wire import request_to_dict, result_from_json
 from engine.models import Attempt, MemorySample, Request
-from engine.queue import TASK, make_app
 from engine.settings import Settings
-from engine.wire import request_to_dict, result_from_json
 
 QUEUE = "celery"  # Celery's default queue: a Redis list, pushed on the left, taken from the right
 _ERRORS = {1: RenderFailed, 2: InvalidInput, 3: Busy}

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from engine.history import HistoryStore
-from engine.memory import MemoryReading
+from engine.memory.costs import estimated_duration_s, learn
+from engine.memory.reading import MemoryReading
+from engine.memory.tiers import TierChoice, choose_tier
 from engine.models import Request
-from engine.predict import estimated_duration_s, learn
 from engine.render.job import METHODS
 from engine.settings import Settings
-from engine.tiers import TierChoice, choose_tier
 
 SAFETY_MARGIN_MB = 16.0
 SAFETY_MARGIN_SHARE = 0.10

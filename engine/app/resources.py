@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import cache
 
-from engine.admission import Gate, VisitorLimits
 from engine.history import HistoryStore
+from engine.history.storage import cleanup
+from engine.memory.admission import Gate, VisitorLimits
 from engine.settings import Settings
-from engine.storage import cleanup
 
 
 @cache

@@ -15,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from engine.service import shared_store
+from engine.app.resources import shared_store
+from engine.history.stats import WINDOWS, stats
+from engine.history.storage import cleanup, storage_report
 from engine.settings import Settings
-from engine.stats import WINDOWS, stats
-from engine.storage import cleanup, storage_report
 
 VIDEO_ROUTE = "/videos"
 VIDEO_NAME = re.compile(r"quote-[0-9a-f]{32}\.mp4")

@@ -11,9 +11,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from engine.admission import Gate, VisitorLimits
 from engine.errors import QuoteError
 from engine.history import HistoryStore
+from engine.memory.admission import Gate, VisitorLimits
 from engine.models import Attempt, AttemptEvent, MemorySample, ProgressEvent, Request, Result, StageEvent
 from engine.pipeline import generate
 from engine.settings import Settings

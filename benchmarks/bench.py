@@ -11,46 +11,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import psutil
 
-from engine import ffmpeg
-from engine.card import draw_card
-from engine.memory import TreeSampler
-from engine.quality import measure
+from engine.memory.sampler import TreeSampler
+from engine.memory.tiers import tier
+from engine.render import ffmpeg
 from engine.render.isolation import run_isolated
 from engine.render.job import RenderJob, encoder_threads
+from engine.render.sweep import NO_LIMIT_MB, Cell, cell_lines, measure_cell, scratch_root
 from engine.settings import Settings
 from engine.speech.espeak import EspeakEngine
-from engine.tiers import tier
+from engine.visuals.card import draw_card
 
 QUOTES_FILE = Path(__file__).parent / "bench-quotes.json"
-NO_LIMIT_MB = 1_000_000.0
 TARGETS = {"ffmpeg": (20.0, 5.0), "moviepy": (2.0, 2.0)}  # (x faster, x less memory) at 1080p, long quote
-
-
-@dataclass(frozen=True)
-class Cell:
-    quote: str
-    chars: int
-    tier: str
-    method: str  # "plain" is the plain MoviePy baseline
-    width: int
-    height: int
-    duration_s: float
-    runs: int
-    peak_rss_mb: float  # medians over the runs
-    wall_s: float
-    size_bytes: int
-    ssim: float | None
-    psnr_db: float | None
-    faster_x: float | None = None  # plain MoviePy's time over this method's
-    less_memory_x: float | None = None
 
 
 def run_bench(settings: Settings, quick: bool = False, runs: int | None = None, progress=print) -> dict:
@@ -59,7 +38,7 @@ def run_bench(settings: Settings, quick: bool = False, runs: int | None = None, 
     if quick:
         cases = [c for c in cases if c["name"] == "long"]
     tiers = ["high"] if quick else ["high", "medium", "low"]
-    folder = Path(tempfile.mkdtemp(prefix="bench-", dir=_scratch_root(settings)))
+    folder = Path(tempfile.mkdtemp(prefix="bench-", dir=scratch_root(settings)))
     try:
         cells: list[Cell] = []
         for case in cases:
@@ -67,7 +46,8 @@ def run_bench(settings: Settings, quick: bool = False, runs: int | None = None, 
             for tier_name in [*tiers, "emergency"]:
                 methods = ["emergency"] if tier_name == "emergency" else ["plain", "moviepy", "ffmpeg"]
                 for method in methods:
-                    cell = _cell(case, tier_name, method, speech, runs, folder, settings)
+                    child = "benchmarks.plain_moviepy" if method == "plain" else "engine.render.child"
+                    cell = measure_cell(case, tier_name, method, speech, runs, folder, settings, child=child)
                     progress(
                         f"{case['name']:6} {tier_name:9} {method:9} {cell.peak_rss_mb:7.1f} MB {cell.wall_s:7.2f} s"
                     )
@@ -85,67 +65,6 @@ def run_bench(settings: Settings, quick: bool = False, runs: int | None = None, 
         return report
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _scratch_root(settings: Settings) -> Path:
-    settings.temp_dir.mkdir(parents=True, exist_ok=True)
-    return settings.temp_dir
-
-
-def sweep(text: str, author: str, settings: Settings, frames_dir: Path, progress=print) -> list[tuple[Cell, Path]]:
-    """Render one quote at every tier and method (one run each, speech made once); each
-    cell with a frame of its video, saved in `frames_dir` for comparing by eye."""
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="sweep-", dir=_scratch_root(settings)))
-    case = {"name": "sweep", "text": text, "author": author}
-    try:
-        speech = EspeakEngine().synthesize(text, "en", folder)
-        done = []
-        for tier_name, method in [*((t, m) for t in ("high", "medium", "low") for m in ("moviepy", "ffmpeg")),
-                                  ("emergency", "emergency")]:  # fmt: skip
-            frame = frames_dir / f"{tier_name}-{method}.jpg"
-            cell = _cell(case, tier_name, method, speech, 1, folder, settings, keep_frame=frame)
-            progress(f"{tier_name:9} {method:9} {cell.peak_rss_mb:7.1f} MB {cell.wall_s:6.2f} s")
-            done.append((cell, frame))
-        return done
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _cell(
-    case: dict, tier_name: str, method: str, speech, runs: int, folder: Path, settings: Settings,
-    keep_frame: Path | None = None,
-) -> Cell:  # fmt: skip
-    used = tier(tier_name, settings)
-    width, height = used.size("16:9")
-    card = draw_card(case["text"], case.get("author", ""), (width, height), folder / f"card-{width}x{height}.png")
-    duration = min(speech.duration_s, used.max_duration_s or speech.duration_s)
-    measured, quality = [], None
-    for attempt in range(runs):
-        out = folder / f"{method}-{tier_name}-{attempt}.mp4"
-        job = RenderJob(
-            method=method, card_path=str(card), audio_path=str(speech.path), out_path=str(out), temp_dir=str(folder),
-            width=width, height=height, fps=used.fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
-            duration_s=round(duration, 3), threads=encoder_threads(),
-        )  # fmt: skip
-        run = run_isolated(job, NO_LIMIT_MB)
-        if run.status != "ok":
-            raise RuntimeError(f"bench {method} at {tier_name} failed: {run.error}")
-        measured.append((run.peak_rss_mb, run.wall_s, out.stat().st_size))
-        if quality is None:
-            quality = measure(out, card, min(1.0, duration / 2))
-            if keep_frame is not None:
-                at = f"{min(1.0, duration / 2):.3f}"
-                ffmpeg.run(["-ss", at, "-i", str(out), "-frames:v", "1", "-q:v", "3", str(keep_frame)])
-        out.unlink()
-    return Cell(
-        quote=case["name"], chars=len(case["text"]), tier=tier_name, method=method, width=width, height=height,
-        duration_s=round(duration, 2), runs=runs,
-        peak_rss_mb=round(statistics.median(m[0] for m in measured), 1),
-        wall_s=round(statistics.median(m[1] for m in measured), 3),
-        size_bytes=int(statistics.median(m[2] for m in measured)),
-        ssim=quality.ssim if quality else None, psnr_db=quality.psnr_db if quality else None,
-    )  # fmt: skip
 
 
 def _with_ratios(cells: list[Cell]) -> list[Cell]:
@@ -244,7 +163,7 @@ def leak_check(settings: Settings, generations: int) -> dict:
     from engine.models import Request
     from engine.pipeline import generate
 
-    folder = Path(tempfile.mkdtemp(prefix="leak-", dir=_scratch_root(settings)))
+    folder = Path(tempfile.mkdtemp(prefix="leak-", dir=scratch_root(settings)))
     local = Settings(**{**asdict(settings), "data_dir": folder, "tts_engine": "espeak", "min_required_memory_mb": 0})
     me = psutil.Process()
     try:
@@ -262,18 +181,7 @@ def leak_check(settings: Settings, generations: int) -> dict:
 
 
 def table(report: dict) -> str:
-    lines = [
-        f"{'quote':7}{'chars':>6} {'tier':10}{'method':10}{'size':>10}{'video s':>9}{'peak MB':>9}{'wall s':>8}"
-        f"{'MB file':>9}{'SSIM':>7}{'PSNR':>7}{'faster':>8}{'less mem':>9}"
-    ]
-    for c in report["cells"]:
-        ratio = f"{c['faster_x']:.1f}x" if c["faster_x"] else "-"
-        memory = f"{c['less_memory_x']:.2f}x" if c["less_memory_x"] else "-"
-        lines.append(
-            f"{c['quote']:7}{c['chars']:>6} {c['tier']:10}{c['method']:10}{c['width']:>5}x{c['height']:<4}"
-            f"{c['duration_s']:>9.1f}{c['peak_rss_mb']:>9.1f}{c['wall_s']:>8.2f}{c['size_bytes'] / 1e6:>9.2f}"
-            f"{c['ssim'] or 0:>7.3f}{c['psnr_db'] or 0:>7.1f}{ratio:>8}{memory:>9}"
-        )
+    lines = cell_lines(report["cells"])
     lines.append("")
     for t in report["targets"]:
         lines.append(

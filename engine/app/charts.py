@@ -9,7 +9,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from engine.history import AttemptRecord, GenerationRecord
-from engine.tiers import HIGH_ABOVE_MB, MEDIUM_FROM_MB
+from engine.memory.tiers import HIGH_ABOVE_MB, MEDIUM_FROM_MB
 
 COLUMNS = [
     "created", "status", "tier", "method", "fell_back", "peak_rss_mb", "available_mb", "wall_s", "duration_s",

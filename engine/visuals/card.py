@@ -12,9 +12,9 @@ from pathlib import Path
 
 from PIL import ImageDraw
 
-from engine.background import Background, render_background
-from engine.captions import Token, tokenize
-from engine.typeset import AUTHOR_FONT, CJK_FONT, Script, font, script_for, spaced
+from engine.visuals.background import Background, render_background
+from engine.visuals.captions import Token, tokenize
+from engine.visuals.typeset import AUTHOR_FONT, CJK_FONT, Script, font, script_for, spaced
 
 TEXT_COLOUR = (250, 250, 245)
 DIM_COLOUR = (160, 158, 184)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from engine.errors import InvalidInput
-from engine.predict import Prediction
+from engine.memory.costs import Prediction
 from engine.settings import Settings
 
 ASPECTS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import psutil
 
 from engine.errors import Busy
-from engine.memory import MB, read_memory
-from engine.plan import attempt_budget_mb
+from engine.memory.plan import attempt_budget_mb
+from engine.memory.reading import MB, read_memory
 from engine.settings import Settings
 
 # Peak memory by method and tier when history has no figure yet (the 1080p/720p/480p

@@ -6,6 +6,7 @@ as a typical MoviePy quote-video maker writes it. Never used to make a user's vi
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from engine.render.job import RenderJob
@@ -24,3 +25,9 @@ def render(job: RenderJob) -> Path:
     clip.close()
     audio.close()
     return Path(job.out_path)
+
+
+if __name__ == "__main__":
+    from engine.render.child import run_child
+
+    sys.exit(run_child(sys.argv, render))

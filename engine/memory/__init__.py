@@ -1,0 +1,1 @@
+"""Memory: how much there is, what a render costs, which tier fits, and who may render now."""

@@ -1,0 +1,147 @@
+"""Watching a process tree: its RSS sampled in a background thread, with a watchdog.
+
+Sum RSS over a process and its descendants at 25 Hz; `ru_maxrss` of RUSAGE_CHILDREN
+is the largest single child, not the tree, so it is no use here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from engine.memory.reading import MB
+
+
+class _Tree:
+    """A process tree, found cheaply at every sample.
+
+    psutil finds descendants by reading every process's parent (about 1.6 ms here, where
+    system calls are slow). A descendant is younger than its root, so on Linux only the
+    processes numbered above the root are read: a handful. Every `rescan_every` samples,
+    and on systems without /proc, psutil's full scan runs instead (pid numbers wrap).
+    """
+
+    def __init__(self, pid: int, rescan_every: int) -> None:
+        self.pid = pid
+        self.rescan_every = rescan_every
+        self.count = 0
+        self.proc_fs = Path("/proc/self/stat").exists()
+
+    def rss_mb(self) -> float:
+        full = not self.proc_fs or self.count % self.rescan_every == 0
+        self.count += 1
+        members = self._full_scan() if full else self._quick_scan()
+        return sum(_rss_bytes(pid) for pid in members) / MB
+
+    def _full_scan(self) -> list[int]:
+        try:
+            root = psutil.Process(self.pid)
+            return [self.pid, *(p.pid for p in root.children(recursive=True))]
+        except psutil.Error:
+            return []
+
+    def _quick_scan(self) -> list[int]:
+        parents: dict[int, list[int]] = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit() and int(name) > self.pid:
+                parent = _parent(int(name))
+                if parent is not None:
+                    parents.setdefault(parent, []).append(int(name))
+        members, queue = [self.pid], [self.pid]
+        while queue:
+            children = parents.get(queue.pop(), [])
+            members += children
+            queue += children
+        return members
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2 :].split()[1])  # after "(name) state", the parent's pid
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_bytes().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        try:
+            return psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            return 0  # exited between listing and reading
+
+
+class TreeSampler:
+    """Samples a process tree's RSS in a background thread, keeping peak and timeline.
+
+    With `budget_mb` and `on_over`, calls `on_over(rss_mb)` once when the tree passes
+    the budget: the watchdog. `interval_s` defaults to 40 ms (25 Hz): measured here, a
+    sample costs about 0.5 ms of CPU, so watching a render costs under 2% of its time.
+    """
+
+    def __init__(
+        self,
+        pid: int,
+        interval_s: float = 0.04,
+        budget_mb: float | None = None,
+        on_over=None,
+        on_sample=None,
+        rescan_every: int = 25,
+    ) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.budget_mb = budget_mb
+        self._on_over = on_over
+        self._on_sample = on_sample
+        self.timeline: list[tuple[float, float]] = []
+        self.peak_mb = 0.0
+        self.over_budget_mb: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"rss-sampler-{pid}", daemon=True)
+        self._t0 = time.monotonic()
+        self._tree = _Tree(pid, rescan_every)
+
+    def __enter__(self) -> TreeSampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.sample()  # one last reading, so a very short run still has a figure
+
+    def sample(self) -> float:
+        rss = self._tree.rss_mb()
+        t = time.monotonic() - self._t0
+        if rss > 0 or not self.timeline:
+            self.timeline.append((round(t, 3), round(rss, 1)))
+        self.peak_mb = max(self.peak_mb, rss)
+        if self._on_sample is not None:
+            self._on_sample(t, rss)
+        if self.budget_mb is not None and rss > self.budget_mb and self.over_budget_mb is None:
+            self.over_budget_mb = rss
+            if self._on_over is not None:
+                self._on_over(rss)
+        return rss
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval_s)

@@ -1,0 +1,1 @@
+"""What the video shows: text and scripts, typesetting, the card, captions, backgrounds."""
