@@ -20,7 +20,7 @@ except ConfigError as exc:
     sys.exit(f"error: {exc}")  # a bad setting stops start-up with the sentence, not a traceback
 
 if __name__ == "__main__":
-    from engine.memory.plan import attempt_budget_mb
+    from engine.app.resources import shared_ledger
     from engine.memory.reading import read_memory
 
     st.set_page_config(page_title="Quote to Speak", page_icon=":material/mic:", layout="wide")
@@ -38,7 +38,10 @@ if __name__ == "__main__":
         st.metric("App (process tree)", f"{reading.app_rss_mb:,.0f} MB")
         limit = reading.container_limit_mb
         st.metric("Container limit", f"{limit:,.0f} MB" if limit else "none")
-        st.metric("Render budget", f"{attempt_budget_mb(reading.available_mb):,.0f} MB")
+        ledger = shared_ledger(settings)
+        renders = ledger.view()
+        st.metric("Render budget", f"{ledger.capacity_mb():,.0f} MB", help="what one render could hold if none ran")
+        st.metric("Renders on this host", f"{renders.running} running, {renders.waiting} waiting")
 
     with st.sidebar:
         st.subheader("Memory now")

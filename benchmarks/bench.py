@@ -91,7 +91,7 @@ def _targets(cells: list[Cell]) -> list[dict]:
     found = []
     for method, (speed, memory) in TARGETS.items():
         cell = next((c for c in cells if c.quote == "long" and c.tier == "high" and c.method == method), None)
-        if cell is None:
+        if cell is None or cell.faster_x is None or cell.less_memory_x is None:
             continue
         found.append(
             {"method": method, "faster_x": cell.faster_x, "target_faster_x": speed, "less_memory_x": cell.less_memory_x,
@@ -172,7 +172,8 @@ def leak_check(settings: Settings, generations: int) -> dict:
         before = me.memory_info().rss / 2**20
         for _ in range(generations):
             result = generate(Request("Stay hungry. Stay foolish.", tier="low"), local)
-            result.output.unlink()
+            if result.output is not None:
+                result.output.unlink()
         after = me.memory_info().rss / 2**20
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -42,7 +42,10 @@ class Attempt:
     error: str | None
     peak_rss_mb: float
     wall_s: float
-    budget_mb: float = 0.0
+    budget_mb: float = 0.0  # the watchdog's limit for this attempt
+    captions: bool = False  # as rendered (the emergency render drops them)
+    motion: bool = False
+    predicted_peak_mb: float | None = None  # the cost model's p95 for this attempt's cell
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,12 @@ class Result:
     tier: str | None = None
     tier_asked: str = "auto"
     tier_reason: str | None = None
+    tier_policy: str | None = None  # "measured" or "seed"
+    seed_tier: str | None = None  # what the seed's thresholds would have chosen
     method: str | None = None
     tts_engine: str | None = None
     tts_fallback_reason: str | None = None
+    aspect: str = "16:9"
     width: int = 0
     height: int = 0
     duration_s: float = 0.0
@@ -64,6 +70,7 @@ class Result:
     audio_kbps: int = 0
     peak_rss_mb: float = 0.0
     available_mb: float = 0.0
+    budget_mb: float = 0.0  # what one render could hold when it was planned (the render capacity)
     app_rss_mb: float = 0.0
     wall_s: float = 0.0
     stage_s: dict[str, float] = field(default_factory=dict)
@@ -74,8 +81,9 @@ class Result:
     notes: tuple[str, ...] = ()  # what the video leaves out of what was asked, and why
     ssim: float | None = None  # picture quality of a frame against its card
     psnr_db: float | None = None
-    predicted_peak_mb: float | None = None  # from history, when it had enough like renders
+    predicted_peak_mb: float | None = None  # the cost model's p95 for the chosen tier's first method
     predicted_wall_s: float | None = None
+    prediction_source: str | None = None  # "prior", "history" or "unknown"
     error: str | None = None
 
     @property

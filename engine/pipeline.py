@@ -1,4 +1,4 @@
-"""One generation, end to end: validate, admit, speak, draw, render (with fallbacks), verify.
+"""One generation, end to end: validate, speak, plan, admit, draw, render (with fallbacks), verify.
 
 `generate()` is the one call that pages, the CLI and the HTTP routes make. It returns
 a Result, or raises a QuoteError whose `.result` holds what was known (attempts, times).
@@ -16,17 +16,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.errors import Busy, InvalidInput, NotEnoughMemory, QuoteError, RenderFailed, SpeechFailed
+from engine.errors import InvalidInput, QuoteError, RenderFailed
 from engine.history import HistoryStore
 from engine.history.storage import cleanup, over_quota
-from engine.memory.admission import Gate, Waiting, default_need_mb
-from engine.memory.costs import estimated_duration_s
-from engine.memory.plan import attempt_budget_mb, method_chain, plan_tier
+from engine.memory.costs import CostModel, estimated_duration_s, key_for
+from engine.memory.ledger import Grant, Ledger, Waiting, attempt_budget_mb
+from engine.memory.plan import Plan, check_floor, cost_model, make_plan
 from engine.memory.reading import read_memory
-from engine.memory.tiers import Tier, TierChoice, tier
+from engine.memory.tiers import Tier, tier
 from engine.models import (
     Attempt,
     AttemptEvent,
@@ -52,22 +53,15 @@ from engine.visuals.card import draw_cards
 log = logging.getLogger(__name__)
 
 OnEvent = Callable[[ProgressEvent], None]
-ERROR_KINDS = {
-    Busy: "busy",
-    InvalidInput: "invalid_input",
-    NotEnoughMemory: "not_enough_memory",
-    SpeechFailed: "speech_failed",
-    RenderFailed: "render_failed",
-}
+Budget = Callable[[], float]
 
 
 @dataclass
 class _Run:
     """What one generation has learned so far; becomes the Result, or the error's `.result`."""
 
-    generation_id: str
+    known: Result
     started: float = field(default_factory=time.monotonic)
-    fields: dict = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     timeline: list[tuple[float, float]] = field(default_factory=list)
@@ -75,19 +69,25 @@ class _Run:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def learn(self, **changes: Any) -> None:
+        self.known = replace(self.known, **changes)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Add the time spent inside to the stage's total (a stage may run more than once)."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.stage_s[name] = round(self.stage_s.get(name, 0.0) + time.monotonic() - started, 3)
+
     def result(self, status: str, error: str | None = None) -> Result:
-        peak = max((a.peak_rss_mb for a in self.attempts), default=0.0)
-        return Result(
-            generation_id=self.generation_id,
-            status=status,
-            error=error,
-            peak_rss_mb=peak,
-            wall_s=round(self.elapsed(), 3),
-            stage_s=dict(self.stage_s),
-            attempts=tuple(self.attempts),
-            timeline=tuple(self.timeline),
-            **self.fields,
-        )
+        return replace(
+            self.known, status=status, error=error,
+            peak_rss_mb=max((a.peak_rss_mb for a in self.attempts), default=0.0),
+            wall_s=round(self.elapsed(), 3), stage_s=dict(self.stage_s),
+            attempts=tuple(self.attempts), timeline=tuple(self.timeline),
+        )  # fmt: skip
 
 
 def generate(
@@ -95,29 +95,44 @@ def generate(
     settings: Settings,
     on_event: OnEvent | None = None,
     store: HistoryStore | None = None,
-    gate: Gate | None = None,
+    ledger: Ledger | None = None,
     job: QueuedJob | None = None,
+    model: CostModel | None = None,
 ) -> Result:
-    """Make one video; recorded in `store` (when given) whatever the outcome. With a `gate`,
-    the render waits its turn until its predicted peak fits the memory free. `job` ties the
-    history row to the queued job it ran for, on a worker."""
+    """Make one video; recorded in `store` (when given) whatever the outcome. With a `ledger`,
+    the render waits its turn on this host until its predicted peak fits the memory free.
+    `job` ties the history row to the queued job it ran for, on a worker."""
     emit = on_event or (lambda _event: None)
-    run = _Run(uuid.uuid4().hex)
-    job_dir = settings.temp_dir / run.generation_id
-    history = _History(store, run.generation_id)
+    run = _Run(Result(uuid.uuid4().hex, "running", tier_asked=request.tier, aspect=request.aspect))
+    job_dir = settings.temp_dir / run.known.generation_id
+    history = _History(store, run.known.generation_id)
     history.begin(request, job)
     try:
-        with _stage(run, "validate"):
+        with run.stage("validate"):
             request = validate(request, settings)
-        choice = _admit(run, request, settings, emit, store)
-        history.admitted(run.fields)
+        model = model or cost_model(store)
+        capacity = _capacity(settings, ledger)
+        reading = read_memory(settings.max_memory_mb)
+        run.learn(available_mb=round(reading.available_mb, 1), app_rss_mb=round(reading.app_rss_mb, 1),
+                  budget_mb=round(capacity, 1), tier_policy=settings.tier_policy)  # fmt: skip
+        check_floor(settings, model, capacity)
+        plan = make_plan(request, settings, model, capacity, reading.available_mb, estimated_duration_s(request.text))
+        _planned(run, plan)
+        history.admitted(run.known)
+        emit(StageEvent("admit", f"tier {plan.tier.name}: {plan.reason}"))
         job_dir.mkdir(parents=True, exist_ok=True)
         emit(StageEvent("speech", "making the speech"))
-        with _stage(run, "speech"):
+        with run.stage("speech"):
             speech = _speech(request, settings, job_dir)
-        run.fields.update(tts_engine=speech.engine, tts_fallback_reason=speech.fallback_reason)
-        with _admitted(gate, request, choice, emit):
-            output = _render_chain(run, request, speech, choice, settings, job_dir, emit)
+        run.learn(tts_engine=speech.engine, tts_fallback_reason=speech.fallback_reason)
+        plan = plan.spoken(speech.duration_s)
+        with _admission(ledger, plan, emit) as grant:
+            if grant is not None:
+                run.stage_s["wait"] = round(grant.waited_s, 3)
+                plan = plan.stepped_down(grant.index, grant.stepped_down or "")
+                _planned(run, plan)
+            budget = _budget(settings, ledger, grant)
+            output = _render_chain(run, plan, speech, settings, job_dir, emit, budget)
         result = replace(run.result("ok"), output=output)
         history.finish(result)
         if store is not None and over_quota(settings):
@@ -125,7 +140,7 @@ def generate(
         emit(StageEvent("done", f"done in {run.elapsed():.1f} s"))
         return result
     except QuoteError as exc:
-        _fail(exc, ERROR_KINDS.get(type(exc), "error"), run, history, emit)
+        _fail(exc, exc.kind, run, history, emit)
         raise
     except OSError as exc:  # our own writes (speech, cards, the output): a full disk, a lost folder
         why = exc.strerror or str(exc)
@@ -138,6 +153,28 @@ def generate(
         raise
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def _capacity(settings: Settings, ledger: Ledger | None) -> float:
+    """What one render could hold now if none were running (host-wide, with a ledger)."""
+    if ledger is not None:
+        return ledger.capacity_mb()
+    return attempt_budget_mb(read_memory(settings.max_memory_mb).available_mb)
+
+
+def _budget(settings: Settings, ledger: Ledger | None, grant: Grant | None) -> Budget:
+    """The watchdog's budget for the next attempt: what the others have not reserved."""
+    if ledger is not None and grant is not None:
+        return lambda: ledger.budget_mb(grant.ticket)
+    return lambda: attempt_budget_mb(read_memory(settings.max_memory_mb).available_mb)
+
+
+def _planned(run: _Run, plan: Plan) -> None:
+    run.learn(
+        tier=plan.tier.name, tier_reason=plan.reason, seed_tier=plan.seed_tier,
+        predicted_peak_mb=plan.predicted.peak_mb, predicted_wall_s=plan.predicted.wall_s(plan.duration_s),
+        prediction_source=plan.predicted.source,
+    )  # fmt: skip
 
 
 def _fail(exc: QuoteError, kind: str, run: _Run, history: _History, emit: OnEvent) -> None:
@@ -159,18 +196,17 @@ class _History:
         if self.store is not None:
             self.started = self._safely(self.store.begin, self.generation_id, request, job)
 
-    def admitted(self, fields: dict) -> None:
+    def admitted(self, known: Result) -> None:
         """The tier chosen, on the running row: a run that never finishes still shows it."""
         if self.store is not None and self.started:
-            chosen = {k: fields[k] for k in ("tier", "tier_reason", "available_mb", "app_rss_mb")}
-            self._safely(self.store.admitted, self.generation_id, chosen)
+            self._safely(self.store.admitted, known)
 
     def finish(self, result: Result, error_kind: str | None = None) -> None:
         if self.store is not None and self.started:
             self._safely(self.store.finish, result, error_kind)
 
     @staticmethod
-    def _safely(write, *args) -> bool:
+    def _safely(write: Callable[..., object], *args: object) -> bool:
         try:
             write(*args)
             return True
@@ -179,48 +215,21 @@ class _History:
             return False
 
 
-@contextmanager
-def _stage(run: _Run, stage: str) -> Iterator[None]:
-    """Add the time spent inside to the stage's total (a stage may run more than once)."""
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        run.stage_s[stage] = round(run.stage_s.get(stage, 0.0) + time.monotonic() - started, 3)
-
-
-def _admit(run: _Run, request: Request, settings: Settings, emit: OnEvent, store: HistoryStore | None) -> TierChoice:
-    reading = read_memory(settings.max_memory_mb)
-    run.fields.update(available_mb=round(reading.available_mb, 1), app_rss_mb=round(reading.app_rss_mb, 1))
-    if reading.available_mb < settings.min_required_memory_mb:
-        raise NotEnoughMemory(reading.available_mb, settings.min_required_memory_mb)
-    choice = plan_tier(request, settings, reading, store)
-    run.fields.update(tier=choice.tier.name, tier_asked=choice.asked, tier_reason=choice.reason)
-    if choice.prediction is not None:
-        seconds = estimated_duration_s(request.text)
-        run.fields.update(
-            predicted_peak_mb=choice.prediction.p95_peak_mb, predicted_wall_s=choice.prediction.wall_s(seconds)
-        )
-    emit(StageEvent("admit", f"tier {choice.tier.name}: {choice.reason}"))
-    return choice
-
-
-def _admitted(gate: Gate | None, request: Request, choice: TierChoice, emit: OnEvent):
-    if gate is None:
-        return nullcontext()
-    first = method_chain(request)[0]
-    need = choice.prediction.p95_peak_mb if choice.prediction else default_need_mb(first, choice.tier.name)
+def _admission(ledger: Ledger | None, plan: Plan, emit: OnEvent):
+    if ledger is None:
+        return nullcontext(None)
 
     def waiting(state: Waiting) -> None:
-        free = max(0.0, state.free_mb)
-        emit(StageEvent("queued", f"position {state.position}, waited {state.waited_s:.0f} s "
-                                  f"(needs {state.need_mb:.0f} MB, {free:.0f} MB free)"))  # fmt: skip
+        expected = "" if state.expected_wait_s is None else f", room expected in {state.expected_wait_s:.0f} s"
+        emit(StageEvent("queued", f"waiting for memory: position {state.position}, {state.running} render(s) "
+                                  f"running, waited {state.waited_s:.0f} s (needs {state.need_mb:.0f} MB, "
+                                  f"{max(0.0, state.free_mb):.0f} MB free{expected})"))  # fmt: skip
 
-    return gate.admit(need, waiting)
+    return ledger.admit(plan.needs(), waiting)
 
 
 def _speech(request: Request, settings: Settings, job_dir: Path) -> Speech:
-    engines = engines_for(request.tts, tld=request.tld, slow=request.slow)
+    engines = engines_for(request.tts or settings.tts_engine, tld=request.tld, slow=request.slow)
     spans = phrase_spans(request.text) if request.captions else None
     speech = speak(request.text, request.lang, engines, job_dir, spans)
     if speech.duration_s > settings.max_video_duration_s:
@@ -244,7 +253,7 @@ class _Pictures:
         if size not in self.drawn:
             self.emit(StageEvent("card", f"drawing {1 + len(self.states)} card(s) at {size[0]}x{size[1]}"))
             highlights = [None, *((s.first, s.last) for s in self.states)]
-            with _stage(self.run, "card"):
+            with self.run.stage("card"):
                 paths = draw_cards(self.request.text, self.request.author, size, highlights, self.job_dir,
                                    background(self.request.background, self.request.background_image))  # fmt: skip
             captions = tuple((str(p), s.start_s, s.end_s) for p, s in zip(paths[1:], self.states, strict=True))
@@ -253,19 +262,21 @@ class _Pictures:
 
 
 def _render_chain(
-    run: _Run, request: Request, speech: Speech, choice: TierChoice, settings: Settings, job_dir: Path, emit: OnEvent
+    run: _Run, plan: Plan, speech: Speech, settings: Settings, job_dir: Path, emit: OnEvent, budget: Budget
 ) -> Path:
+    request = plan.request
     pictures = _Pictures(run, request, speech, job_dir, emit)
-    for number, method in enumerate(method_chain(request), start=1):
-        used = tier("emergency", settings) if method == "emergency" else choice.tier
+    for number, method in enumerate(plan.chain, start=1):
+        used = tier("emergency", settings) if method == "emergency" else plan.tier
         pictures.for_size(used.size(request.aspect))  # drawn before the render stage is announced
         emit(StageEvent("render", f"attempt {number}: {method} at {used.name} tier"))
         attempt_dir = job_dir / f"attempt-{number}-{method}"
         attempt_dir.mkdir()
         try:
-            output = _attempt(run, request, speech, used, method, pictures, attempt_dir, settings, emit)
+            output = _attempt(run, plan, speech, used, method, pictures, attempt_dir, emit, budget)
             if output is not None:
-                return _deliver(output, request.out or settings.outputs_dir / f"quote-{run.generation_id}.mp4")
+                name = f"quote-{run.known.generation_id}.mp4"
+                return _deliver(output, request.out or settings.outputs_dir / name)
         finally:
             shutil.rmtree(attempt_dir, ignore_errors=True)
     reasons = "; ".join(f"{a.method}: {a.error}" for a in run.attempts)
@@ -273,11 +284,12 @@ def _render_chain(
 
 
 def _attempt(
-    run: _Run, request: Request, speech: Speech, used: Tier, method: str, pictures: _Pictures,
-    attempt_dir: Path, settings: Settings, emit: OnEvent,
+    run: _Run, plan: Plan, speech: Speech, used: Tier, method: str, pictures: _Pictures,
+    attempt_dir: Path, emit: OnEvent, budget: Budget,
 ) -> Path | None:  # fmt: skip
     """Run one method in isolation and verify it; the verified file, or None after recording why."""
-    budget = attempt_budget_mb(read_memory(settings.max_memory_mb).available_mb)
+    request = plan.request
+    limit = budget()
     duration = min(speech.duration_s, used.max_duration_s or speech.duration_s)
     width, height = used.size(request.aspect)
     card, captions = pictures.for_size((width, height))
@@ -289,37 +301,40 @@ def _attempt(
         duration_s=round(duration, 3), threads=encoder_threads(), captions=captions,
         motion=request.motion and method == "moviepy", crash=method in request.crash_methods,
     )  # fmt: skip
+    predicted = plan.model.predict(key_for(method, used.name, request.aspect, bool(captions), job.motion, duration))
     offset = run.elapsed()
 
     def on_sample(t_s: float, rss_mb: float) -> None:
         run.timeline.append((round(offset + t_s, 3), round(rss_mb, 1)))
-        emit(MemorySample(offset + t_s, rss_mb, budget, method))
+        emit(MemorySample(offset + t_s, rss_mb, limit, method))
 
-    with _stage(run, "render"):
-        isolated = run_isolated(job, budget, on_sample=on_sample)
+    with run.stage("render"):
+        isolated = run_isolated(job, limit, on_sample=on_sample)
     status, error = isolated.status, isolated.error
     probe = None
     if status == "ok":
         try:
-            with _stage(run, "verify"):
+            with run.stage("verify"):
                 probe = verify(Path(job.out_path), width, height, duration)
         except RenderFailed as exc:
             status, error = "unverified", str(exc)
-    attempt = Attempt(method, used.name, status, error, isolated.peak_rss_mb, isolated.wall_s, round(budget, 1))
+    attempt = Attempt(
+        method, used.name, status, error, isolated.peak_rss_mb, isolated.wall_s, round(limit, 1),
+        captions=bool(captions), motion=job.motion, predicted_peak_mb=predicted.peak_mb,
+    )  # fmt: skip
     run.attempts.append(attempt)
     emit(AttemptEvent(attempt))
     if probe is None:
         log.warning("attempt %s at %s failed: %s", method, used.name, error)
         return None
     if method == "emergency":
-        run.fields["tier_reason"] = (
-            f"emergency fallback, 480p at most {used.max_duration_s:.0f} s (asked: {run.fields['tier_reason']})"
-        )
-    with _stage(run, "quality"):
+        run.learn(tier_reason=f"emergency fallback, 480p at most {used.max_duration_s:.0f} s "
+                              f"(asked: {run.known.tier_reason})")  # fmt: skip
+    with run.stage("quality"):
         at = min(1.0, duration / 2)
         shown = next((Path(c) for c, start, end in job.captions if start <= at < end), card)
         quality = measure(Path(job.out_path), shown, at)
-    run.fields.update(
+    run.learn(
         ssim=quality.ssim if quality else None, psnr_db=quality.psnr_db if quality else None,
         method=method, tier=used.name, width=probe.width, height=probe.height,
         duration_s=round(probe.duration_s, 3), size_bytes=probe.size_bytes,

@@ -15,12 +15,13 @@ from pathlib import Path
 from engine.errors import ConfigError
 
 TTS_CHOICES = ("auto", "gtts", "espeak")
+TIER_POLICIES = ("measured", "seed")
 
 
 @dataclass(frozen=True)
 class Settings:
     max_memory_mb: int | None = None
-    min_required_memory_mb: int = 400
+    min_required_memory_mb: int | None = None  # None: the cost model's cheapest render plus margin
     max_video_duration_s: float = 300.0
     max_resolution_height: int = 1080
     default_bitrate_kbps: int = 800
@@ -32,6 +33,8 @@ class Settings:
     admin_token: str | None = None
     broker_url: str | None = None
     job_lease_s: int = 20
+    tier_policy: str = "measured"  # "seed": the seed's fixed thresholds (1 GB, 512 MB) and 400 MB floor
+    admission_wait_s: int = 120  # the longest a request waits its turn for memory before "busy"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -39,19 +42,21 @@ class Settings:
         env = os.environ if environ is None else environ
         get = _Reader(env)
         return cls(
-            max_memory_mb=get.integer("MAX_MEMORY_MB", None, low=64),
-            min_required_memory_mb=get.integer("MIN_REQUIRED_MEMORY_MB", 400, low=0),
+            max_memory_mb=get.optional_integer("MAX_MEMORY_MB", low=64),
+            min_required_memory_mb=get.optional_integer("MIN_REQUIRED_MEMORY_MB", low=0),
             max_video_duration_s=float(get.integer("MAX_VIDEO_DURATION", 300, low=1, high=3600)),
             max_resolution_height=get.integer("MAX_RESOLUTION_HEIGHT", 1080, low=240, high=2160),
             default_bitrate_kbps=get.bitrate("DEFAULT_BITRATE", 800),
             data_dir=Path(get.text("DATA_DIR") or "data"),
             database_url=get.text("DATABASE_URL"),
-            max_storage_mb=get.integer("MAX_STORAGE_MB", None, low=1),
+            max_storage_mb=get.optional_integer("MAX_STORAGE_MB", low=1),
             tts_engine=get.choice("TTS_ENGINE", "auto", TTS_CHOICES),
             max_text_chars=get.integer("MAX_TEXT_CHARS", 2000, low=1, high=100_000),
             admin_token=get.text("ADMIN_TOKEN"),
             broker_url=get.text("BROKER_URL"),
             job_lease_s=get.integer("JOB_LEASE_S", 20, low=2, high=3600),
+            tier_policy=get.choice("TIER_POLICY", "measured", TIER_POLICIES),
+            admission_wait_s=get.integer("ADMISSION_WAIT_S", 120, low=1, high=3600),
         )
 
     @property
@@ -73,10 +78,17 @@ class _Reader:
         value = self._env.get(name, "").strip()
         return value or None
 
-    def integer(self, name: str, default: int | None, low: int = 0, high: int | None = None) -> int | None:
+    def integer(self, name: str, default: int, low: int = 0, high: int | None = None) -> int:
+        value = self.optional_integer(name, low, high, example=default)
+        return default if value is None else value
+
+    def optional_integer(
+        self, name: str, low: int = 0, high: int | None = None, example: int | None = None
+    ) -> int | None:
         raw = self.text(name)
         if raw is None:
-            return default
+            return None
+        default = example
         try:
             value = int(raw)
         except ValueError:

@@ -7,10 +7,11 @@ from urllib.parse import urlsplit
 import streamlit as st
 
 from engine.app.charts import live_figure
-from engine.app.resources import shared_gate, shared_limits, shared_store
+from engine.app.resources import shared_ledger, shared_limits, shared_store
 from engine.app.routes import video_url
+from engine.errors import Refused
 from engine.jobs.local import BackgroundTask, GenerationJob, JobView
-from engine.memory.forecast import forecast
+from engine.memory.plan import floor, preview
 from engine.models import Request, Result
 from engine.render.sweep import sweep
 from engine.settings import Settings
@@ -71,22 +72,23 @@ with tuning_col:
         fallback=not (no_fallback and method != "auto"), aspect=aspect, captions=captions, motion=motion,
         background=shade, background_image=upload.getvalue() if upload is not None else None,
     )  # fmt: skip
-    plan = forecast(request, settings, store)
-    t = plan.choice.tier
+    ledger = shared_ledger(settings)
+    plan = preview(request, settings, store, ledger)
+    t, cost = plan.tier, plan.predicted
     if tier == "auto":
-        st.caption(f"Memory now gives **{t.name}**: {plan.choice.reason}.")
+        st.caption(f"Memory now gives **{t.name}** ({plan.policy} policy): {plan.reason}.")
+    width, height = plan.size
     st.caption(
-        f"Output: **{plan.width}×{plan.height}**, up to {t.video_kbps}k video, {t.audio_kbps}k audio, {t.fps} fps; "
-        f"render budget now {plan.budget_mb:.0f} MB."
+        f"Output: **{width}×{height}**, up to {t.video_kbps}k video, {t.audio_kbps}k audio, {t.fps} fps. "
+        f"Predicted peak **{cost.peak_mb:.0f} MB** ({cost.describe()}) against a render budget of "
+        f"**{plan.capacity_mb:.0f} MB**, about {cost.wall_s(plan.duration_s):.1f} s to render; "
+        f"the seed's fixed thresholds would have chosen {plan.seed_tier}."
     )
-    if plan.choice.prediction is not None:
-        p = plan.choice.prediction
-        st.caption(
-            f"Predicted from {p.runs} like renders ({p.method}, {p.band}): peak **{p.p95_peak_mb:.0f} MB** (p95), "
-            f"about **{plan.predicted_wall_s:.1f} s** to render."
+    needed, who = floor(settings, plan.model)
+    if plan.capacity_mb < needed:
+        st.warning(
+            f"This machine is too small right now: {plan.capacity_mb:.0f} MB for a render, {who} {needed:.0f} MB."
         )
-    else:
-        st.caption("No prediction yet: too few renders like this one in the history.")
 
 
 def visitor_id() -> str:
@@ -105,7 +107,7 @@ if clicked:
         job = RemoteJob(request, settings).start()
     else:
         visitor = (shared_limits(), visitor_id())
-        job = GenerationJob(request, settings, store, shared_gate(settings), visitor).start()
+        job = GenerationJob(request, settings, store, ledger, visitor).start()
     st.session_state["job"] = job
     busy = True
 
@@ -201,11 +203,10 @@ elif job is not None:
     if view.result is not None:
         show_result(view.result)
     elif view.error is not None:
-        message = str(view.error)
-        if message.startswith("not enough memory"):
-            st.warning(f"The server is busy: {message}.")
+        if isinstance(view.error, Refused):  # turned away before any work: not a failure of the video
+            st.warning(f"{str(view.error).capitalize()}.")
         else:
-            st.error(message)
+            st.error(str(view.error))
         if view.error.result is not None and view.error.result.attempts:
             show_report(view.error.result)
 
@@ -220,7 +221,15 @@ with st.expander("Compare every tier and method (for tuning)"):
         "Run the comparison", key="sweep_run", disabled=(task is not None and not task.done) or not text.strip()
     ):
         frames = settings.temp_dir / f"sweep-{uuid.uuid4().hex}"
-        task = BackgroundTask(sweep, request.text.strip(), request.author.strip(), settings, frames).start()
+        task = BackgroundTask(
+            sweep,
+            request.text.strip(),
+            request.author.strip(),
+            settings,
+            frames,
+            ledger,
+            (shared_limits(), visitor_id()),
+        ).start()
         st.session_state["sweep"] = task
         st.session_state.pop("sweep_frames", None)
 
@@ -239,17 +248,19 @@ with st.expander("Compare every tier and method (for tuning)"):
         st.error(f"The comparison failed: {task.error}")
     elif task is not None:
         if "sweep_frames" not in st.session_state:  # read once, then the scratch folder goes
-            st.session_state["sweep_frames"] = [frame.read_bytes() for _, frame in task.result]
+            st.session_state["sweep_frames"] = [f.read_bytes() if f.exists() else None for _, f in task.result]
             shutil.rmtree(task.result[0][1].parent, ignore_errors=True)
         cells = task.result
         st.dataframe(
             [
-                {"tier": c.tier, "method": c.method, "size": f"{c.width}×{c.height}", "peak MB": c.peak_rss_mb,
-                 "time s": c.wall_s, "file KB": round(c.size_bytes / 1024), "SSIM": c.ssim, "PSNR dB": c.psnr_db}
+                {"tier": c.tier, "method": c.method, "size": f"{c.width}×{c.height}", "outcome": c.error or c.status,
+                 "peak MB": c.peak_rss_mb, "time s": c.wall_s, "file KB": round(c.size_bytes / 1024), "SSIM": c.ssim,
+                 "PSNR dB": c.psnr_db}
                 for c, _ in cells
             ],
             hide_index=True, width="stretch", key="sweep_table",
         )  # fmt: skip
         columns = st.columns(3)
         for index, ((cell, _), frame) in enumerate(zip(cells, st.session_state["sweep_frames"], strict=True)):
-            columns[index % 3].image(frame, caption=f"{cell.tier} · {cell.method}", width="stretch")
+            if frame is not None:
+                columns[index % 3].image(frame, caption=f"{cell.tier} · {cell.method}", width="stretch")

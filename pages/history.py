@@ -5,12 +5,10 @@ import time
 import streamlit as st
 
 from engine.app import charts
-from engine.app.resources import shared_store
+from engine.app.resources import shared_ledger, shared_store
 from engine.errors import QuoteError
 from engine.history.stats import summary
 from engine.history.storage import cleanup, storage_report
-from engine.memory.plan import attempt_budget_mb
-from engine.memory.reading import read_memory
 from engine.settings import Settings
 
 WINDOWS = {"hour": 3600, "day": 86400, "week": 7 * 86400, "all": None}
@@ -44,7 +42,7 @@ else:
     cols[4].metric("Peak memory, p95", "-" if peak["p95"] is None else f"{peak['p95']:.0f} MB")
 
     attempts = charts.attempts_frame([a for a in store.attempts() if a.generation_id in set(view["id"])])
-    budget = attempt_budget_mb(read_memory(settings.max_memory_mb).available_mb)
+    budget = shared_ledger(settings).capacity_mb()
     left, right = st.columns(2)
     left.plotly_chart(charts.peak_memory_figure(view, budget), key="peak-chart", width="stretch")
     right.plotly_chart(charts.attempt_outcomes_figure(attempts), key="attempts-chart", width="stretch")
@@ -54,6 +52,7 @@ else:
     right.plotly_chart(charts.time_per_second_figure(view), key="speed-chart", width="stretch")
     left.plotly_chart(charts.quality_figure(view), key="quality-chart", width="stretch")
     right.plotly_chart(charts.host_figure(view), key="host-chart", width="stretch")
+    left.plotly_chart(charts.prediction_figure(view), key="prediction-chart", width="stretch")
 
     st.subheader("One generation")
     labels = {

@@ -1,22 +1,27 @@
-"""Soak: the app's generation path inside a memory-limited cgroup, many requests at once.
+"""Soak: the app's generation path inside a memory-limited cgroup, many requests at once, with
+no memory settings at all.
 
     python scripts/soak.py [--limit-mb 512] [--generations 100] [--concurrency 4]
-                           [--cli-limit-mb 256] [--cli-generations 10]
+                           [--cli-limit-mb 256] [--cli-generations 6] [--cli-concurrency 3]
 
-Creates a cgroup (v2, or v1's memory controller) with the limit where this machine allows
-it, runs a worker inside it that makes `--generations` mixed videos with `--concurrency`
-requesters through the shared admission gate, and reports success rate, fallbacks,
-peak memory of the cgroup, OOM kills and orphan processes. Then the CLI, one generation
-after another, in a smaller cgroup. Without a usable cgroup it says so and stops.
+1. The app: a process inside a `--limit-mb` cgroup that imports what the Streamlit app imports
+   (so it holds what the app holds) and makes `--generations` mixed videos with
+   `--concurrency` requesters through the page's path (shared store, the host's memory ledger,
+   jobs off-thread). Reported: success, OOM and watchdog kills, the tier of every video (and
+   the share of still cards at high), each render's peak against its prediction, orphans.
+2. The CLI: `--cli-generations` runs, `--cli-concurrency` at a time, in a cgroup of
+   `--limit-mb` and then of `--cli-limit-mb`, and one run in a cgroup too small for any render.
+
+Needs root for the cgroups; without one it says so and stops. Exit 0 when every target held.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,60 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the engine package is beside this folder
+from scripts.cgroup import Cgroup, kill_all, run_in_cgroup, start_in_cgroup  # noqa: E402
+
 QUOTES = [case["text"] for case in json.loads((ROOT / "benchmarks/bench-quotes.json").read_text())["cases"]]
-
-
-class Cgroup:
-    """A memory-limited cgroup: v2 where a writable unified hierarchy exists, else v1."""
-
-    def __init__(self, name: str, limit_mb: int) -> None:
-        self.limit = limit_mb * 1024 * 1024
-        for base, version in ((Path("/sys/fs/cgroup"), 2), (Path("/sys/fs/cgroup/unified"), 2),
-                              (Path("/sys/fs/cgroup/memory"), 1)):  # fmt: skip
-            folder = base / name
-            try:
-                if version == 2 and not (base / "cgroup.controllers").exists():
-                    continue
-                if version == 2 and "memory" not in (base / "cgroup.controllers").read_text().split():
-                    continue
-                folder.mkdir()
-                limit_file = folder / ("memory.max" if version == 2 else "memory.limit_in_bytes")
-                limit_file.write_text(str(self.limit))
-                if version == 1:
-                    swap = folder / "memory.memsw.limit_in_bytes"  # no swap to hide in
-                    if swap.exists():
-                        with contextlib.suppress(OSError):
-                            swap.write_text(str(self.limit))
-                self.folder, self.version = folder, version
-                return
-            except OSError:
-                if folder.exists():
-                    folder.rmdir()
-        raise RuntimeError("no writable memory cgroup on this machine (needs root and a cgroup hierarchy)")
-
-    def add(self, pid: int) -> None:
-        (self.folder / "cgroup.procs").write_text(str(pid))
-
-    def peak_mb(self) -> float:
-        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
-        path = self.folder / name
-        return int(path.read_text()) / 2**20 if path.exists() else float("nan")
-
-    def oom_kills(self) -> int:
-        path = self.folder / ("memory.events" if self.version == 2 else "memory.oom_control")
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        return 0
-
-    def remove(self) -> None:
-        for _ in range(50):
-            try:
-                self.folder.rmdir()
-                return
-            except OSError:
-                time.sleep(0.1)
 
 
 def requests(count: int, seed: int = 7):
@@ -95,13 +49,20 @@ def requests(count: int, seed: int = 7):
 
 
 def worker(generations: int, concurrency: int) -> None:
-    """Inside the cgroup: the page's path (shared store, shared gate, jobs off-thread)."""
-    from engine.app.resources import shared_gate, shared_store
+    """Inside the cgroup: what the app imports, then the page's path, `concurrency` at once."""
+    import pandas  # noqa: F401 - the app's own footprint: the history page's libraries
+    import plotly.express  # noqa: F401
+    import streamlit  # noqa: F401
+
+    from engine.app import charts  # noqa: F401
+    from engine.app.resources import shared_ledger, shared_store
     from engine.jobs.local import GenerationJob
+    from engine.memory.reading import read_memory
     from engine.settings import Settings
 
     settings = Settings.from_env()
-    store, gate = shared_store(settings), shared_gate(settings)
+    store, ledger = shared_store(settings), shared_ledger(settings)
+    baseline = read_memory(settings.max_memory_mb).app_rss_mb
     queue = list(requests(generations))
     lock = threading.Lock()
     outcomes: list[dict] = []
@@ -112,35 +73,136 @@ def worker(generations: int, concurrency: int) -> None:
                 if not queue:
                     return
                 request = queue.pop()
-            job = GenerationJob(request, settings, store, gate).start()
+            job = GenerationJob(request, settings, store, ledger).start()
             job.wait()
             view = job.snapshot()
             result = view.result or (view.error.result if view.error else None)
             with lock:
-                outcomes.append({
-                    "status": result.status if result else "error", "method": result.method if result else None,
-                    "attempts": [a.status for a in result.attempts] if result else [],
-                    "peak_rss_mb": result.peak_rss_mb if result else None,
-                    "error": str(view.error) if view.error else None,
-                })  # fmt: skip
+                outcomes.append(_outcome(request, result, view.error))
 
     threads = [threading.Thread(target=requester) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    print(json.dumps(outcomes))
+    print(json.dumps({"app_rss_mb": round(baseline, 1), "outcomes": outcomes}))
 
 
-def run_in_cgroup(cgroup: Cgroup, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    """Start `argv` paused on stdin, move it into the cgroup, then let it go."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import os, sys; sys.stdin.readline(); os.execv(sys.argv[1], sys.argv[1:])", *argv],
-        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    cgroup.add(proc.pid)
-    out, err = proc.communicate("go\n", timeout=3600)
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+def _outcome(request, result, error) -> dict:
+    return {
+        "status": result.status if result else "error", "motion": request.motion, "captions": request.captions,
+        "aspect": request.aspect, "tier": result.tier if result else None, "method": result.method if result else None,
+        "wait_s": result.stage_s.get("wait", 0.0) if result else None,
+        "attempts": [
+            {"method": a.method, "tier": a.tier, "status": a.status, "peak_rss_mb": a.peak_rss_mb,
+             "predicted_peak_mb": a.predicted_peak_mb} for a in result.attempts
+        ] if result else [],
+        "error": str(error) if error else None, "error_kind": error.kind if error else None,
+    }  # fmt: skip
+
+
+def app_phase(args, env: dict[str, str]) -> dict:
+    cgroup = Cgroup(f"quote-soak-{os.getpid()}", args.limit_mb)
+    started = time.monotonic()
+    peak_rss = _watch(cgroup)
+    try:
+        argv = [sys.executable, str(Path(__file__).resolve()), "--worker", "--generations", str(args.generations),
+                "--concurrency", str(args.concurrency)]  # fmt: skip
+        done = run_in_cgroup(cgroup, argv, env, ROOT)
+        data = json.loads(done.stdout or '{"outcomes": []}')
+        report = summarize(data["outcomes"], args.generations)
+        report.update(
+            limit_mb=args.limit_mb, cgroup=f"v{cgroup.version}", concurrency=args.concurrency,
+            app_rss_mb=data.get("app_rss_mb"), worker_exit=done.returncode, peak_cgroup_mb=round(cgroup.peak_mb(), 1),
+            peak_rss_mb=round(peak_rss.stop(), 1),
+            oom_kills=cgroup.oom_kills(), wall_s=round(time.monotonic() - started, 1),
+        )  # fmt: skip
+        if done.returncode != 0:
+            report["worker_stderr"] = done.stderr[-2000:]
+        return report
+    finally:
+        kill_all(cgroup)
+        cgroup.remove()
+
+
+class _watch:
+    """The cgroup's anonymous memory (RSS without page cache), sampled 20 times a second: its peak."""
+
+    def __init__(self, cgroup: Cgroup) -> None:
+        self.cgroup, self.peak, self.done = cgroup, 0.0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(0.05):
+            try:
+                self.peak = max(self.peak, self.cgroup.rss_mb())
+            except OSError:
+                return
+
+    def stop(self) -> float:
+        self.done.set()
+        self.thread.join()
+        return self.peak
+
+
+def summarize(outcomes: list[dict], asked: int) -> dict:
+    ok = [o for o in outcomes if o["status"] == "ok"]
+    still = [o for o in ok if not o["motion"]]
+    rendered = [a for o in outcomes for a in o["attempts"] if a["status"] == "ok" and a["predicted_peak_mb"]]
+    ratios = [a["peak_rss_mb"] / a["predicted_peak_mb"] for a in rendered]
+    from engine.memory.plan import margin_mb
+
+    over = [a for a in rendered if a["peak_rss_mb"] > a["predicted_peak_mb"] + margin_mb(a["predicted_peak_mb"])]
+    return {
+        "generations": asked, "finished": len(outcomes), "succeeded": len(ok),
+        "success_rate": round(len(ok) / asked, 4) if asked else None,
+        "watchdog_kills": sum(a["status"] == "killed" for o in outcomes for a in o["attempts"]),
+        "tiers": dict(Counter(o["tier"] for o in ok)),
+        "still_cards_at_high": round(sum(o["tier"] == "high" for o in still) / len(still), 4) if still else None,
+        "methods": dict(Counter(o["method"] for o in ok)),
+        "fallbacks": sum(len(o["attempts"]) > 1 for o in ok),
+        "refusals": dict(Counter(o["error_kind"] for o in outcomes if o["error_kind"])),
+        "waits_s": {"median": round(statistics.median(o["wait_s"] for o in ok), 2),
+                    "max": round(max(o["wait_s"] for o in ok), 2)} if ok else None,
+        "prediction": {
+            "renders": len(rendered), "over_prediction_plus_margin": len(over),
+            "median_actual_over_predicted": round(statistics.median(ratios), 3) if ratios else None,
+            "max_actual_over_predicted": round(max(ratios), 3) if ratios else None,
+        },
+        "errors": sorted({o["error"] for o in outcomes if o["error"]})[:5],
+    }  # fmt: skip
+
+
+def cli_phase(limit_mb: int, count: int, concurrency: int, env: dict[str, str], seed: int) -> dict:
+    """`count` CLI generations, `concurrency` at a time, in one cgroup of `limit_mb`."""
+    cgroup = Cgroup(f"quote-soak-cli-{limit_mb}-{os.getpid()}", limit_mb)
+    todo = list(requests(count, seed))
+    results: list[dict] = []
+    try:
+        while todo:
+            batch, todo = todo[:concurrency], todo[concurrency:]
+            procs = []
+            for request in batch:
+                flags = ["--captions"] if request.captions else []
+                argv = [sys.executable, "-m", "engine", "generate", request.text, "--aspect", request.aspect,
+                        "--json", *flags]  # fmt: skip
+                procs.append(start_in_cgroup(cgroup, argv, env, ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+            for proc in procs:
+                out, err = proc.communicate(timeout=600)
+                data = json.loads(out or "{}") if out.strip().startswith(b"{") else {}
+                results.append({"exit": proc.returncode, "tier": data.get("tier"), "error": data.get("error")
+                                or (err.decode().strip().splitlines() or [""])[-1]})  # fmt: skip
+        return {
+            "limit_mb": limit_mb, "generations": count, "concurrency": concurrency,
+            "succeeded": sum(r["exit"] == 0 for r in results), "exit_codes": dict(Counter(r["exit"] for r in results)),
+            "tiers": dict(Counter(r["tier"] for r in results if r["exit"] == 0)),
+            "errors": sorted({r["error"] for r in results if r["exit"] != 0 and r["error"]})[:3],
+            "peak_cgroup_mb": round(cgroup.peak_mb(), 1), "oom_kills": cgroup.oom_kills(),
+        }  # fmt: skip
+    finally:
+        kill_all(cgroup)
+        cgroup.remove()
 
 
 def orphans(marker: str) -> list[int]:
@@ -159,7 +221,9 @@ def main() -> int:
     parser.add_argument("--generations", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--cli-limit-mb", type=int, default=256)
-    parser.add_argument("--cli-generations", type=int, default=10)
+    parser.add_argument("--cli-generations", type=int, default=6)
+    parser.add_argument("--cli-concurrency", type=int, default=3)
+    parser.add_argument("--too-small-mb", type=int, default=100)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -167,63 +231,46 @@ def main() -> int:
         return 0
 
     data = Path(tempfile.mkdtemp(prefix="soak-"))
-    # A 512 MB container leaves the app about 450 MB: renders must fit beside it, so the
-    # pre-generation check asks for what the low tier needs, not the seed's 400 MB.
-    env = {**os.environ, "DATA_DIR": str(data), "TTS_ENGINE": "espeak", "MIN_REQUIRED_MEMORY_MB": "120",
-           "PYTHONPATH": str(ROOT)}  # fmt: skip
-    report: dict = {"data_dir": str(data)}
+    # Nothing about memory is set: the defaults are the product.
+    env = {**os.environ, "DATA_DIR": str(data), "TTS_ENGINE": "espeak", "PYTHONPATH": str(ROOT)}
+    for name in ("MAX_MEMORY_MB", "MIN_REQUIRED_MEMORY_MB", "TIER_POLICY"):
+        env.pop(name, None)
     try:
-        app = Cgroup(f"quote-soak-{os.getpid()}", args.limit_mb)
+        report: dict = {"data_dir": str(data), "app": app_phase(args, env)}
     except RuntimeError as exc:
         print(f"soak: {exc}; nothing measured", file=sys.stderr)
         return 2
-    started = time.monotonic()
-    try:
-        done = run_in_cgroup(app, [sys.executable, str(Path(__file__).resolve()), "--worker", "--generations",
-                                   str(args.generations), "--concurrency", str(args.concurrency)], env)  # fmt: skip
-        outcomes = json.loads(done.stdout or "[]")
-        ok = sum(o["status"] == "ok" for o in outcomes)
-        fell_back = Counter(o["method"] for o in outcomes if o["status"] == "ok" and len(o["attempts"]) > 1)
-        report["app"] = {
-            "limit_mb": args.limit_mb, "cgroup": f"v{app.version}", "generations": args.generations,
-            "concurrency": args.concurrency, "finished": len(outcomes), "succeeded": ok,
-            "success_rate": round(ok / args.generations, 4), "worker_exit": done.returncode,
-            "methods": dict(Counter(o["method"] for o in outcomes if o["method"])),
-            "fallbacks_to": dict(fell_back),
-            "attempt_outcomes": dict(Counter(s for o in outcomes for s in o["attempts"])),
-            "peak_cgroup_mb": round(app.peak_mb(), 1), "oom_kills": app.oom_kills(),
-            "errors": sorted({o["error"] for o in outcomes if o["error"]})[:5],
-            "wall_s": round(time.monotonic() - started, 1),
-        }  # fmt: skip
-    finally:
-        app.remove()
-    cli = Cgroup(f"quote-soak-cli-{os.getpid()}", args.cli_limit_mb)
-    try:
-        codes = []
-        for request in list(requests(args.cli_generations, seed=11)):
-            flags = ["--captions"] if request.captions else []
-            done = run_in_cgroup(cli, [sys.executable, "-m", "engine", "generate", request.text, "--aspect",
-                                       request.aspect, "--json", *flags], env)  # fmt: skip
-            codes.append(done.returncode)
-        report["cli"] = {
-            "limit_mb": args.cli_limit_mb, "generations": args.cli_generations, "succeeded": codes.count(0),
-            "exit_codes": dict(Counter(codes)), "peak_cgroup_mb": round(cli.peak_mb(), 1), "oom_kills": cli.oom_kills(),
-        }  # fmt: skip
-    finally:
-        cli.remove()
+    cli = [
+        cli_phase(args.limit_mb, args.cli_generations, args.cli_concurrency, env, seed=11),
+        cli_phase(args.cli_limit_mb, args.cli_generations, args.cli_concurrency, env, seed=11),
+        cli_phase(args.too_small_mb, 1, 1, env, seed=13),
+    ]
+    report["cli"] = cli
     report["orphans"] = len(orphans(str(data)))
     out = ROOT / "soak-results"
     out.mkdir(exist_ok=True)
     (out / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(report, indent=2))
-    a, c = report["app"], report["cli"]
-    print(f"app at {a['limit_mb']} MB ({a['cgroup']}): {a['succeeded']}/{a['generations']} succeeded "
-          f"({a['success_rate']:.0%}), {a['concurrency']} requesters, peak {a['peak_cgroup_mb']} MB, "
-          f"OOM kills {a['oom_kills']}, methods {a['methods']}, fallbacks to {a['fallbacks_to'] or 'none'}, "
-          f"{a['wall_s']} s")  # fmt: skip
-    print(f"cli at {c['limit_mb']} MB: {c['succeeded']}/{c['generations']} succeeded, peak {c['peak_cgroup_mb']} MB, "
-          f"OOM kills {c['oom_kills']}")  # fmt: skip
+    a, p = report["app"], report["app"]["prediction"]
+    print(f"app at {a['limit_mb']} MB ({a['cgroup']}), app itself {a['app_rss_mb']} MB: {a['succeeded']}/"
+          f"{a['generations']} succeeded, {a['concurrency']} requesters, peak RSS {a['peak_rss_mb']} MB (with page "
+          f"cache {a['peak_cgroup_mb']} MB), OOM kills "
+          f"{a['oom_kills']}, watchdog kills {a['watchdog_kills']}, {a['wall_s']} s")  # fmt: skip
+    print(f"  tiers {a['tiers']}, still cards at high {a['still_cards_at_high']:.0%}, methods {a['methods']}, "
+          f"fallbacks {a['fallbacks']}, waits {a['waits_s']}")  # fmt: skip
+    print(f"  prediction: {p['renders']} renders, {p['over_prediction_plus_margin']} over p95 + margin, median actual/"
+          f"predicted {p['median_actual_over_predicted']}, max {p['max_actual_over_predicted']}")  # fmt: skip
+    for c in cli:
+        print(f"cli at {c['limit_mb']} MB, {c['concurrency']} at a time: {c['succeeded']}/{c['generations']} "
+              f"succeeded, exit codes {c['exit_codes']}, tiers {c['tiers']}, peak {c['peak_cgroup_mb']} MB, OOM kills "
+              f"{c['oom_kills']}{', ' + c['errors'][0] if c['errors'] else ''}")  # fmt: skip
     print(f"orphan processes: {report['orphans']}")
-    return 0 if a["success_rate"] == 1 and a["oom_kills"] == 0 and report["orphans"] == 0 else 1
+    held = (
+        a["success_rate"] == 1 and a["oom_kills"] == 0 and a["watchdog_kills"] == 0 and report["orphans"] == 0
+        and (a["still_cards_at_high"] or 0) >= 0.9 and p["over_prediction_plus_margin"] == 0
+        and cli[0]["succeeded"] == cli[0]["generations"] and cli[1]["succeeded"] == cli[1]["generations"]
+        and cli[2]["exit_codes"] == {3: 1} and all(c["oom_kills"] == 0 for c in cli)
+    )  # fmt: skip
+    return 0 if held else 1
 
 
 if __name__ == "__main__":

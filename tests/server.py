@@ -23,20 +23,28 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    """`streamlit run streamlit_app.py`; with `cgroup`, started inside that memory cgroup."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, cgroup=None, drop: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **env}
+        self.env = {k: v for k, v in {**os.environ, **env}.items() if k not in drop}
         self.log_path = log_path
+        self.cgroup = cgroup
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> StreamlitServer:
         log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        argv = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(self.port),
+                "--server.address", "127.0.0.1", "--server.headless", "true"]  # fmt: skip
+        if self.cgroup is not None:
+            from scripts.cgroup import start_in_cgroup
+
+            self.proc = start_in_cgroup(self.cgroup, argv, self.env, ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # fmt: skip
+        else:
+            self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)  # fmt: skip
         LONG_LIVED.add(self.proc.pid)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -45,3 +45,32 @@ def test_sweep_renders_every_tier_and_method_with_frames(tmp_path):
 def test_sweep_refuses_bad_input(tmp_path):
     done = run_cli("sweep", "", env={"DATA_DIR": str(tmp_path / "data")})
     assert done.returncode == 2 and "empty" in done.stderr
+
+
+def test_the_sweep_waits_its_turn_and_runs_under_the_watchdog(settings, tmp_path):
+    """The sweep draws from the same ledger as generations: each render reserves its predicted
+    need and may hold only what is left; a render larger than that is stopped, and shown."""
+    from engine.memory.ledger import Ledger
+    from engine.render.sweep import sweep
+
+    book = Ledger(settings.data_dir, capacity_mb=lambda: 100.0, poll_s=0.02)
+    seen = []
+    cells = sweep("Stay hungry.", "", settings, tmp_path / "frames", book, progress=seen.append)
+    outcome = {(c.tier, c.method): c for c, _ in cells}
+    high = outcome[("high", "moviepy")]  # about 250 MB: over the 100 MB budget
+    assert high.status == "killed" and "watchdog" in high.error and high.size_bytes == 0
+    assert outcome[("low", "ffmpeg")].status == "ok" and outcome[("emergency", "emergency")].status == "ok"
+    assert any("killed by the watchdog" in line for line in seen)
+    assert book.view().running == 0
+
+
+def test_the_sweep_counts_as_one_of_the_visitors_generations(settings, tmp_path):
+    import pytest
+
+    from engine.errors import LimitReached
+    from engine.memory.limits import VisitorLimits
+    from engine.render.sweep import sweep
+
+    limits = VisitorLimits()
+    with limits.hold("v1"), pytest.raises(LimitReached, match="previous video is still being made"):
+        sweep("Stay hungry.", "", settings, tmp_path / "frames", None, (limits, "v1"))

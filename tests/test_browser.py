@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.history import HistoryStore
+from engine.memory.plan import margin_mb
 
 from .server import ROOT, StreamlitServer
 
@@ -92,3 +93,34 @@ def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
     store.close()
     time.sleep(0.5)
     page.screenshot(path=ARTIFACTS / "history.png", full_page=True)
+
+
+def test_in_a_512_mb_container_with_nothing_set_a_still_card_is_made_at_1080p(page, tmp_path):
+    """The public demo's promise: no memory settings, a 512 MB container, a 1080p video."""
+    from scripts.cgroup import Cgroup, available, kill_all
+
+    if available() is not None:
+        pytest.skip(f"no memory cgroup: {available()}")
+    cgroup = Cgroup(f"quote-browser-{tmp_path.name}", 512)
+    env = {"DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak"}
+    drop = ("MAX_MEMORY_MB", "MIN_REQUIRED_MEMORY_MB", "TIER_POLICY")
+    try:
+        with StreamlitServer(env, tmp_path / "streamlit.log", cgroup=cgroup, drop=drop) as server:
+            page.goto(server.url)
+            page.get_by_label("Quote", exact=True).fill("Stay hungry. Stay foolish.")
+            page.get_by_text("1920×1080", exact=True).wait_for()  # the plan, before the click
+            page.get_by_role("button", name="Generate video").click()
+            done = page.get_by_text("Done in")
+            done.wait_for(timeout=90_000)
+            assert "1920×1080" in done.inner_text()
+            page.screenshot(path=ARTIFACTS / "generate-512mb.png", full_page=True)
+        store = HistoryStore(f"sqlite:///{tmp_path / 'data' / 'history.db'}")
+        [made] = store.generations()
+        assert (made.status, made.tier, made.width, made.height) == ("ok", "high", 1920, 1080)
+        assert made.tier_policy == "measured" and made.seed_tier == "low"
+        assert made.peak_rss_mb <= made.predicted_peak_mb + margin_mb(made.predicted_peak_mb)
+        store.close()
+        assert cgroup.oom_kills() == 0
+    finally:
+        kill_all(cgroup)
+        cgroup.remove()

@@ -86,11 +86,11 @@ def test_unknown_choice_is_refused_by_the_parser(env):
     assert done.returncode == 2 and "invalid choice" in done.stderr
 
 
-def test_not_enough_memory_exit_3(env):
+def test_too_small_exit_3(env):
     done = run_cli("generate", "Hello", "--json", env={**env, "MIN_REQUIRED_MEMORY_MB": "10000000"})
     assert done.returncode == 3
     data = json.loads(done.stdout)
-    assert data["status"] == "error" and data["error"].startswith("not enough memory: ")
+    assert data["status"] == "error" and data["error"].startswith("this machine is too small: ")
     assert data["attempts"] == []
 
 

@@ -1,91 +1,187 @@
-"""Admission by memory: a fair queue in front of one gate, bounded waits, per-visitor limits."""
+"""Host-wide admission: one memory ledger for every process, a fair queue, bounded waits,
+step-downs only past a bound, dead processes' reservations freed at once, per-visitor limits."""
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from engine.errors import Busy
-from engine.memory.admission import Gate, VisitorLimits
+from engine.errors import Busy, LimitReached
+from engine.memory.ledger import Ledger, Need
+from engine.memory.limits import VisitorLimits
 from engine.models import Request, StageEvent
 from engine.pipeline import generate
 
+ROOT = Path(__file__).resolve().parents[1]
 
-def hold(gate: Gate, need: float, log: list, name: str, release: threading.Event, waits: list | None = None):
+
+def ledger(folder: Path, capacity: float, **options) -> Ledger:
+    return Ledger(folder, capacity_mb=lambda: capacity, poll_s=0.02, **options)
+
+
+def hold(book: Ledger, needs: list[Need], log: list, name: str, release: threading.Event, waits=None):
     def run():
         try:
-            with gate.admit(need, on_wait=(waits.append if waits is not None else None)):
-                log.append(f"{name} in")
+            with book.admit(needs, on_wait=(waits.append if waits is not None else None)) as grant:
+                log.append(f"{name} in {grant.need.label}")
                 release.wait(10)
                 log.append(f"{name} out")
         except Busy as exc:
-            log.append(f"{name} busy: {exc}")
+            log.append(exc)
 
     thread = threading.Thread(target=run)
     thread.start()
     return thread
 
 
-def settle():
-    time.sleep(0.4)
+def until(condition, timeout_s: float = 10.0) -> None:
+    """Wait for `condition()` to hold (the thing itself, not a sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
 
 
-def test_a_render_waits_until_its_peak_fits_and_the_queue_is_fair(settings):
-    gate = Gate(settings, max_wait_s=30, free_mb=lambda: 200.0)
+def test_a_render_waits_until_its_need_fits_and_the_queue_is_fair(tmp_path):
+    book = ledger(tmp_path, 200)
     log, waits = [], []
     first, second, third = threading.Event(), threading.Event(), threading.Event()
-    a = hold(gate, 150, log, "a", first)
-    settle()
-    b = hold(gate, 100, log, "b", second, waits)  # does not fit beside a
-    settle()
-    c = hold(gate, 10, log, "c", third)  # would fit, but b came first
-    settle()
-    assert log == ["a in"] and gate.waiting == 2
-    assert waits and waits[-1].position == 1 and waits[-1].free_mb == 50
+    a = hold(book, [Need("a", 150, 60)], log, "a", first)
+    until(lambda: log == ["a in a"])
+    b = hold(book, [Need("b", 100, 60)], log, "b", second, waits)  # does not fit beside a
+    until(lambda: book.waiting == 1)
+    c = hold(book, [Need("c", 10, 60)], log, "c", third)  # would fit, but b came first
+    until(lambda: book.waiting == 2 and waits)
+    assert log == ["a in a"]
+    assert waits[-1].position == 1 and waits[-1].free_mb == 50 and waits[-1].running == 1
     first.set()
-    settle()
-    assert log[:3] == ["a in", "a out", "b in"] and "c in" in log  # b, then c beside it (100 + 10 fit)
+    until(lambda: "c in c" in log)
+    assert log[:3] == ["a in a", "a out", "b in b"]  # b, then c beside it (100 + 10 fit)
     second.set()
     third.set()
     for thread in (a, b, c):
         thread.join()
+    assert book.view().running == book.view().waiting == 0
 
 
-def test_the_wait_is_bounded_with_a_sentence(settings):
-    gate = Gate(settings, max_wait_s=0.5, free_mb=lambda: 100.0)
+def test_the_wait_is_bounded_and_busy_carries_its_figures(tmp_path):
+    book = ledger(tmp_path, 100, max_wait_s=0.3, step_down_after_s=1000)
     log, release = [], threading.Event()
-    a = hold(gate, 90, log, "a", release)
-    settle()
-    b = hold(gate, 90, log, "b", threading.Event())
+    a = hold(book, [Need("a", 90, 60)], log, "a", release)
+    until(lambda: log == ["a in a"])
+    b = hold(book, [Need("b", 90, 60)], log, "b", threading.Event())
     b.join()
     release.set()
     a.join()
-    assert log[1].startswith("b busy: the server is busy: 1 render(s) running and 0 waiting ahead of yours")
-    assert gate.waiting == 0 and gate.running == 0
+    busy = log[1]
+    assert isinstance(busy, Busy) and str(busy).startswith("busy: 1 render(s) running and 0 waiting ahead of yours")
+    assert (busy.running, busy.ahead, busy.needed_mb, busy.free_mb) == (1, 0, 90, 10) and busy.waited_s >= 0.3
+    assert busy.exit_code == 3 and busy.kind == "busy"
 
 
-def test_when_nothing_runs_the_head_starts_even_if_it_is_large(settings):
-    gate = Gate(settings, max_wait_s=1, free_mb=lambda: 50.0)
-    with gate.admit(500):
-        assert gate.running == 1
+def test_when_nothing_runs_the_head_starts_even_if_it_is_large(tmp_path):
+    book = ledger(tmp_path, 50)
+    with book.admit([Need("huge", 500, 1)]) as grant:
+        assert book.running == 1 and grant.index == 0
+    with book.admit([Need("high", 500, 1), Need("low", 40, 1)]) as grant:
+        assert grant.need.label == "low"  # the best that fits, when one does
+
+
+def test_it_steps_down_only_when_the_wait_would_run_past_the_bound(tmp_path):
+    book = ledger(tmp_path, 200, step_down_after_s=5)
+    log, release = [], threading.Event()
+    long = hold(book, [Need("long", 120, 60)], log, "long", release)  # predicted to hold for a minute
+    until(lambda: log == ["long in long"])
+    with book.admit([Need("high", 130, 1), Need("medium", 70, 1)]) as grant:
+        assert grant.need.label == "medium" and grant.index == 1
+        assert grant.stepped_down.startswith("stepped down from high to medium: high would have waited about 60 s")
+    release.set()
+    long.join()
+
+    short_log, short_release = [], threading.Event()
+    short = hold(book, [Need("short", 120, 0.2)], short_log, "short", short_release)  # about to end
+    until(lambda: short_log == ["short in short"])
+    threading.Timer(0.3, short_release.set).start()
+    with book.admit([Need("high", 130, 1), Need("medium", 70, 1)]) as grant:
+        assert grant.need.label == "high" and grant.stepped_down is None  # it waited its turn instead
+    short.join()
+
+
+def test_a_render_may_use_its_reservation_and_what_is_free_but_never_more_than_the_capacity(tmp_path):
+    capacity = [200.0]
+    book = Ledger(tmp_path, capacity_mb=lambda: capacity[0], poll_s=0.02)
+    with book.admit([Need("huge", 500, 1)]) as grant:  # a forced tier larger than the machine
+        assert book.budget_mb(grant.ticket) == 200
+    log, release = [], threading.Event()
+    other = hold(book, [Need("other", 100, 60)], log, "other", release)
+    until(lambda: log == ["other in other"])
+    with book.admit([Need("mine", 90, 1)]) as grant:
+        assert book.budget_mb(grant.ticket) == 100  # all the others left free
+        capacity[0] = 150  # the measured capacity dips (page cache, the app's own growth)
+        assert book.budget_mb(grant.ticket) == 90  # an admitted render keeps its reservation
+    release.set()
+    other.join()
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from engine.memory.ledger import Ledger, Need
+    book = Ledger(Path(sys.argv[1]), capacity_mb=lambda: 200.0, poll_s=0.02)
+    with book.admit([Need("other process", 150, 60)]):
+        print("holding", flush=True)
+        time.sleep(60)
+""")
+
+
+def test_processes_share_one_ledger_and_a_killed_one_frees_its_share_at_once(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        book = ledger(tmp_path, 200, step_down_after_s=1000)
+        assert book.view().running == 1 and book.view().reserved_mb == 150
+        waits = []
+        threading.Timer(0.5, lambda: os.kill(holder.pid, signal.SIGKILL)).start()
+        started = time.monotonic()
+        with book.admit([Need("mine", 100, 1)], on_wait=waits.append):
+            waited = time.monotonic() - started
+        assert waits and waits[0].running == 1  # it waited for the other process...
+        assert waited < 5  # ...and went in as soon as that process died, not after its 60 s
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_an_unreadable_ledger_file_starts_afresh(tmp_path):
+    book = ledger(tmp_path, 100)
+    book.path.write_text("{not json")
+    with book.admit([Need("a", 50, 1)]):
+        assert book.running == 1
 
 
 def test_one_generation_at_a_time_per_visitor_and_a_rate_limit():
     limits = VisitorLimits(per_window=3, window_s=60)
-    with limits.hold("v1"), pytest.raises(Busy, match="previous video is still being made"), limits.hold("v1"):
+    with limits.hold("v1"), pytest.raises(LimitReached, match="previous video is still being made"), limits.hold("v1"):
         pass
     with limits.hold("v2"):
         pass  # another visitor is not held up
     for _ in range(2):
         with limits.hold("v1"):
             pass
-    with pytest.raises(Busy, match="3 videos in the last 1 minutes"), limits.hold("v1"):
+    with pytest.raises(LimitReached, match="3 videos in the last 1 minutes"), limits.hold("v1"):
         pass
 
 
-def test_concurrent_generations_take_turns_through_the_gate(settings):
+def test_concurrent_generations_take_turns_through_the_ledger(settings):
     """Four requesters, room for one render at a time: all succeed, never two renders at once."""
-    gate = Gate(settings, max_wait_s=120, free_mb=lambda: 60.0)
+    book = Ledger(settings.data_dir, capacity_mb=lambda: 100.0, poll_s=0.02)
     results, queued, errors = [], [], []
     running = {"now": 0, "most": 0}
     lock = threading.Lock()
@@ -103,7 +199,8 @@ def test_concurrent_generations_take_turns_through_the_gate(settings):
 
     def requester(n):
         try:
-            results.append(generate(Request(f"Stay hungry, number {n}.", tier="low"), settings, on_event, gate=gate))
+            request = Request(f"Stay hungry, number {n}.", tier="low")
+            results.append(generate(request, settings, on_event, ledger=book))
         except Exception as exc:  # the test reports it below
             errors.append(exc)
 
@@ -113,4 +210,4 @@ def test_concurrent_generations_take_turns_through_the_gate(settings):
     for thread in threads:
         thread.join()
     assert not errors and len(results) == 4 and all(r.status == "ok" for r in results)
-    assert running["most"] == 1 and queued and "position" in queued[0]
+    assert running["most"] == 1 and queued and queued[0].startswith("waiting for memory: position ")

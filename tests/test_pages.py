@@ -96,7 +96,7 @@ def test_a_generation_completes_and_shows_its_report(env):
     [
         ("   ", {}, "error", "the quote is empty"),
         ("Hello 🦜", {}, "error", "cannot draw"),
-        ("Hello", {"MIN_REQUIRED_MEMORY_MB": "10000000"}, "warning", "busy: not enough memory"),
+        ("Hello", {"MIN_REQUIRED_MEMORY_MB": "10000000"}, "warning", "This machine is too small: "),
     ],
 )
 def test_refused_input_shows_its_message(env, monkeypatch, text, extra_env, kind, message):
@@ -140,7 +140,7 @@ def test_history_page_renders_from_a_seeded_database(env):
     assert at.title[0].value == "History"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Generations"] == "4" and metrics["Success rate"] == "75%" and metrics["Fallback rate"] == "33%"
-    assert len(at.get("plotly_chart")) == 9  # eight history charts and the chosen generation's timeline
+    assert len(at.get("plotly_chart")) == 10  # nine history charts and the chosen generation's timeline
     [table] = at.dataframe
     assert len(table.value) == 4 and set(table.value["id"]) == {g.id for g in store.generations()}
     assert at.selectbox(key="h_generation").options

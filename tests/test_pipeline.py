@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 from engine.errors import InvalidInput, NotEnoughMemory, RenderFailed
-from engine.memory.plan import attempt_budget_mb, method_chain
+from engine.memory.ledger import attempt_budget_mb
 from engine.memory.reading import read_memory
 from engine.models import AttemptEvent, MemorySample, Request, StageEvent
 from engine.pipeline import generate
@@ -84,9 +84,18 @@ def test_speech_over_max_video_duration_is_refused_before_rendering(settings):
     assert caught.value.result.attempts == ()
 
 
-def test_not_enough_memory_is_refused_with_figures(settings):
-    with pytest.raises(NotEnoughMemory, match=r"not enough memory: \d+ MB available, 1000000 MB needed"):
+def test_a_machine_too_small_for_any_render_is_refused_with_figures(settings):
+    with pytest.raises(NotEnoughMemory, match=r"too small: \d+ MB available for a render, MIN_REQUIRED_MEMORY_MB "
+                                              r"asks for 1000000 MB") as caught:  # fmt: skip
         generate(Request("Stay hungry."), replace(settings, min_required_memory_mb=1_000_000))
+    assert caught.value.needed_mb == 1_000_000 and caught.value.exit_code == 3
+    assert caught.value.result.attempts == () and not settings.outputs_dir.exists()
+
+
+def test_with_nothing_set_the_floor_comes_from_the_cost_model(settings):
+    tiny = replace(settings, max_memory_mb=64)  # less than the app itself holds: nothing is left for a render
+    with pytest.raises(NotEnoughMemory, match=r"too small: 0 MB available for a render, the smallest render needs"):
+        generate(Request("Stay hungry."), tiny)
 
 
 @pytest.mark.parametrize(
@@ -119,13 +128,6 @@ def test_out_path_is_written_atomically(settings, tmp_path):
     result = generate(Request("Stay hungry.", tier="low", out=target), settings)
     assert result.output == target and probe(target).duration_s > 0.5
     assert [p.name for p in target.parent.iterdir()] == ["mine.mp4"]
-
-
-def test_method_chain():
-    assert method_chain(Request("x")) == ["ffmpeg", "emergency"]
-    assert method_chain(Request("x", motion=True)) == ["moviepy", "ffmpeg", "emergency"]
-    assert method_chain(Request("x", method="moviepy")) == ["moviepy", "ffmpeg", "emergency"]
-    assert method_chain(Request("x", method="moviepy", fallback=False)) == ["moviepy"]
 
 
 def test_budget_keeps_a_margin():

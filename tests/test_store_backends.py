@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from engine.history import HistoryStore
 from engine.history.migrations import LATEST, MIGRATIONS
 from engine.history.stats import stats
+from engine.history.store import host_name
 from engine.models import Attempt, QueuedJob, Request
 
 from .test_history import result
@@ -92,34 +93,37 @@ def test_interrupted_rows(url):
 def test_the_running_row_shows_the_tier_admission_chose(url):
     store = HistoryStore(url)
     store.begin("a" * 32, Request("x"))
-    store.admitted("a" * 32, {"tier": "medium", "tier_reason": "700 MB available", "available_mb": 700.0})
+    store.admitted(
+        result("a" * 32, status="running", tier="medium", tier_reason="700 MB available", available_mb=700.0)
+    )
     running = store.generation("a" * 32)
     assert (running.status, running.tier, running.tier_reason, running.available_mb) == (
         "running", "medium", "700 MB available", 700.0,
     )  # fmt: skip
     store.finish(result("a" * 32))
-    store.admitted("a" * 32, {"tier": "low"})  # late: a finished row keeps what it finished with
+    store.admitted(result("a" * 32, tier="low"))  # late: a finished row keeps what it finished with
     assert store.generation("a" * 32).tier == result("a" * 32).tier
     store.close()
 
 
-def test_the_profile_reads_the_ok_attempts_of_the_newest_videos_only(url):
+def test_the_cost_model_reads_the_ok_attempts_of_this_hosts_newest_videos_only(url):
     store = HistoryStore(url)
     for n in range(4):
         gid = f"{n:032x}"
         store.begin(gid, Request("x"))
         tries = (
             Attempt("moviepy", "high", "killed", "over", 300, 1),
-            Attempt("ffmpeg", "high", "ok", None, 100 + n, 2),
+            Attempt("ffmpeg", "high", "ok", None, 100 + n, 2, captions=n == 3),
         )
-        store.finish(result(gid, attempts=tries, duration_s=10.0))
+        store.finish(result(gid, attempts=tries, duration_s=10.0, aspect="9:16"))
     with store.engine.begin() as conn:  # created in order, a second apart
         for n in range(4):
             conn.execute(sa.text(f"UPDATE generations SET created_at = {1000 + n} WHERE id = '{n:032x}'"))
-    assert sorted(store.recent_ok_attempts(2)) == [
-        ("ffmpeg", "high", 102.0, 2.0, 10.0),
-        ("ffmpeg", "high", 103.0, 2.0, 10.0),
+    assert sorted(store.recent_cost_rows(host_name(), 2)) == [
+        ("ffmpeg", "high", "9:16", False, False, 102.0, 2.0, 10.0),
+        ("ffmpeg", "high", "9:16", True, False, 103.0, 2.0, 10.0),
     ]
+    assert store.recent_cost_rows("another-host", 2) == []
     store.close()
 
 

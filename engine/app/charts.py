@@ -9,13 +9,15 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from engine.history import AttemptRecord, GenerationRecord
-from engine.memory.tiers import HIGH_ABOVE_MB, MEDIUM_FROM_MB
+from engine.history.stats import REFUSALS
 
 COLUMNS = [
-    "created", "status", "tier", "method", "fell_back", "peak_rss_mb", "available_mb", "wall_s", "duration_s",
+    "created", "status", "tier", "method", "fell_back", "peak_rss_mb", "predicted_peak_mb", "budget_mb",
+    "available_mb", "wall_s", "duration_s",
     "s_per_video_s", "ssim", "psnr_db", "width", "height", "video_kbps", "audio_kbps", "size_bytes", "tts_engine",
     "text_chars",
-    "tier_asked", "method_asked", "tier_reason", "error_kind", "error", "host", "delivery", "job_id", "id",
+    "aspect", "tier_asked", "tier_policy", "seed_tier", "prediction_source", "method_asked", "tier_reason",
+    "error_kind", "error", "host", "delivery", "job_id", "id",
 ]  # fmt: skip
 BUDGET = dict(line_dash="dash", line_color="#e45756")
 THRESHOLD = dict(line_dash="dot", line_color="#888")
@@ -57,8 +59,23 @@ def peak_memory_figure(df: pd.DataFrame, budget_mb: float | None) -> go.Figure:
         title="Peak memory per generation",
     )  # fmt: skip
     lines = [(budget_mb, "render budget now", BUDGET)] if budget_mb else []
-    lines += [(MEDIUM_FROM_MB, "medium tier from", THRESHOLD), (HIGH_ABOVE_MB, "high tier above", THRESHOLD)]
     return _reference_lines(fig, rendered["peak_rss_mb"].max() if not rendered.empty else 0, lines)
+
+
+def prediction_figure(df: pd.DataFrame) -> go.Figure:
+    """Each render's peak against what the cost model predicted for it: points above the
+    dotted line went over their prediction plus margin."""
+    rated = df[(df["predicted_peak_mb"].fillna(0) > 0) & (df["peak_rss_mb"].fillna(0) > 0)]
+    fig = px.scatter(rated, x="predicted_peak_mb", y="peak_rss_mb", color=rated["method"].fillna("none"),
+                     symbol=rated["tier"].fillna("none"), hover_data=["id", "prediction_source", "aspect"],
+                     title="Peak memory: predicted against actual",
+                     labels={"predicted_peak_mb": "predicted p95 peak (MB)", "peak_rss_mb": "actual peak (MB)",
+                             "color": "method"})  # fmt: skip
+    top = float(max(rated["predicted_peak_mb"].max(), rated["peak_rss_mb"].max())) if not rated.empty else 100.0
+    fig.add_scatter(x=[0, top], y=[0, top], mode="lines", name="as predicted", line=dict(color="#888"))
+    fig.add_scatter(x=[0, top], y=[0, top * 1.1], mode="lines", name="predicted + 10%",
+                    line={"dash": "dot", "color": "#e45756"})  # fmt: skip
+    return fig.update_layout(yaxis_rangemode="tozero", xaxis_rangemode="tozero", **LAYOUT)
 
 
 def attempt_outcomes_figure(attempts: pd.DataFrame) -> go.Figure:
@@ -77,7 +94,7 @@ def fallback_rate_figure(df: pd.DataFrame) -> go.Figure:
 
 
 def success_rate_figure(df: pd.DataFrame) -> go.Figure:
-    accepted = df[~df["error_kind"].isin(["invalid_input", "not_enough_memory"]) & (df["status"] != "running")]
+    accepted = df[~df["error_kind"].isin(sorted(REFUSALS)) & (df["status"] != "running")]
     rate = _rate_over_time(accepted, accepted["status"] == "ok", "success")
     fig = px.line(rate, x="created", y="success", markers=True, title="Success rate over time",
                   labels={"created": "", "success": "succeeded / accepted"})  # fmt: skip

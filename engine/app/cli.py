@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.errors import InvalidInput, QuoteError
 from engine.jobs.wire import result_json
-from engine.models import Request, Result
+from engine.models import Request, Result, StageEvent
 from engine.settings import Settings
 from engine.visuals.background import MAX_UPLOAD_BYTES, PALETTE
 
@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", type=Path, default=Path("sweep-results"), help="folder for the frames")
     sw.add_argument("--json", action="store_true", help="print one JSON object")
 
+    cal = commands.add_parser("calibrate", help="measure the cost model's prior and write it where the engine reads it")
+    cal.add_argument("--quick", action="store_true", help="FFmpeg and emergency at 16:9, shortest band, once (tests)")
+    cal.add_argument("--runs", type=int, default=None, help="runs per cell; the largest peak is kept (default 2)")
+    cal.add_argument("--out", type=Path, default=None, help="where to write it (default: the engine's prior)")
+    cal.add_argument("--json", action="store_true", help="print the prior as JSON")
+
     mon = commands.add_parser("monitor", help="live memory readout: host, container, app tree")
     mon.add_argument("--interval", type=float, default=1.0, help="seconds between readings")
     mon.add_argument("--count", type=int, default=0, help="stop after this many readings (0: until Ctrl-C)")
@@ -116,12 +122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cleanup": _cleanup,
         "bench": _bench,
         "sweep": _sweep,
+        "calibrate": _calibrate,
     }
     return handlers.get(args.command, _monitor)(args, settings)
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.app.resources import shared_gate, shared_store
+    from engine.app.resources import shared_ledger, shared_store
     from engine.pipeline import generate
 
     try:
@@ -139,7 +146,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         if settings.broker_url:  # on the Celery workers
             result = _remote(request, settings)
         else:
-            result = generate(request, settings, store=shared_store(settings), gate=shared_gate(settings))
+            result = generate(request, settings, _print_waiting(), shared_store(settings), shared_ledger(settings))
         code = EXIT_OK
     except QuoteError as exc:
         result, code = exc.result, exc.exit_code
@@ -153,6 +160,19 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     return code
 
 
+def _print_waiting():
+    """Say on stderr when the render waits its turn for memory (at most once a second)."""
+    last = [0.0]
+
+    def on_event(event: object) -> None:
+
+        if isinstance(event, StageEvent) and event.stage == "queued" and time.monotonic() - last[0] >= 1.0:
+            last[0] = time.monotonic()
+            print(event.message, file=sys.stderr, flush=True)
+
+    return on_event
+
+
 def _remote(request: Request, settings: Settings) -> Result:
     from engine.jobs.remote import RemoteJob
 
@@ -161,6 +181,8 @@ def _remote(request: Request, settings: Settings) -> Result:
     view = job.snapshot()
     if view.error is not None:
         raise view.error
+    if view.result is None:
+        raise QuoteError("the worker finished without a result; please try again")
     return view.result
 
 
@@ -184,7 +206,9 @@ def _describe(result: Result) -> str:
             f"  {result.width}x{result.height}, {result.duration_s:.1f} s, {result.size_bytes / 1024:.0f} KB, "
             f"{result.video_kbps}k video / {result.audio_kbps}k audio",
             f"  tier {result.tier} ({result.tier_reason}); method {result.method}; speech {result.tts_engine}",
-            f"  peak {result.peak_rss_mb:.0f} MB of {result.available_mb:.0f} MB available; {result.wall_s:.1f} s",
+            f"  the seed's thresholds would have chosen {result.seed_tier}",
+            f"  peak {result.peak_rss_mb:.0f} MB (predicted {result.predicted_peak_mb or 0:.0f} MB) of a "
+            f"{result.budget_mb:.0f} MB render budget; {result.wall_s:.1f} s",
             *(f"  note: {note}" for note in result.notes),
         ]
     lines += [
@@ -312,11 +336,27 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    cells = sweep(request.text, request.author, settings, args.out, progress=say)
+    from engine.app.resources import shared_ledger
+
+    cells = sweep(request.text, request.author, settings, args.out, shared_ledger(settings), progress=say)
     rows = [{**asdict(cell), "frame": str(frame)} for cell, frame in cells]
     if args.json:
         print(json.dumps({"cells": rows}, indent=2))
     else:
         print("\n".join(cell_lines(rows)))
         print(f"\nframes: {args.out}")
+    return EXIT_OK
+
+
+def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.memory.calibrate import calibrate, describe, write_prior
+    from engine.memory.costs import PRIOR_FILE
+
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    prior = calibrate(settings, quick=args.quick, runs=args.runs, progress=say)
+    path = write_prior(prior, args.out or PRIOR_FILE)
+    if args.json:
+        print(json.dumps(prior, indent=2))
+    else:
+        print(f"wrote {path}: {describe(prior)}")
     return EXIT_OK

@@ -1,4 +1,4 @@
-"""The store shared by everything in one process (pages, HTTP routes, CLI), opened once."""
+"""What every session and request of one process shares (pages, HTTP routes, CLI), opened once."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from functools import cache
 
 from engine.history import HistoryStore
 from engine.history.storage import cleanup
-from engine.memory.admission import Gate, VisitorLimits
+from engine.memory.ledger import Ledger
+from engine.memory.limits import VisitorLimits
 from engine.settings import Settings
 
 
@@ -20,9 +21,9 @@ def shared_store(settings: Settings) -> HistoryStore:
 
 
 @cache
-def shared_gate(settings: Settings) -> Gate:
-    """The admission gate every session and CLI worker of this process shares."""
-    return Gate(settings)
+def shared_ledger(settings: Settings) -> Ledger:
+    """This process's view of the host-wide memory ledger under DATA_DIR."""
+    return Ledger(settings.data_dir, settings.max_memory_mb, max_wait_s=settings.admission_wait_s)
 
 
 @cache

@@ -20,6 +20,7 @@ def _v1(conn: Connection) -> None:
     later_columns = {
         "finished_at", "error_kind", "tts_fallback_reason", "method_asked", "fell_back", "app_rss_mb",
         "stage_s", "file_removed", "host", "pid", "budget_mb", "ssim", "psnr_db", "job_id", "delivery",
+        *V5_GENERATIONS, *V5_ATTEMPTS,
     }  # fmt: skip
     for table in (schema.meta, schema.generations, schema.attempts):
         sa.Table(table.name, v1, *(c._copy() for c in table.columns if c.name not in later_columns))
@@ -59,7 +60,20 @@ def _v4(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_generations_job_id ON generations (job_id)"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
+V5_GENERATIONS = ["tier_policy", "seed_tier", "aspect", "captions", "motion", "budget_mb", "predicted_peak_mb",
+                  "predicted_wall_s", "prediction_source"]  # fmt: skip
+V5_ATTEMPTS = ["captions", "motion", "predicted_peak_mb"]
+
+
+def _v5(conn: Connection) -> None:
+    """Version 5: what the cost model needs to learn a cell from history (aspect, captions and
+    motion of each attempt), and what planned the generation (policy, what the seed would
+    have chosen, the render budget, the predicted peak and time and where they came from)."""
+    _add_columns(conn, {"generations": V5_GENERATIONS, "attempts": V5_ATTEMPTS})
+    conn.execute(sa.text("CREATE INDEX ix_generations_host_created ON generations (host, created_at)"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 LATEST = len(MIGRATIONS)
 
 

@@ -42,6 +42,15 @@ class GenerationRecord:
     psnr_db: float | None = None
     job_id: str | None = None  # the queued job, on a worker; None in-process
     delivery: int | None = None  # 2: a worker was lost mid-job and this one took it over
+    tier_policy: str | None = None
+    seed_tier: str | None = None
+    aspect: str | None = None
+    captions: bool | None = None
+    motion: bool | None = None
+    budget_mb: float | None = None
+    predicted_peak_mb: float | None = None
+    predicted_wall_s: float | None = None
+    prediction_source: str | None = None
 
     @classmethod
     def from_row(cls, row) -> GenerationRecord:
@@ -60,6 +69,9 @@ class AttemptRecord:
     peak_rss_mb: float | None
     wall_s: float | None
     budget_mb: float | None = None
+    captions: bool | None = None
+    motion: bool | None = None
+    predicted_peak_mb: float | None = None
 
     @classmethod
     def from_row(cls, row) -> AttemptRecord:

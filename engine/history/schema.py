@@ -58,6 +58,16 @@ generations = sa.Table(
     # version 4
     sa.Column("job_id", sa.String(64), index=True),
     sa.Column("delivery", sa.Integer),
+    # version 5
+    sa.Column("tier_policy", sa.String(16)),
+    sa.Column("seed_tier", sa.String(16)),
+    sa.Column("aspect", sa.String(8)),
+    sa.Column("captions", sa.Boolean),
+    sa.Column("motion", sa.Boolean),
+    sa.Column("budget_mb", sa.Float),
+    sa.Column("predicted_peak_mb", sa.Float),
+    sa.Column("predicted_wall_s", sa.Float),
+    sa.Column("prediction_source", sa.String(16)),
 )
 
 attempts = sa.Table(
@@ -73,6 +83,10 @@ attempts = sa.Table(
     sa.Column("wall_s", sa.Float),
     # version 2
     sa.Column("budget_mb", sa.Float),
+    # version 5
+    sa.Column("captions", sa.Boolean),
+    sa.Column("motion", sa.Boolean),
+    sa.Column("predicted_peak_mb", sa.Float),
 )
 
 samples = sa.Table(  # version 2

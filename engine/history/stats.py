@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from engine.history import GenerationRecord, HistoryStore
 
 WINDOWS = {"hour": 3600.0, "day": 86400.0, "all": None}
-REFUSALS = {"invalid_input", "not_enough_memory", "busy"}
+REFUSALS = {"invalid_input", "not_enough_memory", "busy", "limit", "refused"}  # turned away before any work
 
 
 def stats(store: HistoryStore, window: str = "all", now: float | None = None) -> dict:

@@ -124,7 +124,7 @@ def over_quota(settings: Settings) -> bool:
 
 def _files(folder: Path) -> list[tuple[Path, int, float]]:
     """Regular files under `folder` (path, bytes, mtime), not following symlinks."""
-    found = []
+    found: list[tuple[Path, int, float]] = []
     if not folder.is_dir():
         return found
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):

@@ -30,6 +30,11 @@ from engine.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_TIMELINE_POINTS = 300
+# What planning decided, written on the running row as soon as it is known.
+PLANNED = (
+    "tier", "tier_reason", "tier_policy", "seed_tier", "aspect", "available_mb", "app_rss_mb", "budget_mb",
+    "predicted_peak_mb", "predicted_wall_s", "prediction_source",
+)  # fmt: skip
 
 
 def host_name() -> str:
@@ -76,6 +81,7 @@ class HistoryStore:
                     lang=request.lang,
                     tier_asked=request.tier,
                     method_asked=request.method,
+                    aspect=request.aspect,
                     tts_engine=request.tts,
                     host=host_name(),
                     pid=os.getpid(),
@@ -86,11 +92,12 @@ class HistoryStore:
                 )
             )
 
-    def admitted(self, generation_id: str, chosen: dict) -> None:
-        """What admission chose (tier, its reason, the memory seen), on the running row."""
+    def admitted(self, known: Result) -> None:
+        """What the plan chose (tier, why, the memory seen, the prediction), on the running row."""
         g = schema.generations
+        values = {name: getattr(known, name) for name in PLANNED}
         with self.engine.begin() as conn:
-            conn.execute(sa.update(g).where(g.c.id == generation_id, g.c.status == "running").values(**chosen))
+            conn.execute(sa.update(g).where(g.c.id == known.generation_id, g.c.status == "running").values(**values))
 
     def finish(self, result: Result, error_kind: str | None = None) -> None:
         """Everything the generation learned, its attempts and its timeline, in one transaction."""
@@ -98,13 +105,14 @@ class HistoryStore:
         values = dict(
             status=result.status, error=result.error, error_kind=error_kind, finished_at=time.time(),
             tts_engine=result.tts_engine, tts_fallback_reason=result.tts_fallback_reason,
-            tier=result.tier, tier_asked=result.tier_asked, tier_reason=result.tier_reason, method=result.method,
-            fell_back=result.fell_back, peak_rss_mb=result.peak_rss_mb, available_mb=result.available_mb,
-            app_rss_mb=result.app_rss_mb, wall_s=result.wall_s, stage_s=json.dumps(result.stage_s),
+            tier_asked=result.tier_asked, method=result.method,
+            fell_back=result.fell_back, peak_rss_mb=result.peak_rss_mb, wall_s=result.wall_s,
+            stage_s=json.dumps(result.stage_s),
             duration_s=result.duration_s or None, width=result.width or None, height=result.height or None,
             video_kbps=result.video_kbps or None, audio_kbps=result.audio_kbps or None,
             size_bytes=result.size_bytes or None, output_path=str(result.output) if result.output else None,
-            ssim=result.ssim, psnr_db=result.psnr_db,
+            ssim=result.ssim, psnr_db=result.psnr_db, captions=result.captions, motion=result.motion,
+            **{name: getattr(result, name) for name in PLANNED},
         )  # fmt: skip
         with self.engine.begin() as conn:
             conn.execute(sa.update(g).where(g.c.id == result.generation_id).values(**values))
@@ -122,6 +130,9 @@ class HistoryStore:
                             peak_rss_mb=a.peak_rss_mb,
                             wall_s=a.wall_s,
                             budget_mb=a.budget_mb,
+                            captions=a.captions,
+                            motion=a.motion,
+                            predicted_peak_mb=a.predicted_peak_mb,
                         )
                         for n, a in enumerate(result.attempts, start=1)
                     ],
@@ -194,22 +205,32 @@ class HistoryStore:
         with self.engine.connect() as conn:
             return [GenerationRecord.from_row(row) for row in conn.execute(query)]
 
-    def recent_ok_attempts(self, generations: int) -> list[tuple[str, str, float, float, float]]:
-        """The successful attempts of the newest `generations` videos, as (method, tier, peak MB,
-        wall s, video s): what the tier profile learns from, read through the time index so the
-        cost stays flat as the history grows."""
+    def recent_cost_rows(self, host: str, generations: int = 2000) -> list[tuple]:
+        """The successful attempts of this host's `generations` newest videos, as (method, tier,
+        aspect, captions, motion, peak MB, wall s, video s): what the cost model learns from,
+        read through the (host, time) index so the cost stays flat as the history grows."""
         a, g = schema.attempts, schema.generations
         recent = (
-            sa.select(g.c.id, g.c.duration_s)
-            .where(g.c.duration_s > 0)
+            sa.select(g.c.id, g.c.duration_s, g.c.aspect)
+            .where(sa.or_(g.c.host == host, g.c.host.startswith(f"{host}/", autoescape=True)))
+            .where(g.c.duration_s > 0, g.c.aspect.is_not(None))
             .order_by(g.c.created_at.desc())
             .limit(generations)
             .subquery()
         )
         query = (
-            sa.select(a.c.method, a.c.tier, a.c.peak_rss_mb, a.c.wall_s, recent.c.duration_s)
+            sa.select(
+                a.c.method,
+                a.c.tier,
+                recent.c.aspect,
+                a.c.captions,
+                a.c.motion,
+                a.c.peak_rss_mb,
+                a.c.wall_s,
+                recent.c.duration_s,
+            )
             .join(recent, a.c.generation_id == recent.c.id)
-            .where(a.c.status == "ok", a.c.peak_rss_mb > 0, a.c.wall_s > 0)
+            .where(a.c.status == "ok", a.c.peak_rss_mb > 0, a.c.wall_s > 0, a.c.captions.is_not(None))
         )
         with self.engine.connect() as conn:
             return [tuple(row) for row in conn.execute(query)]

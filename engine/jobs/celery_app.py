@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from celery import Celery
 
@@ -52,7 +53,7 @@ def worker_name() -> str:
 
 def _generate(task, job: dict) -> dict:
     """Run one generation on this worker; progress goes to the result backend as it happens."""
-    from engine.app.resources import shared_gate, shared_store
+    from engine.app.resources import shared_ledger, shared_store
     from engine.errors import QuoteError
     from engine.jobs.wire import request_from_dict, result_json
     from engine.models import AttemptEvent, MemorySample, QueuedJob, StageEvent
@@ -69,9 +70,17 @@ def _generate(task, job: dict) -> dict:
         then = f"taken over by {me}" if delivery <= MAX_DELIVERIES else "not tried again"
         store.mark_lost(task_id, f"its worker was lost mid-job; {then}")
     if delivery > MAX_DELIVERIES:
-        return {"status": "error", "error": LOST_TWICE, "exit_code": 1, "worker": me, "delivery": delivery}
+        return {"status": "error", "error": LOST_TWICE, "error_kind": "render_failed", "exit_code": 1, "worker": me,
+                "delivery": delivery}  # fmt: skip
     started = f"taken over by {me} after its first worker was lost" if delivery > 1 else f"running on {me}"
-    state = {"stage": "started", "message": started, "samples": [], "attempts": [], "worker": me, "delivery": delivery}
+    state: dict[str, Any] = {
+        "stage": "started",
+        "message": started,
+        "samples": [],
+        "attempts": [],
+        "worker": me,
+        "delivery": delivery,
+    }
     last = [0.0]
     lock = threading.Lock()
 
@@ -96,12 +105,12 @@ def _generate(task, job: dict) -> dict:
     publish(force=True)
     queued = QueuedJob(task_id, delivery)
     try:
-        result = generate(request, settings, on_event, store, shared_gate(settings), queued)
+        result = generate(request, settings, on_event, store, shared_ledger(settings), queued)
         return {**result_json(result), "worker": me, "delivery": delivery, "exit_code": 0}
     except QuoteError as exc:
         data = result_json(exc.result) if exc.result is not None else {"status": "error"}
-        return {**data, "status": "error", "error": str(exc), "exit_code": exc.exit_code, "worker": me,
-                "delivery": delivery}  # fmt: skip
+        return {**data, "status": "error", "error": str(exc), "error_kind": exc.kind, "error_details": exc.details(),
+                "exit_code": exc.exit_code, "worker": me, "delivery": delivery}  # fmt: skip
 
 
 LOST_TWICE = (

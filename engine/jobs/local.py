@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from engine.errors import QuoteError
 from engine.history import HistoryStore
-from engine.memory.admission import Gate, VisitorLimits
+from engine.memory.ledger import Ledger
+from engine.memory.limits import VisitorLimits
 from engine.models import Attempt, AttemptEvent, MemorySample, ProgressEvent, Request, Result, StageEvent
 from engine.pipeline import generate
 from engine.settings import Settings
@@ -67,14 +68,14 @@ class GenerationJob(_OffThread):
         request: Request,
         settings: Settings,
         store: HistoryStore | None,
-        gate: Gate | None = None,
+        ledger: Ledger | None = None,
         visitor: tuple[VisitorLimits, str] | None = None,
     ) -> None:
         super().__init__("generation")
         self.request = request
         self._settings = settings
         self._store = store
-        self._gate = gate
+        self._ledger = ledger
         self._visitor = visitor
         self._lock = threading.Lock()
         self._stage, self._message = "queued", "waiting to start"
@@ -99,7 +100,7 @@ class GenerationJob(_OffThread):
         try:
             limits, visitor = self._visitor or (VisitorLimits(), "")
             with limits.hold(visitor):
-                result = generate(self.request, self._settings, self._on_event, self._store, self._gate)
+                result = generate(self.request, self._settings, self._on_event, self._store, self._ledger)
             with self._lock:
                 self._result = result
         except QuoteError as exc:

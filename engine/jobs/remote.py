@@ -10,7 +10,7 @@ import json
 import time
 from functools import cache
 
-from engine.errors import Busy, InvalidInput, QuoteError, RenderFailed
+from engine.errors import QuoteError, rebuild
 from engine.jobs.celery_app import TASK, make_app
 from engine.jobs.local import JobView
 from engine.jobs.wire import request_to_dict, result_from_json
@@ -18,7 +18,6 @@ from engine.models import Attempt, MemorySample, Request
 from engine.settings import Settings
 
 QUEUE = "celery"  # Celery's default queue: a Redis list, pushed on the left, taken from the right
-_ERRORS = {1: RenderFailed, 2: InvalidInput, 3: Busy}
 
 
 @cache
@@ -83,7 +82,7 @@ class RemoteJob:
         if state == "UNKNOWN":
             return JobView("queued", "reconnecting to the queue", elapsed, (), (), False, None, None)
         if state == "SUCCESS":
-            self._final = self._finished(info, elapsed)
+            self._final = self._finished(info if isinstance(info, dict) else {}, elapsed)
             return self._final
         if state == "FAILURE":
             error = QuoteError(f"the worker failed ({info}); please try again")
@@ -121,8 +120,8 @@ class RemoteJob:
         attempts = result.attempts if result else ()
         if data.get("status") == "ok":
             return JobView("done", f"done on {data.get('worker')}", elapsed, (), attempts, True, result, None)
-        error = _ERRORS.get(data.get("exit_code"), QuoteError)
-        failure = error.__new__(error)
-        QuoteError.__init__(failure, data.get("error") or "the generation failed")
+        # The same class the worker raised, with its figures: callers branch on the kind, never the text.
+        failure = rebuild(data.get("error_kind", "error"), data.get("error") or "the generation failed",
+                          data.get("error_details"))  # fmt: skip
         failure.result = result
         return JobView("error", str(failure), elapsed, (), attempts, True, None, failure)

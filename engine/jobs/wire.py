@@ -9,6 +9,7 @@ from pathlib import Path
 from engine.models import Attempt, Request, Result
 
 ATTEMPT_FIELDS = ("method", "tier", "status", "error", "peak_rss_mb", "wall_s")
+ATTEMPT_EXTRAS = ("budget_mb", "captions", "motion", "predicted_peak_mb")
 
 
 def request_to_dict(request: Request) -> dict:
@@ -37,9 +38,12 @@ def result_json(result: Result) -> dict:
         "tier": result.tier,
         "tier_asked": result.tier_asked,
         "tier_reason": result.tier_reason,
+        "tier_policy": result.tier_policy,
+        "seed_tier": result.seed_tier,
         "method": result.method,
         "tts_engine": result.tts_engine,
         "tts_fallback_reason": result.tts_fallback_reason,
+        "aspect": result.aspect,
         "width": result.width,
         "height": result.height,
         "duration_s": result.duration_s,
@@ -48,6 +52,7 @@ def result_json(result: Result) -> dict:
         "audio_kbps": result.audio_kbps,
         "peak_rss_mb": result.peak_rss_mb,
         "available_mb": result.available_mb,
+        "budget_mb": result.budget_mb,
         "app_rss_mb": result.app_rss_mb,
         "wall_s": result.wall_s,
         "stage_s": result.stage_s,
@@ -55,11 +60,12 @@ def result_json(result: Result) -> dict:
         "psnr_db": result.psnr_db,
         "predicted_peak_mb": result.predicted_peak_mb,
         "predicted_wall_s": result.predicted_wall_s,
+        "prediction_source": result.prediction_source,
         "captions": result.captions,
         "motion": result.motion,
         "notes": list(result.notes),
         "attempts": [
-            {k: v for k, v in asdict(a).items() if k in (*ATTEMPT_FIELDS, "budget_mb")} for a in result.attempts
+            {k: v for k, v in asdict(a).items() if k in (*ATTEMPT_FIELDS, *ATTEMPT_EXTRAS)} for a in result.attempts
         ],
     }
     if result.status == "error":

@@ -1,44 +1,184 @@
-"""Planning a render before it runs: the method chain, the memory budget, the tier."""
+"""The plan of one generation: decided once, passed down as one value.
+
+The tier, the method chain and the memory each candidate tier is predicted to need are
+decided here, from the cost model and the render capacity of this host, and nowhere else.
+
+Policies (TIER_POLICY):
+- `measured` (the default): the best tier whose predicted peak fits the render capacity,
+  from the first request; lower tiers that fit stay as step-downs for a long wait.
+- `seed`: the seed's fixed thresholds on available memory (1 GB, 512 MB), exactly.
+
+The floor: MIN_REQUIRED_MEMORY_MB when set; unset, the cost model's cheapest render (the
+emergency render) plus a margin (the seed's 400 MB under the seed policy).
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import socket
+from dataclasses import dataclass, field, replace
 
+from engine.errors import NotEnoughMemory
 from engine.history import HistoryStore
-from engine.memory.costs import estimated_duration_s, learn
-from engine.memory.reading import MemoryReading
-from engine.memory.tiers import TierChoice, choose_tier
+from engine.memory.costs import Cost, CostModel, estimated_duration_s, key_for, learn, load_prior
+from engine.memory.ledger import Ledger, Need, attempt_budget_mb
+from engine.memory.reading import read_memory
+from engine.memory.tiers import SEED_FLOOR_MB, TIER_NAMES, Tier, capped, seed_reason, seed_tier_name, tier
 from engine.models import Request
 from engine.render.job import METHODS
 from engine.settings import Settings
 
-SAFETY_MARGIN_MB = 16.0
-SAFETY_MARGIN_SHARE = 0.10
+# A reservation is the predicted p95 peak plus this share (at least 8 MB): MoviePy's peak varies
+# by up to 11% from run to run (measured in the soak), FFmpeg's by 3%.
+PREDICTION_MARGIN_SHARE = 0.15
+PREDICTION_MARGIN_MB = 8.0
+HOLD_EXTRA_S = 1.5  # cards, verification and quality around the render itself
 
 
-def method_chain(request: Request) -> list[str]:
+def margin_mb(peak_mb: float) -> float:
+    return max(PREDICTION_MARGIN_MB, peak_mb * PREDICTION_MARGIN_SHARE)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One tier the request may render at, with what its first method is predicted to cost."""
+
+    tier: Tier
+    cost: Cost
+    duration_s: float
+
+    @property
+    def need_mb(self) -> float:
+        return round(self.cost.peak_mb + margin_mb(self.cost.peak_mb), 1)
+
+    def need(self) -> Need:
+        return Need(self.tier.name, self.need_mb, self.cost.wall_s(self.duration_s) + HOLD_EXTRA_S)
+
+
+@dataclass(frozen=True)
+class Plan:
+    request: Request
+    policy: str  # "measured" or "seed"
+    chain: tuple[str, ...]  # render methods, tried in order
+    options: tuple[Option, ...]  # the chosen tier first, then lower ones it may step down to
+    reason: str  # why this tier
+    seed_tier: str  # what the seed's thresholds would have chosen
+    capacity_mb: float  # what one render could hold now, if none were running
+    available_mb: float
+    duration_s: float  # of the speech: estimated from the text until it is spoken
+    model: CostModel = field(repr=False, compare=False)
+
+    @property
+    def tier(self) -> Tier:
+        return self.options[0].tier
+
+    @property
+    def predicted(self) -> Cost:
+        return self.options[0].cost
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.tier.size(self.request.aspect)
+
+    def needs(self) -> list[Need]:
+        return [option.need() for option in self.options]
+
+    def spoken(self, duration_s: float) -> Plan:
+        """The same plan once the speech is made: its real length sets how long renders hold memory."""
+        options = tuple(replace(o, duration_s=duration_s) for o in self.options)
+        return replace(self, options=options, duration_s=duration_s)
+
+    def stepped_down(self, index: int, why: str) -> Plan:
+        """The plan at its `index`th option, as admission granted it."""
+        if index == 0:
+            return self
+        return replace(self, options=self.options[index:], reason=f"{why} (asked: {self.reason})")
+
+
+def method_chain(request: Request) -> tuple[str, ...]:
     """Methods to try in order. Auto starts at MoviePy only when motion needs it: for a
     still card FFmpeg makes the same video at a fraction of the memory and time."""
     first = request.method
     if first == "auto":
         first = "moviepy" if request.motion else "ffmpeg"
-    chain = list(METHODS[METHODS.index(first) :])
+    chain = METHODS[METHODS.index(first) :]
     return chain if request.fallback else chain[:1]
 
 
-def attempt_budget_mb(available_mb: float) -> float:
-    """What one attempt may hold: available memory less a safety margin."""
-    return max(0.0, available_mb - max(SAFETY_MARGIN_MB, available_mb * SAFETY_MARGIN_SHARE))
+def floor(settings: Settings, model: CostModel) -> tuple[float, str]:
+    """The least render capacity worth trying at all, and who says so."""
+    if settings.min_required_memory_mb is not None:
+        return float(settings.min_required_memory_mb), "MIN_REQUIRED_MEMORY_MB asks for"
+    if settings.tier_policy == "seed":
+        return float(SEED_FLOOR_MB), "the seed's floor is"
+    cheapest = model.cheapest_mb()
+    return round(cheapest + margin_mb(cheapest), 1), "the smallest render needs"
 
 
-def plan_tier(request: Request, settings: Settings, reading: MemoryReading, store: HistoryStore | None) -> TierChoice:
-    """The tier for a request, learned from the store's history of the first method when it
-    has enough of it, from the seed's thresholds otherwise; the reason says which."""
-    first = method_chain(request)[0]
-    seconds = estimated_duration_s(request.text)
-    profile = learn(store) if store is not None else None
-    learned = (lambda name: profile.get(first, name, seconds)) if profile is not None else None
-    choice = choose_tier(reading.available_mb, request.tier, settings, learned, attempt_budget_mb(reading.available_mb))
-    if request.tier == "auto" and reading.bound_by != "host" and choice.prediction is None:
-        choice = replace(choice, reason=f"{choice.reason} (bound by {reading.bound_by})")
-    return choice
+def check_floor(settings: Settings, model: CostModel, capacity_mb: float) -> None:
+    """NotEnoughMemory when even the smallest render could never fit here."""
+    needed, who = floor(settings, model)
+    if capacity_mb < needed:
+        raise NotEnoughMemory(capacity_mb, needed, who)
+
+
+def make_plan(
+    request: Request, settings: Settings, model: CostModel, capacity_mb: float, available_mb: float, duration_s: float
+) -> Plan:
+    chain = method_chain(request)
+
+    def option(name: str) -> Option:
+        used = tier(name, settings)
+        key = key_for(chain[0], name, request.aspect, request.captions, request.motion, duration_s)
+        return Option(used, model.predict(key), duration_s)
+
+    seed = seed_tier_name(available_mb)
+    plan = Plan(request, settings.tier_policy, chain, (), "", seed, capacity_mb, available_mb, duration_s, model)
+    if request.tier != "auto":
+        return replace(plan, options=(option(request.tier),), reason=f"forced by the request ({request.tier})")
+    if settings.tier_policy == "seed":
+        return replace(plan, options=(option(seed),), reason=f"seed policy: {seed_reason(available_mb)}")
+    every = [option(name) for name in TIER_NAMES]
+    fitting = [o for o in every if o.need_mb <= capacity_mb]
+    if not fitting:
+        lowest = every[-1]
+        why = (
+            f"measured policy: no tier fits the {capacity_mb:.0f} MB render budget ({chain[0]} at {lowest.tier.name} "
+            f"needs {lowest.need_mb:.0f} MB); the lowest is tried, with fallbacks"
+        )
+        return replace(plan, options=(lowest,), reason=why)
+    best = fitting[0]
+    skipped = [o for o in every if o.tier.short_side > best.tier.short_side]
+    why = (
+        f"measured policy: {chain[0]} at {best.tier.name} is predicted to peak at {best.cost.peak_mb:.0f} MB "
+        f"({best.cost.describe()}), which fits the {capacity_mb:.0f} MB render budget"
+    )
+    if skipped:
+        why += "; " + ", ".join(f"{o.tier.name} would need {o.need_mb:.0f} MB" for o in skipped)
+    if capped(best.tier):
+        why += f"; capped at {best.tier.short_side}p by MAX_RESOLUTION_HEIGHT"
+    return replace(plan, options=tuple(fitting), reason=why)
+
+
+def cost_model(store: HistoryStore | None) -> CostModel:
+    """The shipped prior, with the cells this host's history has measured often enough laid over it."""
+    prior = load_prior()
+    if store is None:
+        return prior
+    rows = [
+        (key_for(method, tier_name, aspect, captions, motion, seconds), peak_mb, wall_s / seconds)
+        for method, tier_name, aspect, captions, motion, peak_mb, wall_s, seconds in store.recent_cost_rows(
+            socket.gethostname()
+        )
+    ]
+    return prior.with_learned(learn(rows))
+
+
+def preview(
+    request: Request, settings: Settings, store: HistoryStore | None = None, ledger: Ledger | None = None
+) -> Plan:
+    """What a request would get if it ran now, its speech length estimated from its text."""
+    reading = read_memory(settings.max_memory_mb)
+    capacity = ledger.capacity_mb() if ledger is not None else attempt_budget_mb(reading.available_mb)
+    model = cost_model(store)
+    duration = estimated_duration_s(request.text)
+    return make_plan(request, settings, model, capacity, reading.available_mb, duration)

@@ -145,3 +145,33 @@ class TreeSampler:
         while not self._stop.is_set():
             self.sample()
             self._stop.wait(self.interval_s)
+
+
+def renders_anon_mb(pid: int) -> float:
+    """Anonymous memory held now by the renders a process started: its descendants in sessions
+    of their own (every render step starts one), not its quick helpers (probes) nor a child
+    between fork and exec, which shows its parent's pages. Anonymous memory only: it is what a
+    container is charged for a process, where file pages (the ffmpeg binary, Python's libraries)
+    may be charged to whoever read them first."""
+    try:
+        own_session = os.getsid(pid)
+        children = psutil.Process(pid).children(recursive=True)
+    except (OSError, psutil.Error):
+        return 0.0
+    total = 0
+    for child in children:
+        try:
+            if os.getsid(child.pid) != own_session:
+                total += _anon_bytes(child.pid)
+        except OSError:
+            continue  # exited between listing and reading
+    return total / MB
+
+
+def _anon_bytes(pid: int) -> int:
+    """Resident pages less shared (file-backed) ones, from /proc/PID/statm."""
+    try:
+        fields = Path(f"/proc/{pid}/statm").read_bytes().split()
+        return (int(fields[1]) - int(fields[2])) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0

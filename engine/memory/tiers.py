@@ -1,18 +1,22 @@
-"""Quality tiers (the seed's table) and the choice of one from available memory."""
+"""Quality tiers (the seed's table), and the seed's fixed thresholds for choosing one.
+
+The measured policy (engine.memory.plan) chooses from what a render is predicted to cost;
+`seed_tier_name` is kept exactly as the seed wrote it, for TIER_POLICY=seed and for the
+report's "the seed would have chosen".
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from engine.errors import InvalidInput
-from engine.memory.costs import Prediction
 from engine.settings import Settings
 
 ASPECTS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
-TIER_NAMES = ("high", "medium", "low")
+TIER_NAMES = ("high", "medium", "low")  # best first
 HIGH_ABOVE_MB = 1024
 MEDIUM_FROM_MB = 512
+SEED_FLOOR_MB = 400  # the seed's pre-generation check
 
 
 @dataclass(frozen=True)
@@ -31,14 +35,6 @@ class Tier:
         aw, ah = ASPECTS[aspect]
         long_side = _even(self.short_side * max(aw, ah) / min(aw, ah))
         return (long_side, self.short_side) if aw >= ah else (self.short_side, long_side)
-
-
-@dataclass(frozen=True)
-class TierChoice:
-    tier: Tier
-    asked: str  # "auto" or a tier name
-    reason: str
-    prediction: Prediction | None = None  # what renders like this one cost, when history knows
 
 
 _SEED_TIERS = {
@@ -60,44 +56,25 @@ def tier(name: str, settings: Settings) -> Tier:
     return replace(base, short_side=min(base.short_side, cap))
 
 
-def choose_tier(
-    available_mb: float,
-    asked: str,
-    settings: Settings,
-    learned: Callable[[str], Prediction | None] | None = None,
-    budget_mb: float | None = None,
-) -> TierChoice:
-    """The tier for a request: forced by `asked`; else the best tier whose learned p95 peak
-    fits `budget_mb` (`learned(tier)` gives what history measured); else from available memory."""
-    predict = learned or (lambda _name: None)
-    if asked != "auto":
-        if asked not in TIER_NAMES:
-            raise InvalidInput(f"tier {asked!r} is not offered; choose auto, high, medium or low")
-        return TierChoice(tier(asked, settings), asked, f"forced by the request ({asked})", predict(asked))
-    known = [(name, predict(name)) for name in TIER_NAMES if predict(name) is not None]
-    fitting = [(name, p) for name, p in known if budget_mb is not None and p.p95_peak_mb <= budget_mb]
-    if fitting:
-        name, p = fitting[0]
-        why = (
-            f"learned from {p.runs} {p.method} renders of {p.band}: p95 peak {p.p95_peak_mb:.0f} MB "
-            f"fits the {budget_mb:.0f} MB budget"
-        )
-        return TierChoice(tier(name, settings), "auto", why, p)
-    choice = _seed_choice(available_mb, settings)
-    return replace(choice, prediction=predict(choice.tier.name))
+def capped(chosen: Tier) -> bool:
+    """Is this tier smaller than the seed's table says, because of MAX_RESOLUTION_HEIGHT?"""
+    return chosen.short_side < _SEED_TIERS[chosen.name].short_side
 
 
-def _seed_choice(available_mb: float, settings: Settings) -> TierChoice:
+def seed_tier_name(available_mb: float) -> str:
+    """The seed's table: high above 1 GB available, medium from 512 MB, low below."""
     if available_mb > HIGH_ABOVE_MB:
-        name, why = "high", f"{available_mb:.0f} MB available, above {HIGH_ABOVE_MB} MB"
-    elif available_mb >= MEDIUM_FROM_MB:
-        name, why = "medium", f"{available_mb:.0f} MB available, {MEDIUM_FROM_MB} to {HIGH_ABOVE_MB} MB"
-    else:
-        name, why = "low", f"{available_mb:.0f} MB available, below {MEDIUM_FROM_MB} MB"
-    chosen = tier(name, settings)
-    if chosen.short_side < _SEED_TIERS[name].short_side:
-        why += f"; capped at {chosen.short_side}p by MAX_RESOLUTION_HEIGHT"
-    return TierChoice(chosen, "auto", why)
+        return "high"
+    return "medium" if available_mb >= MEDIUM_FROM_MB else "low"
+
+
+def seed_reason(available_mb: float) -> str:
+    name = seed_tier_name(available_mb)
+    if name == "high":
+        return f"{available_mb:.0f} MB available, above {HIGH_ABOVE_MB} MB"
+    if name == "medium":
+        return f"{available_mb:.0f} MB available, {MEDIUM_FROM_MB} to {HIGH_ABOVE_MB} MB"
+    return f"{available_mb:.0f} MB available, below {MEDIUM_FROM_MB} MB"
 
 
 def _even(value: float) -> int:

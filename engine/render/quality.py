@@ -27,8 +27,9 @@ def measure(video: Path, card: Path, at_s: float) -> Quality | None:
     )
     try:
         done = subprocess.run(
-            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-ss", f"{at_s:.3f}", "-i", str(video), "-i", str(card),
-             "-lavfi", graph, "-frames:v", "1", "-f", "null", "-"],
+            # One thread each: a single frame gains nothing from frame threads, which hold frames of memory.
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-threads", "1", "-ss", f"{at_s:.3f}", "-i", str(video),
+             "-i", str(card), "-filter_threads", "1", "-lavfi", graph, "-frames:v", "1", "-f", "null", "-"],
             capture_output=True, timeout=60,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):

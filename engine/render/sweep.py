@@ -10,9 +10,15 @@ from __future__ import annotations
 import shutil
 import statistics
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.memory.costs import CostModel, key_for
+from engine.memory.ledger import Ledger, Need
+from engine.memory.limits import VisitorLimits
+from engine.memory.plan import cost_model, margin_mb
 from engine.memory.tiers import tier
 from engine.render import ffmpeg
 from engine.render.isolation import run_isolated
@@ -42,6 +48,8 @@ class Cell:
     psnr_db: float | None
     faster_x: float | None = None  # plain MoviePy's time over this method's
     less_memory_x: float | None = None
+    status: str = "ok"  # in a sweep, a render the watchdog stopped is shown, not raised
+    error: str | None = None
 
 
 def scratch_root(settings: Settings) -> Path:
@@ -49,30 +57,65 @@ def scratch_root(settings: Settings) -> Path:
     return settings.temp_dir
 
 
-def sweep(text: str, author: str, settings: Settings, frames_dir: Path, progress=print) -> list[tuple[Cell, Path]]:
+def sweep(
+    text: str,
+    author: str,
+    settings: Settings,
+    frames_dir: Path,
+    ledger: Ledger | None = None,
+    visitor: tuple[VisitorLimits, str] | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[tuple[Cell, Path]]:
     """Render one quote at every tier and method (one run each, speech made once); each
-    cell with a frame of its video, saved in `frames_dir` for comparing by eye."""
+    cell with a frame of its video, saved in `frames_dir` for comparing by eye. With a
+    `ledger`, each render waits its turn for memory like a generation and runs under the
+    watchdog; with `visitor`, the whole sweep counts as one of that visitor's generations."""
+    limits, who = visitor or (VisitorLimits(), "")
     frames_dir.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="sweep-", dir=scratch_root(settings)))
     case = {"name": "sweep", "text": text, "author": author}
+    model = cost_model(None)
     try:
-        speech = EspeakEngine().synthesize(text, "en", folder)
-        done = []
-        for tier_name, method in [*((t, m) for t in ("high", "medium", "low") for m in ("moviepy", "ffmpeg")),
-                                  ("emergency", "emergency")]:  # fmt: skip
-            frame = frames_dir / f"{tier_name}-{method}.jpg"
-            cell = measure_cell(case, tier_name, method, speech, 1, folder, settings, keep_frame=frame)
-            progress(f"{tier_name:9} {method:9} {cell.peak_rss_mb:7.1f} MB {cell.wall_s:6.2f} s")
-            done.append((cell, frame))
-        return done
+        with limits.hold(who):
+            speech = EspeakEngine().synthesize(text, "en", folder)
+            done = []
+            for tier_name, method in SWEEP:
+                frame = frames_dir / f"{tier_name}-{method}.jpg"
+                admit = _admission(ledger, model, method, tier_name, speech.duration_s)
+                cell = measure_cell(case, tier_name, method, speech, 1, folder, settings, frame, admit=admit)
+                outcome = f"{cell.peak_rss_mb:7.1f} MB {cell.wall_s:6.2f} s" if cell.status == "ok" else cell.error
+                progress(f"{tier_name:9} {method:9} {outcome}")
+                done.append((cell, frame))
+            return done
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+SWEEP = [*((t, m) for t in ("high", "medium", "low") for m in ("moviepy", "ffmpeg")), ("emergency", "emergency")]
+Admit = Callable[[], AbstractContextManager[float]]
+
+
+def _admission(ledger: Ledger | None, model: CostModel, method: str, tier_name: str, duration_s: float) -> Admit:
+    """Each render's turn in the ledger, giving the watchdog's budget; no ledger: no limit."""
+    if ledger is None:
+        return lambda: nullcontext(NO_LIMIT_MB)
+    cost = model.predict(key_for(method, tier_name, "16:9", False, False, duration_s))
+    need = Need(f"sweep {method} {tier_name}", cost.peak_mb + margin_mb(cost.peak_mb), cost.wall_s(duration_s) + 1)
+
+    @contextmanager
+    def held() -> Iterator[float]:
+        with ledger.admit([need]) as grant:
+            yield ledger.budget_mb(grant.ticket)
+
+    return held
+
+
 def measure_cell(
     case: dict, tier_name: str, method: str, speech, runs: int, folder: Path, settings: Settings,
-    keep_frame: Path | None = None, child: str = "engine.render.child",
+    keep_frame: Path | None = None, child: str = "engine.render.child", admit: Admit | None = None,
 ) -> Cell:  # fmt: skip
+    """Render one cell `runs` times; medians of its figures. With `admit`, a render that fails is
+    a cell with its status and reason (the sweep shows it); without, it raises (the benchmark)."""
     used = tier(tier_name, settings)
     width, height = used.size("16:9")
     card = draw_card(case["text"], case.get("author", ""), (width, height), folder / f"card-{width}x{height}.png")
@@ -85,9 +128,14 @@ def measure_cell(
             width=width, height=height, fps=used.fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
             duration_s=round(duration, 3), threads=encoder_threads(),
         )  # fmt: skip
-        run = run_isolated(job, NO_LIMIT_MB, child=child)
+        with (admit or (lambda: nullcontext(NO_LIMIT_MB)))() as budget:
+            run = run_isolated(job, budget, child=child)
         if run.status != "ok":
-            raise RuntimeError(f"bench {method} at {tier_name} failed: {run.error}")
+            out.unlink(missing_ok=True)
+            if admit is None:
+                raise RuntimeError(f"bench {method} at {tier_name} failed: {run.error}")
+            return Cell(case["name"], len(case["text"]), tier_name, method, width, height, round(duration, 2), runs,
+                        run.peak_rss_mb, run.wall_s, 0, None, None, status=run.status, error=run.error)  # fmt: skip
         measured.append((run.peak_rss_mb, run.wall_s, out.stat().st_size))
         if quality is None:
             quality = measure(out, card, min(1.0, duration / 2))
