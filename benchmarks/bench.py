@@ -18,12 +18,14 @@ from pathlib import Path
 
 import psutil
 
+from engine.memory.ledger import Ledger
+from engine.memory.plan import cost_model
 from engine.memory.sampler import TreeSampler
 from engine.memory.tiers import tier
 from engine.render import ffmpeg
 from engine.render.isolation import run_isolated
 from engine.render.job import RenderJob, encoder_threads
-from engine.render.sweep import NO_LIMIT_MB, Cell, cell_lines, measure_cell, scratch_root
+from engine.render.sweep import Cell, cell_lines, measure_cell, reservation, scratch_root
 from engine.settings import Settings
 from engine.speech.espeak import EspeakEngine
 from engine.visuals.card import draw_card
@@ -32,8 +34,13 @@ QUOTES_FILE = Path(__file__).parent / "bench-quotes.json"
 TARGETS = {"ffmpeg": (20.0, 5.0), "moviepy": (2.0, 2.0)}  # (x faster, x less memory) at 1080p, long quote
 
 
-def run_bench(settings: Settings, quick: bool = False, runs: int | None = None, progress=print) -> dict:
+def run_bench(
+    settings: Settings, quick: bool = False, runs: int | None = None, progress=print, ledger: Ledger | None = None
+) -> dict:
+    """Every cell against plain MoviePy. With `ledger`, each render reserves its predicted need in the
+    host's memory ledger (so the app's renders account for it), but is never cut short."""
     runs = runs or (1 if quick else 3)
+    model = cost_model(None)
     cases = json.loads(QUOTES_FILE.read_text())["cases"]
     if quick:
         cases = [c for c in cases if c["name"] == "long"]
@@ -47,20 +54,23 @@ def run_bench(settings: Settings, quick: bool = False, runs: int | None = None, 
                 methods = ["emergency"] if tier_name == "emergency" else ["plain", "moviepy", "ffmpeg"]
                 for method in methods:
                     child = "benchmarks.plain_moviepy" if method == "plain" else "engine.render.child"
-                    cell = measure_cell(case, tier_name, method, speech, runs, folder, settings, child=child)
+                    turn = reservation(ledger, model, method, tier_name, speech.duration_s, limited=False)
+                    cell = measure_cell(
+                        case, tier_name, method, speech, runs, folder, settings, child=child, admit=turn
+                    )
                     progress(
                         f"{case['name']:6} {tier_name:9} {method:9} {cell.peak_rss_mb:7.1f} MB {cell.wall_s:7.2f} s"
                     )
                     cells.append(cell)
         cells = _with_ratios(cells)
-        extra = _flatness(settings, folder, quick, progress)
+        extra = _flatness(settings, folder, quick, progress, ledger)
         report = {
             "machine": {"cpus": os.cpu_count(), "encoder_threads": encoder_threads(), "runs": runs, "quick": quick},
             "cells": [asdict(c) for c in cells],
             "targets": _targets(cells),
             **extra,
             "sampling_overhead": sampling_overhead(),
-            "leak": leak_check(settings, 10 if quick else 50),
+            "leak": leak_check(settings, 10 if quick else 50, ledger),
         }
         return report
     finally:
@@ -100,7 +110,7 @@ def _targets(cells: list[Cell]) -> list[dict]:
     return found
 
 
-def _flatness(settings: Settings, folder: Path, quick: bool, progress) -> dict:
+def _flatness(settings: Settings, folder: Path, quick: bool, progress, ledger: Ledger | None) -> dict:
     """Peak memory of each method on a short and a long video at 1080p (emergency: its own 480p, 60 s cap)."""
     short_s, long_s = (10.0, 60.0) if quick else (10.0, 300.0)
     speech = EspeakEngine().synthesize("Stay hungry. Stay foolish.", "en", folder)
@@ -121,7 +131,9 @@ def _flatness(settings: Settings, folder: Path, quick: bool, progress) -> dict:
                 temp_dir=str(folder), width=width, height=height, fps=used.fps, video_kbps=used.video_kbps,
                 audio_kbps=used.audio_kbps, duration_s=seconds, threads=encoder_threads(),
             )  # fmt: skip
-            run = run_isolated(job, NO_LIMIT_MB)
+            turn = reservation(ledger, cost_model(None), method, used.name, seconds, limited=False)
+            with turn() as budget:
+                run = run_isolated(job, budget)
             peaks.append((seconds, run.peak_rss_mb, run.wall_s))
         growth = round(peaks[1][1] / peaks[0][1] - 1, 3)
         progress(
@@ -158,7 +170,7 @@ def sampling_overhead(seconds: float = 2.0) -> dict:
             "share_of_render_time": round(cpu / seconds, 4)}  # fmt: skip
 
 
-def leak_check(settings: Settings, generations: int) -> dict:
+def leak_check(settings: Settings, generations: int, ledger: Ledger | None = None) -> dict:
     """RSS of this process across many generations (after three to warm caches)."""
     from engine.models import Request
     from engine.pipeline import generate
@@ -168,10 +180,10 @@ def leak_check(settings: Settings, generations: int) -> dict:
     me = psutil.Process()
     try:
         for _ in range(3):
-            generate(Request("Stay hungry. Stay foolish.", tier="low"), local)
+            generate(Request("Stay hungry. Stay foolish.", tier="low"), local, ledger=ledger)
         before = me.memory_info().rss / 2**20
         for _ in range(generations):
-            result = generate(Request("Stay hungry. Stay foolish.", tier="low"), local)
+            result = generate(Request("Stay hungry. Stay foolish.", tier="low"), local, ledger=ledger)
             if result.output is not None:
                 result.output.unlink()
         after = me.memory_info().rss / 2**20

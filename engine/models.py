@@ -85,6 +85,7 @@ class Result:
     predicted_wall_s: float | None = None
     prediction_source: str | None = None  # "prior", "history" or "unknown"
     error: str | None = None
+    error_kind: str | None = None  # the QuoteError's kind: busy, not_enough_memory, render_failed, ...
 
     @property
     def fell_back(self) -> bool:

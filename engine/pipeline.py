@@ -111,11 +111,12 @@ def generate(
         with run.stage("validate"):
             request = validate(request, settings)
         model = model or cost_model(store)
-        capacity = _capacity(settings, ledger)
+        headroom = ledger.headroom_mb() if ledger is not None else read_memory(settings.max_memory_mb).available_mb
+        capacity = attempt_budget_mb(headroom)
         reading = read_memory(settings.max_memory_mb)
         run.learn(available_mb=round(reading.available_mb, 1), app_rss_mb=round(reading.app_rss_mb, 1),
                   budget_mb=round(capacity, 1), tier_policy=settings.tier_policy)  # fmt: skip
-        check_floor(settings, model, capacity)
+        check_floor(settings, model, capacity, headroom)
         plan = make_plan(request, settings, model, capacity, reading.available_mb, estimated_duration_s(request.text))
         _planned(run, plan)
         history.admitted(run.known)
@@ -131,7 +132,7 @@ def generate(
                 run.stage_s["wait"] = round(grant.waited_s, 3)
                 plan = plan.stepped_down(grant.index, grant.stepped_down or "")
                 _planned(run, plan)
-            budget = _budget(settings, ledger, grant)
+            budget = _budget(settings, grant)
             output = _render_chain(run, plan, speech, settings, job_dir, emit, budget)
         result = replace(run.result("ok"), output=output)
         history.finish(result)
@@ -155,17 +156,10 @@ def generate(
         shutil.rmtree(job_dir, ignore_errors=True)
 
 
-def _capacity(settings: Settings, ledger: Ledger | None) -> float:
-    """What one render could hold now if none were running (host-wide, with a ledger)."""
-    if ledger is not None:
-        return ledger.capacity_mb()
-    return attempt_budget_mb(read_memory(settings.max_memory_mb).available_mb)
-
-
-def _budget(settings: Settings, ledger: Ledger | None, grant: Grant | None) -> Budget:
-    """The watchdog's budget for the next attempt: what the others have not reserved."""
-    if ledger is not None and grant is not None:
-        return lambda: ledger.budget_mb(grant.ticket)
+def _budget(settings: Settings, grant: Grant | None) -> Budget:
+    """The watchdog's budget for the next attempt: what admission granted, else what is available."""
+    if grant is not None:
+        return lambda: grant.budget_mb
     return lambda: attempt_budget_mb(read_memory(settings.max_memory_mb).available_mb)
 
 
@@ -179,7 +173,7 @@ def _planned(run: _Run, plan: Plan) -> None:
 
 def _fail(exc: QuoteError, kind: str, run: _Run, history: _History, emit: OnEvent) -> None:
     """Attach what the generation knew to the error, record it, and tell the watcher."""
-    exc.result = run.result("error", str(exc))
+    exc.result = replace(run.result("error", str(exc)), error_kind=kind)
     history.finish(exc.result, kind)
     emit(StageEvent("error", str(exc)))
 

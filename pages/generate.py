@@ -9,9 +9,9 @@ import streamlit as st
 from engine.app.charts import live_figure
 from engine.app.resources import shared_ledger, shared_limits, shared_store
 from engine.app.routes import video_url
-from engine.errors import Refused
+from engine.errors import LimitReached, Refused
 from engine.jobs.local import BackgroundTask, GenerationJob, JobView
-from engine.memory.plan import floor, preview
+from engine.memory.plan import preview
 from engine.models import Request, Result
 from engine.render.sweep import sweep
 from engine.settings import Settings
@@ -84,11 +84,8 @@ with tuning_col:
         f"**{plan.capacity_mb:.0f} MB**, about {cost.wall_s(plan.duration_s):.1f} s to render; "
         f"the seed's fixed thresholds would have chosen {plan.seed_tier}."
     )
-    needed, who = floor(settings, plan.model)
-    if plan.capacity_mb < needed:
-        st.warning(
-            f"This machine is too small right now: {plan.capacity_mb:.0f} MB for a render, {who} {needed:.0f} MB."
-        )
+    if plan.too_small:
+        st.warning(f"{plan.too_small.capitalize()}.")
 
 
 def visitor_id() -> str:
@@ -101,15 +98,19 @@ def visitor_id() -> str:
 
 clicked = st.button("Generate video", type="primary", disabled=busy, key="generate", width="stretch")
 if clicked:
+    visitor = (shared_limits(), visitor_id())
     if settings.broker_url:  # the render runs on a Celery worker, which records it in the shared history
         from engine.jobs.remote import RemoteJob  # Celery is loaded only where a queue is used
 
-        job = RemoteJob(request, settings).start()
+        try:
+            st.session_state["job"] = RemoteJob(request, settings).start(visitor)
+            busy = True
+        except LimitReached as refusal:
+            st.warning(f"{str(refusal).capitalize()}.")
     else:
-        visitor = (shared_limits(), visitor_id())
-        job = GenerationJob(request, settings, store, ledger, visitor).start()
-    st.session_state["job"] = job
-    busy = True
+        st.session_state["job"] = GenerationJob(request, settings, store, ledger, visitor).start()
+        busy = True
+    job = st.session_state.get("job")
 
 
 def show_progress(view: JobView) -> None:
@@ -159,18 +160,21 @@ def show_report(result: Result) -> None:
         speech = result.tts_engine or "-"
         if result.tts_fallback_reason:
             speech += f" (after {result.tts_fallback_reason})"
+        render_s = result.stage_s.get("render")
         rows = {
             "tier and why": f"{result.tier or '-'}: {result.tier_reason or '-'}",
+            "policy": f"{result.tier_policy or '-'}; the seed's thresholds would have chosen {result.seed_tier or '-'}",
             "resolution": f"{result.width}×{result.height}" if result.width else "-",
             "bitrates": f"{result.video_kbps}k video, {result.audio_kbps}k audio" if result.video_kbps else "-",
             "size": f"{result.size_bytes / 1024:.0f} KB" if result.size_bytes else "-",
-            "available memory before": f"{result.available_mb:.0f} MB",
+            "memory before": f"{result.available_mb:.0f} MB available, render budget {result.budget_mb:.0f} MB",
+            "waited for memory": f"{result.stage_s.get('wait', 0.0):.1f} s",
             "picture quality": f"SSIM {result.ssim:.4f}, PSNR {result.psnr_db:.1f} dB" if result.ssim else "-",
             "predicted against actual": (
-                f"peak {result.predicted_peak_mb:.0f} MB vs {result.peak_rss_mb:.0f} MB, "
-                f"{result.predicted_wall_s:.1f} s vs {result.wall_s:.1f} s"
-                if result.predicted_peak_mb
-                else "no prediction (too few like renders in the history)"
+                f"peak {result.predicted_peak_mb:.0f} MB ({result.prediction_source}) vs {result.peak_rss_mb:.0f} MB; "
+                f"render {result.predicted_wall_s:.1f} s vs {render_s:.1f} s"
+                if result.predicted_peak_mb and result.predicted_wall_s is not None and render_s is not None
+                else "-"
             ),
             "speech engine": speech,
             "stage times": ", ".join(f"{k} {v:.2f} s" for k, v in result.stage_s.items()),
@@ -245,7 +249,11 @@ with st.expander("Compare every tier and method (for tuning)"):
     if task is not None and not task.done:
         sweep_progress()
     elif task is not None and task.error is not None:
-        st.error(f"The comparison failed: {task.error}")
+        shutil.rmtree(task.args[3], ignore_errors=True)  # the frames folder of a sweep that did not finish
+        if isinstance(task.error, Refused):
+            st.warning(f"{str(task.error).capitalize()}.")
+        else:
+            st.error(f"The comparison failed: {task.error}")
     elif task is not None:
         if "sweep_frames" not in st.session_state:  # read once, then the scratch folder goes
             st.session_state["sweep_frames"] = [f.read_bytes() if f.exists() else None for _, f in task.result]

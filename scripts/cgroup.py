@@ -63,12 +63,14 @@ class Cgroup:
         return 0
 
     def remove(self) -> None:
+        """Remove the cgroup once its last process has gone (a killed one takes a moment)."""
         for _ in range(50):
             try:
                 self.folder.rmdir()
                 return
             except OSError:
                 time.sleep(0.1)
+        print(f"warning: could not remove the cgroup {self.folder}; remove it by hand", file=sys.stderr)
 
 
 def start_in_cgroup(cgroup: Cgroup, argv: list[str], env: dict[str, str], cwd: Path, **popen) -> subprocess.Popen:

@@ -48,16 +48,35 @@ def test_sweep_refuses_bad_input(tmp_path):
 
 
 def test_the_sweep_waits_its_turn_and_runs_under_the_watchdog(settings, tmp_path):
-    """The sweep draws from the same ledger as generations: each render reserves its predicted
-    need and may hold only what is left; a render larger than that is stopped, and shown."""
-    from engine.memory.ledger import Ledger
+    """The sweep draws from the same ledger as generations: each render waits for its predicted
+    need to fit and may hold only its grant; a render larger than the machine is stopped, and shown."""
+    import threading
+
+    from engine.memory.ledger import Ledger, Need
     from engine.render.sweep import sweep
 
     book = Ledger(settings.data_dir, capacity_mb=lambda: 100.0, poll_s=0.02)
-    seen = []
-    cells = sweep("Stay hungry.", "", settings, tmp_path / "frames", book, progress=seen.append)
+    seen, holding, release = [], threading.Event(), threading.Event()
+
+    def another_render():
+        with book.admit([Need("another render", 90, 1)]):
+            holding.set()
+            release.wait(30)
+
+    other = threading.Thread(target=another_render)
+    other.start()
+    holding.wait(10)
+
+    def progress(line):
+        seen.append(line)
+        if line.startswith("waiting for memory"):
+            release.set()  # the other render ends once the sweep is seen waiting for it
+
+    cells = sweep("Stay hungry.", "", settings, tmp_path / "frames", book, progress=progress)
+    other.join()
+    assert seen[0].startswith("waiting for memory: position 1, 1 render(s) running")
     outcome = {(c.tier, c.method): c for c, _ in cells}
-    high = outcome[("high", "moviepy")]  # about 250 MB: over the 100 MB budget
+    high = outcome[("high", "moviepy")]  # about 250 MB: over the whole 100 MB
     assert high.status == "killed" and "watchdog" in high.error and high.size_bytes == 0
     assert outcome[("low", "ffmpeg")].status == "ok" and outcome[("emergency", "emergency")].status == "ok"
     assert any("killed by the watchdog" in line for line in seen)

@@ -53,6 +53,18 @@ def test_a_cell_with_enough_history_replaces_the_prior_and_others_keep_it(store)
     assert model.predict(CostKey("ffmpeg", "high", band="over 15 s")).source == "prior"  # another band
 
 
+def test_renders_the_watchdog_stopped_raise_their_cells_peak(store):
+    record(store, MIN_RUNS - 1, "ffmpeg", "high", peak=100, wall=1.0)
+    gid = "k" * 32
+    store.begin(gid, Request("x"))
+    killed = Attempt("ffmpeg", "high", "killed", "over budget", 180, 0.3, 170)
+    saved = Attempt("emergency", "emergency", "ok", None, 49, 0.2, 170)  # the fallback delivered the video
+    store.finish(result(gid, method="emergency", tier="emergency", duration_s=10.0, attempts=(killed, saved)))
+    cell = cost_model(store).predict(CostKey("ffmpeg", "high"))
+    assert (cell.source, cell.runs, cell.peak_mb) == ("history", MIN_RUNS, 180.0)
+    assert cell.s_per_video_s == 0.1  # the stopped render has no time of its own
+
+
 def test_another_hosts_history_does_not_teach_this_one(store):
     record(store, MIN_RUNS, "ffmpeg", "high", peak=100, wall=1.0, host="elsewhere")
     assert socket.gethostname() != "elsewhere"

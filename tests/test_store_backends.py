@@ -120,8 +120,10 @@ def test_the_cost_model_reads_the_ok_attempts_of_this_hosts_newest_videos_only(u
         for n in range(4):
             conn.execute(sa.text(f"UPDATE generations SET created_at = {1000 + n} WHERE id = '{n:032x}'"))
     assert sorted(store.recent_cost_rows(host_name(), 2)) == [
-        ("ffmpeg", "high", "9:16", False, False, 102.0, 2.0, 10.0),
-        ("ffmpeg", "high", "9:16", True, False, 103.0, 2.0, 10.0),
+        ("ffmpeg", "high", "9:16", False, False, 102.0, 2.0, 10.0, "ok"),
+        ("ffmpeg", "high", "9:16", True, False, 103.0, 2.0, 10.0, "ok"),
+        ("moviepy", "high", "9:16", False, False, 300.0, 1.0, 10.0, "killed"),
+        ("moviepy", "high", "9:16", False, False, 300.0, 1.0, 10.0, "killed"),
     ]
     assert store.recent_cost_rows("another-host", 2) == []
     store.close()

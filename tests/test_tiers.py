@@ -67,14 +67,21 @@ def test_a_step_down_keeps_the_lower_options_and_says_why():
 
 def test_the_floor_is_derived_from_the_model_unless_set():
     assert floor(DEFAULT, MODEL) == (57.0, "the smallest render needs")  # 49 MB plus 15% (more than 8 MB)
-    assert floor(Settings.from_env({"MIN_REQUIRED_MEMORY_MB": "400"}), MODEL) == (
-        400.0,
-        "MIN_REQUIRED_MEMORY_MB asks for",
-    )
+    given = Settings.from_env({"MIN_REQUIRED_MEMORY_MB": "400"})
+    assert floor(given, MODEL) == (400.0, "MIN_REQUIRED_MEMORY_MB asks for")
     assert floor(SEED, MODEL) == (400.0, "the seed's floor is")
-    check_floor(DEFAULT, MODEL, 60)
+    check_floor(DEFAULT, MODEL, capacity_mb=60, headroom_mb=80)
     with pytest.raises(NotEnoughMemory, match=r"too small: 50 MB available for a render, the smallest render needs 57"):
-        check_floor(DEFAULT, MODEL, 50)
+        check_floor(DEFAULT, MODEL, capacity_mb=50, headroom_mb=70)
+
+
+def test_a_floor_that_is_set_means_available_memory_as_the_seed_meant():
+    """The seed refused below 400 MB available; renders running count as free (they give it back)."""
+    check_floor(SEED, MODEL, capacity_mb=360, headroom_mb=400)  # 400 available: the seed accepted it
+    with pytest.raises(NotEnoughMemory, match=r"399 MB available for a render, the seed's floor is 400 MB"):
+        check_floor(SEED, MODEL, capacity_mb=359, headroom_mb=399)
+    given = Settings.from_env({"MIN_REQUIRED_MEMORY_MB": "120"})
+    check_floor(given, MODEL, capacity_mb=108, headroom_mb=120)
 
 
 def test_the_shipped_prior_has_every_cell():

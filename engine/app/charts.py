@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 
 from engine.history import AttemptRecord, GenerationRecord
 from engine.history.stats import REFUSALS
+from engine.memory.plan import margin_mb
 
 COLUMNS = [
     "created", "status", "tier", "method", "fell_back", "peak_rss_mb", "predicted_peak_mb", "budget_mb",
@@ -63,8 +64,8 @@ def peak_memory_figure(df: pd.DataFrame, budget_mb: float | None) -> go.Figure:
 
 
 def prediction_figure(df: pd.DataFrame) -> go.Figure:
-    """Each render's peak against what the cost model predicted for it: points above the
-    dotted line went over their prediction plus margin."""
+    """Each generation's peak against what the cost model predicted for its tier's first method:
+    points above the dotted line went over their prediction plus its reservation margin."""
     rated = df[(df["predicted_peak_mb"].fillna(0) > 0) & (df["peak_rss_mb"].fillna(0) > 0)]
     fig = px.scatter(rated, x="predicted_peak_mb", y="peak_rss_mb", color=rated["method"].fillna("none"),
                      symbol=rated["tier"].fillna("none"), hover_data=["id", "prediction_source", "aspect"],
@@ -73,7 +74,7 @@ def prediction_figure(df: pd.DataFrame) -> go.Figure:
                              "color": "method"})  # fmt: skip
     top = float(max(rated["predicted_peak_mb"].max(), rated["peak_rss_mb"].max())) if not rated.empty else 100.0
     fig.add_scatter(x=[0, top], y=[0, top], mode="lines", name="as predicted", line=dict(color="#888"))
-    fig.add_scatter(x=[0, top], y=[0, top * 1.1], mode="lines", name="predicted + 10%",
+    fig.add_scatter(x=[0, top], y=[0, top + margin_mb(top)], mode="lines", name="predicted + margin",
                     line={"dash": "dot", "color": "#e45756"})  # fmt: skip
     return fig.update_layout(yaxis_rangemode="tozero", xaxis_rangemode="tozero", **LAYOUT)
 

@@ -177,7 +177,12 @@ def _remote(request: Request, settings: Settings) -> Result:
     from engine.jobs.remote import RemoteJob
 
     job = RemoteJob(request, settings).start()
-    job.wait()
+    said = ""
+    while not job.wait(0.5):
+        view = job.snapshot()
+        if view.stage == "queued" and view.message != said:  # its place in the queue, when it changes
+            said = view.message
+            print(view.message, file=sys.stderr, flush=True)
     view = job.snapshot()
     if view.error is not None:
         raise view.error
@@ -314,7 +319,9 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from benchmarks.bench import run_bench, table
 
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    report = run_bench(settings, quick=args.quick, runs=args.runs, progress=say)
+    from engine.app.resources import shared_ledger
+
+    report = run_bench(settings, quick=args.quick, runs=args.runs, progress=say, ledger=shared_ledger(settings))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(report, indent=2))
@@ -353,7 +360,9 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
     from engine.memory.costs import PRIOR_FILE
 
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    prior = calibrate(settings, quick=args.quick, runs=args.runs, progress=say)
+    from engine.app.resources import shared_ledger
+
+    prior = calibrate(settings, quick=args.quick, runs=args.runs, progress=say, ledger=shared_ledger(settings))
     path = write_prior(prior, args.out or PRIOR_FILE)
     if args.json:
         print(json.dumps(prior, indent=2))

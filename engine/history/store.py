@@ -206,9 +206,10 @@ class HistoryStore:
             return [GenerationRecord.from_row(row) for row in conn.execute(query)]
 
     def recent_cost_rows(self, host: str, generations: int = 2000) -> list[tuple]:
-        """The successful attempts of this host's `generations` newest videos, as (method, tier,
-        aspect, captions, motion, peak MB, wall s, video s): what the cost model learns from,
-        read through the (host, time) index so the cost stays flat as the history grows."""
+        """The finished attempts of this host's `generations` newest videos (successful ones, and ones
+        the watchdog killed: their peak is at least what they reached), as (method, tier, aspect,
+        captions, motion, peak MB, wall s, video s, status): what the cost model learns from, read
+        through the (host, time) index so the cost stays flat as the history grows."""
         a, g = schema.attempts, schema.generations
         recent = (
             sa.select(g.c.id, g.c.duration_s, g.c.aspect)
@@ -228,9 +229,10 @@ class HistoryStore:
                 a.c.peak_rss_mb,
                 a.c.wall_s,
                 recent.c.duration_s,
+                a.c.status,
             )
             .join(recent, a.c.generation_id == recent.c.id)
-            .where(a.c.status == "ok", a.c.peak_rss_mb > 0, a.c.wall_s > 0, a.c.captions.is_not(None))
+            .where(a.c.status.in_(("ok", "killed")), a.c.peak_rss_mb > 0, a.c.wall_s > 0, a.c.captions.is_not(None))
         )
         with self.engine.connect() as conn:
             return [tuple(row) for row in conn.execute(query)]

@@ -126,14 +126,14 @@ class BackgroundTask(_OffThread):
 
     def __init__(self, work, *args) -> None:
         super().__init__("background-task")
-        self._work, self._args = work, args
+        self._work, self.args = work, args
         self.lines: list[str] = []  # progress, one line per step
         self.result = None
         self.error: Exception | None = None
 
     def _body(self) -> None:
         try:
-            self.result = self._work(*self._args, progress=self.lines.append)
+            self.result = self._work(*self.args, progress=self.lines.append)
         except Exception as exc:  # shown to the tuning team as a sentence; the traceback is logged
             log.exception("background task failed")
             self.error = exc

@@ -7,13 +7,16 @@ the page and the CLI do not care where the render runs.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from contextlib import AbstractContextManager
 from functools import cache
 
 from engine.errors import QuoteError, rebuild
 from engine.jobs.celery_app import TASK, make_app
 from engine.jobs.local import JobView
 from engine.jobs.wire import request_to_dict, result_from_json
+from engine.memory.limits import VisitorLimits
 from engine.models import Attempt, MemorySample, Request
 from engine.settings import Settings
 
@@ -49,10 +52,30 @@ class RemoteJob:
         self.worker: str | None = None  # "host/name" of the worker last seen running it
         self._final: JobView | None = None
 
-    def start(self) -> RemoteJob:
+    def start(self, visitor: tuple[VisitorLimits, str] | None = None) -> RemoteJob:
+        """Send the job. With `visitor`, it counts against that visitor's limits until it ends, as a
+        generation in this process does (LimitReached, before anything is sent)."""
+        held = None
+        if visitor is not None:
+            limits, who = visitor
+            held = limits.hold(who)
+            held.__enter__()
         self._started = time.monotonic()
-        self.task_id = _sender(self._url).send_task(TASK, args=[request_to_dict(self.request)]).id
+        try:
+            self.task_id = _sender(self._url).send_task(TASK, args=[request_to_dict(self.request)]).id
+        except BaseException:
+            if held is not None:
+                held.__exit__(None, None, None)
+            raise
+        if held is not None:
+            threading.Thread(target=self._release_when_done, args=(held,), name="visitor-hold", daemon=True).start()
         return self
+
+    def _release_when_done(self, held: AbstractContextManager[None]) -> None:
+        try:
+            self.wait()
+        finally:
+            held.__exit__(None, None, None)
 
     def _state(self) -> tuple[str, object]:
         """The job's state and its data (progress, result or exception), read with one GET."""

@@ -70,6 +70,7 @@ def result_json(result: Result) -> dict:
     }
     if result.status == "error":
         data["error"] = result.error
+        data["error_kind"] = result.error_kind
     return data
 
 

@@ -21,10 +21,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
-from engine.memory.costs import BANDS_S, PRIOR_FILE, CostModel, key_for, p95
+from engine.memory.costs import BANDS_S, PRIOR_FILE, CostModel, estimated_duration_s, key_for, load_prior, p95
+from engine.memory.ledger import Ledger, Need
 from engine.memory.sampler import TreeSampler
 from engine.memory.tiers import ASPECTS, TIER_NAMES
 from engine.models import Request
@@ -52,10 +54,16 @@ VARIANTS = (
 
 
 def calibrate(
-    settings: Settings, quick: bool = False, runs: int | None = None, progress: Callable[[str], None] = print
+    settings: Settings,
+    quick: bool = False,
+    runs: int | None = None,
+    progress: Callable[[str], None] = print,
+    ledger: Ledger | None = None,
 ) -> dict:
     """Measure every cell and speech engine; the prior as a JSON-able dict. `quick` measures
-    the FFmpeg and emergency methods at 16:9 in the shortest band only, once (for tests)."""
+    the FFmpeg and emergency methods at 16:9 in the shortest band only, once (for tests). With
+    `ledger`, each generation first reserves what the current prior predicts for it in the host's
+    memory ledger (so the app's renders make room), and is never cut short."""
     from engine.pipeline import generate  # the pipeline imports the plan, which imports this package
 
     runs = runs or (1 if quick else 2)
@@ -75,8 +83,13 @@ def calibrate(
                         request = Request(text, tier=tier_name, method=method, fallback=False, aspect=aspect,
                                           captions=captions, motion=motion, tts="espeak")  # fmt: skip
                         measured = []
+                        current = load_prior().predict(
+                            key_for(method, tier_name, aspect, captions, motion, estimated_duration_s(text))
+                        )
+                        turn = [Need(f"calibrate {method} {tier_name}", current.peak_mb * 1.2, 60)]
                         for _ in range(runs):
-                            result = generate(request, local, model=CostModel({}))
+                            with ledger.admit(turn) if ledger is not None else nullcontext():
+                                result = generate(request, local, model=CostModel({}))
                             attempt = result.attempts[-1]
                             measured.append((attempt.peak_rss_mb, attempt.wall_s, result.duration_s))
                             assert result.output is not None  # generate() returns only a delivered video

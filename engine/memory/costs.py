@@ -138,14 +138,17 @@ def load_prior(path: Path = PRIOR_FILE) -> CostModel:
     return CostModel(cells, {row["engine"]: row["peak_mb"] for row in data.get("speech", ())})
 
 
-def learn(rows: Iterable[tuple[CostKey, float, float]]) -> dict[CostKey, Cost]:
-    """Cells with at least MIN_RUNS successful renders, from (key, peak MB, wall s per video s)."""
-    groups: dict[CostKey, list[tuple[float, float]]] = defaultdict(list)
+def learn(rows: Iterable[tuple[CostKey, float, float | None]]) -> dict[CostKey, Cost]:
+    """Cells with at least MIN_RUNS renders, from (key, peak MB, wall s per video s). A render the
+    watchdog stopped counts for its peak (at least what it reached) with no time (None): it did not
+    run to its end."""
+    groups: dict[CostKey, list[tuple[float, float | None]]] = defaultdict(list)
     for key, peak_mb, rate in rows:
         groups[key].append((peak_mb, rate))
-    return {
-        key: Cost(round(p95(peak for peak, _ in runs), 1), round(statistics.median(r for _, r in runs), 4),
-                  len(runs), "history")
-        for key, runs in groups.items()
-        if len(runs) >= MIN_RUNS
-    }  # fmt: skip
+    learned = {}
+    for key, runs in groups.items():
+        rates = [rate for _, rate in runs if rate is not None]
+        if len(runs) >= MIN_RUNS and rates:
+            peak = round(p95(peak for peak, _ in runs), 1)
+            learned[key] = Cost(peak, round(statistics.median(rates), 4), len(runs), "history")
+    return learned

@@ -71,13 +71,16 @@ class Waiting:
 
 @dataclass(frozen=True)
 class Grant:
-    """What admission gave: which need (0 is the best), after how long, and why a lower one."""
+    """What admission gave: which need (0 is the best), after how long, why a lower one, and what
+    the render may hold: its reservation, or the whole capacity when that is smaller (a forced
+    tier larger than the machine)."""
 
     index: int
     need: Need
     waited_s: float
     stepped_down: str | None  # the sentence, when a lower need was taken to avoid a long wait
     ticket: str
+    budget_mb: float
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,9 @@ class LedgerView:
     running: int
     waiting: int
     reserved_mb: float
+
+
+_TICKET_FIELDS = {"pid": int, "born": float, "seq": int, "state": str, "need_mb": float}
 
 
 class Ledger:
@@ -98,7 +104,9 @@ class Ledger:
         poll_s: float = 0.1,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        name = socket.gethostname() or "host"
+        # One ledger per host (and PID namespace: containers that share a host name, as in a pod,
+        # have processes of their own, which cannot see each other's).
+        name = f"{socket.gethostname() or 'host'}-{_pid_namespace()}"
         self.path = folder / f"memory-ledger-{name}.json"
         self._lock_path = folder / f"memory-ledger-{name}.lock"
         self.max_memory_mb = max_memory_mb
@@ -106,24 +114,28 @@ class Ledger:
         self.step_down_after_s = step_down_after_s
         self._capacity = capacity_mb
         self.poll_s = poll_s
-        self._me = (os.getpid(), _born(os.getpid()))
         self._thread_lock = threading.Lock()  # flock is per open file: threads of one process take turns here
 
     # what the memory allows
 
-    def capacity_mb(self) -> float:
-        """What one render could hold if none were running now: available memory, plus what the
-        running renders hold (they will give it back), less the safety margin."""
-        if self._capacity is not None:
-            return self._capacity()
+    def headroom_mb(self) -> float:
+        """Available memory plus what the running renders hold now (they will give it back)."""
         with self._locked() as state:
             owners = {t["pid"] for t in state["tickets"].values() if t["state"] == "running"}
-        return self._measured_capacity(owners)
+        return self._headroom(owners)
+
+    def capacity_mb(self) -> float:
+        """What one render could hold if none were running now: the headroom less a safety margin."""
+        if self._capacity is not None:
+            return self._capacity()
+        return attempt_budget_mb(self.headroom_mb())
+
+    def _headroom(self, owners: set[int]) -> float:
+        reading = read_memory(self.max_memory_mb)
+        return reading.available_mb + sum(renders_anon_mb(pid) for pid in owners)
 
     def _measured_capacity(self, owners: set[int]) -> float:
-        reading = read_memory(self.max_memory_mb)
-        in_flight = sum(renders_anon_mb(pid) for pid in owners)
-        return attempt_budget_mb(reading.available_mb + in_flight)
+        return self._capacity() if self._capacity is not None else attempt_budget_mb(self._headroom(owners))
 
     def view(self) -> LedgerView:
         with self._locked() as state:
@@ -139,17 +151,6 @@ class Ledger:
     def waiting(self) -> int:
         return self.view().waiting
 
-    def budget_mb(self, ticket: str) -> float:
-        """What the render holding `ticket` may use now: what the others have not reserved, and at
-        least its own reservation (a dip in the measured capacity must not kill a render that was
-        admitted), but never more than the whole capacity (a forced tier larger than the machine)."""
-        with self._locked() as state:
-            mine = state["tickets"].get(ticket, {}).get("need_mb", 0.0)
-            others = [t for key, t in state["tickets"].items() if t["state"] == "running" and key != ticket]
-            owners = {t["pid"] for t in state["tickets"].values() if t["state"] == "running"}
-        capacity = self._capacity() if self._capacity is not None else self._measured_capacity(owners)
-        return max(0.0, capacity - sum(t["need_mb"] for t in others), min(mine, capacity))
-
     # admission
 
     @contextmanager
@@ -160,10 +161,11 @@ class Ledger:
             raise ValueError("admit needs at least one need")
         ticket = uuid.uuid4().hex
         started = time.monotonic()
+        pid = os.getpid()  # now, not when the ledger was made: a forked child files its own tickets
         with self._locked() as state:
             state["seq"] += 1
             state["tickets"][ticket] = {
-                "pid": self._me[0], "born": self._me[1], "seq": state["seq"], "state": "waiting",
+                "pid": pid, "born": _born(pid), "seq": state["seq"], "state": "waiting",
                 "need_mb": needs[0].need_mb, "label": needs[0].label, "since": time.time(), "ends": None,
             }  # fmt: skip
         try:
@@ -179,28 +181,39 @@ class Ledger:
     def _wait_turn(
         self, ticket: str, needs: Sequence[Need], started: float, on_wait: Callable[[Waiting], None] | None
     ) -> Grant:
+        owners: set[int] = set()
         while True:
+            # Memory is measured outside the lock (a few milliseconds), from the owners seen last time.
+            capacity = self._measured_capacity(owners)
             with self._locked() as state:
-                decision = self._decide(state, ticket, needs, time.monotonic() - started)
-                if isinstance(decision, Grant):
-                    mine = state["tickets"][ticket]
-                    mine.update(state="running", need_mb=decision.need.need_mb, label=decision.need.label,
-                                ends=time.time() + decision.need.hold_s)  # fmt: skip
-                    return decision
+                running = [t for t in state["tickets"].values() if t["state"] == "running"]
+                now_owners = {t["pid"] for t in running}
+                if now_owners - owners:  # a render started since: measure again before deciding
+                    decision: Grant | Waiting | Busy | None = None
+                else:
+                    decision = self._decide(state, ticket, needs, time.monotonic() - started, capacity)
+                    if isinstance(decision, Grant):
+                        state["tickets"][ticket].update(
+                            state="running", need_mb=decision.need.need_mb, label=decision.need.label,
+                            ends=time.time() + decision.need.hold_s,
+                        )  # fmt: skip
+                        return decision
+                owners = now_owners
+            if decision is None:
+                continue
             if isinstance(decision, Busy):
                 raise decision
-            if on_wait is not None:
+            if on_wait is not None and isinstance(decision, Waiting):
                 on_wait(decision)
             time.sleep(self.poll_s)
 
-    def _decide(self, state: dict, ticket: str, needs: Sequence[Need], waited: float) -> Grant | Waiting | Busy:
+    def _decide(
+        self, state: dict, ticket: str, needs: Sequence[Need], waited: float, capacity: float
+    ) -> Grant | Waiting | Busy:
         tickets = state["tickets"]
         running = [t for t in tickets.values() if t["state"] == "running"]
         queue = sorted((t["seq"], key) for key, t in tickets.items() if t["state"] == "waiting")
         position = [key for _, key in queue].index(ticket) + 1
-        capacity = self._capacity() if self._capacity is not None else self._measured_capacity(
-            {t["pid"] for t in running}
-        )  # fmt: skip
         free = capacity - sum(t["need_mb"] for t in running)
         expected = _expected_wait_s(running, needs[0].need_mb - free)
         if position == 1:
@@ -212,20 +225,23 @@ class Ledger:
         return Waiting(position, waited, needs[0].need_mb, free, len(running), expected)
 
     def _pick(self, needs, free, capacity, running, expected, waited, ticket) -> Grant | None:
+        def grant(index: int, why: str | None = None) -> Grant:
+            return Grant(index, needs[index], waited, why, ticket, min(needs[index].need_mb, capacity))
+
         if needs[0].need_mb <= free:
-            return Grant(0, needs[0], waited, None, ticket)
+            return grant(0)
         if not running:  # nothing to wait for: the best that fits, else the cheapest (the watchdog guards it)
-            index = next((i for i, n in enumerate(needs) if n.need_mb <= capacity), len(needs) - 1)
-            return Grant(index, needs[index], waited, None, ticket)
-        too_long = expected is None or expected > self.step_down_after_s
+            return grant(next((i for i, n in enumerate(needs) if n.need_mb <= capacity), len(needs) - 1))
+        # Step down when the wait for the best would run past the bound: as predicted, or as waited
+        # already (a render that overruns its predicted end leaves the prediction at zero).
+        too_long = expected is None or waited + expected > self.step_down_after_s
         for index, need in enumerate(needs[1:], start=1):
             if too_long and need.need_mb <= free:
-                wait = "longer than it can fit" if expected is None else f"about {expected:.0f} s"
-                why = (
+                wait = "longer than it can fit" if expected is None else f"about {waited + expected:.0f} s"
+                return grant(index, (
                     f"stepped down from {needs[0].label} to {need.label}: {needs[0].label} would have waited {wait} "
                     f"behind {len(running)} running render(s), over the {self.step_down_after_s:.0f} s bound"
-                )
-                return Grant(index, need, waited, why, ticket)
+                ))  # fmt: skip
         return None
 
     def _drop(self, ticket: str) -> None:
@@ -244,18 +260,27 @@ class Ledger:
             yield state
             after = json.dumps(state, sort_keys=True)
             if after != before:
-                partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.part")
+                partial = self.path.with_name(f".{self.path.name}.part")  # one name: only the lock holder writes
                 partial.write_text(after)
                 os.replace(partial, self.path)
 
     def _read(self) -> dict[str, Any]:
+        """The state on disk; a missing, unreadable or malformed file, or malformed tickets, are
+        dropped (their reservations are lost, not honoured: the watchdog still guards)."""
         try:
             state = json.loads(self.path.read_text())
-            if isinstance(state.get("tickets"), dict) and isinstance(state.get("seq"), int):
-                return state
         except (OSError, ValueError):
-            pass  # missing or unreadable: start afresh (entries of a broken file are lost, not honoured)
-        return {"seq": 0, "tickets": {}}
+            return {"seq": 0, "tickets": {}}
+        if not isinstance(state, dict) or not isinstance(state.get("seq"), int):
+            return {"seq": 0, "tickets": {}}
+        tickets = state.get("tickets")
+        good = {
+            key: ticket for key, ticket in (tickets.items() if isinstance(tickets, dict) else ())
+            if isinstance(ticket, dict)
+            and all(isinstance(ticket.get(name), (int, float) if kind is not str else str)
+                    for name, kind in _TICKET_FIELDS.items())
+        }  # fmt: skip
+        return {"seq": state["seq"], "tickets": good}
 
 
 def _expected_wait_s(running: list[dict], short_mb: float) -> float | None:
@@ -269,6 +294,13 @@ def _expected_wait_s(running: list[dict], short_mb: float) -> float | None:
         if freed >= short_mb:
             return max(0.0, (entry["ends"] or now) - now)
     return None
+
+
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
 
 
 def _born(pid: int) -> float:

@@ -66,6 +66,7 @@ class Plan:
     available_mb: float
     duration_s: float  # of the speech: estimated from the text until it is spoken
     model: CostModel = field(repr=False, compare=False)
+    too_small: str | None = None  # in a preview: the refusal this request would get now
 
     @property
     def tier(self) -> Tier:
@@ -105,7 +106,7 @@ def method_chain(request: Request) -> tuple[str, ...]:
 
 
 def floor(settings: Settings, model: CostModel) -> tuple[float, str]:
-    """The least render capacity worth trying at all, and who says so."""
+    """The least memory worth trying at all, and who says so."""
     if settings.min_required_memory_mb is not None:
         return float(settings.min_required_memory_mb), "MIN_REQUIRED_MEMORY_MB asks for"
     if settings.tier_policy == "seed":
@@ -114,11 +115,16 @@ def floor(settings: Settings, model: CostModel) -> tuple[float, str]:
     return round(cheapest + margin_mb(cheapest), 1), "the smallest render needs"
 
 
-def check_floor(settings: Settings, model: CostModel, capacity_mb: float) -> None:
-    """NotEnoughMemory when even the smallest render could never fit here."""
+def check_floor(settings: Settings, model: CostModel, capacity_mb: float, headroom_mb: float) -> None:
+    """NotEnoughMemory when even the smallest render could never fit here. The derived floor is a
+    render's need, set against the render budget; a floor that is set (or the seed's) means
+    available memory, as the seed's check did, with the running renders' memory counted as free
+    (they give it back: a request that must wait for them is busy, not refused)."""
     needed, who = floor(settings, model)
-    if capacity_mb < needed:
-        raise NotEnoughMemory(capacity_mb, needed, who)
+    derived = settings.min_required_memory_mb is None and settings.tier_policy != "seed"
+    have = capacity_mb if derived else headroom_mb
+    if have < needed:
+        raise NotEnoughMemory(have, needed, who)
 
 
 def make_plan(
@@ -165,11 +171,12 @@ def cost_model(store: HistoryStore | None) -> CostModel:
     if store is None:
         return prior
     rows = [
-        (key_for(method, tier_name, aspect, captions, motion, seconds), peak_mb, wall_s / seconds)
-        for method, tier_name, aspect, captions, motion, peak_mb, wall_s, seconds in store.recent_cost_rows(
+        (key_for(method, tier_name, aspect, captions, motion, seconds), peak_mb,
+         wall_s / seconds if status == "ok" else None)
+        for method, tier_name, aspect, captions, motion, peak_mb, wall_s, seconds, status in store.recent_cost_rows(
             socket.gethostname()
         )
-    ]
+    ]  # fmt: skip
     return prior.with_learned(learn(rows))
 
 
@@ -178,7 +185,12 @@ def preview(
 ) -> Plan:
     """What a request would get if it ran now, its speech length estimated from its text."""
     reading = read_memory(settings.max_memory_mb)
-    capacity = ledger.capacity_mb() if ledger is not None else attempt_budget_mb(reading.available_mb)
+    headroom = ledger.headroom_mb() if ledger is not None else reading.available_mb
+    capacity = attempt_budget_mb(headroom)
     model = cost_model(store)
-    duration = estimated_duration_s(request.text)
-    return make_plan(request, settings, model, capacity, reading.available_mb, duration)
+    plan = make_plan(request, settings, model, capacity, reading.available_mb, estimated_duration_s(request.text))
+    try:
+        check_floor(settings, model, capacity, headroom)
+    except NotEnoughMemory as refusal:
+        return replace(plan, too_small=str(refusal))
+    return plan

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.memory.costs import CostModel, key_for
-from engine.memory.ledger import Ledger, Need
+from engine.memory.ledger import Ledger, Need, Waiting
 from engine.memory.limits import VisitorLimits
 from engine.memory.plan import cost_model, margin_mb
 from engine.memory.tiers import tier
@@ -81,8 +81,10 @@ def sweep(
             done = []
             for tier_name, method in SWEEP:
                 frame = frames_dir / f"{tier_name}-{method}.jpg"
-                admit = _admission(ledger, model, method, tier_name, speech.duration_s)
-                cell = measure_cell(case, tier_name, method, speech, 1, folder, settings, frame, admit=admit)
+                admit = reservation(ledger, model, method, tier_name, speech.duration_s, on_wait=_say_wait(progress))
+                cell = measure_cell(
+                    case, tier_name, method, speech, 1, folder, settings, frame, admit=admit, strict=False
+                )
                 outcome = f"{cell.peak_rss_mb:7.1f} MB {cell.wall_s:6.2f} s" if cell.status == "ok" else cell.error
                 progress(f"{tier_name:9} {method:9} {outcome}")
                 done.append((cell, frame))
@@ -91,21 +93,43 @@ def sweep(
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _say_wait(progress: Callable[[str], None]) -> Callable[[Waiting], None]:
+    last = [0.0]
+
+    def said(state: Waiting) -> None:
+        if state.waited_s - last[0] >= 1.0 or not last[0]:
+            last[0] = state.waited_s or 0.001
+            progress(f"waiting for memory: position {state.position}, {state.running} render(s) running, "
+                     f"waited {state.waited_s:.0f} s")  # fmt: skip
+
+    return said
+
+
 SWEEP = [*((t, m) for t in ("high", "medium", "low") for m in ("moviepy", "ffmpeg")), ("emergency", "emergency")]
 Admit = Callable[[], AbstractContextManager[float]]
 
 
-def _admission(ledger: Ledger | None, model: CostModel, method: str, tier_name: str, duration_s: float) -> Admit:
-    """Each render's turn in the ledger, giving the watchdog's budget; no ledger: no limit."""
+def reservation(
+    ledger: Ledger | None,
+    model: CostModel,
+    method: str,
+    tier_name: str,
+    duration_s: float,
+    limited: bool = True,
+    on_wait: Callable[[Waiting], None] | None = None,
+) -> Admit:
+    """A render's turn in the host's ledger, with its predicted need reserved; the context gives the
+    watchdog's budget: the grant (`limited`), or none for a measurement that must not be cut short
+    (the benchmark, calibration). No ledger: no turn, no limit."""
     if ledger is None:
         return lambda: nullcontext(NO_LIMIT_MB)
     cost = model.predict(key_for(method, tier_name, "16:9", False, False, duration_s))
-    need = Need(f"sweep {method} {tier_name}", cost.peak_mb + margin_mb(cost.peak_mb), cost.wall_s(duration_s) + 1)
+    need = Need(f"{method} {tier_name}", cost.peak_mb + margin_mb(cost.peak_mb), cost.wall_s(duration_s) + 1)
 
     @contextmanager
     def held() -> Iterator[float]:
-        with ledger.admit([need]) as grant:
-            yield ledger.budget_mb(grant.ticket)
+        with ledger.admit([need], on_wait) as grant:
+            yield grant.budget_mb if limited else NO_LIMIT_MB
 
     return held
 
@@ -113,9 +137,11 @@ def _admission(ledger: Ledger | None, model: CostModel, method: str, tier_name: 
 def measure_cell(
     case: dict, tier_name: str, method: str, speech, runs: int, folder: Path, settings: Settings,
     keep_frame: Path | None = None, child: str = "engine.render.child", admit: Admit | None = None,
+    strict: bool = True,
 ) -> Cell:  # fmt: skip
-    """Render one cell `runs` times; medians of its figures. With `admit`, a render that fails is
-    a cell with its status and reason (the sweep shows it); without, it raises (the benchmark)."""
+    """Render one cell `runs` times, each in its turn (`admit`); medians of its figures. A render
+    that fails raises when `strict` (the benchmark), else is a cell with its status and reason (the
+    sweep shows it)."""
     used = tier(tier_name, settings)
     width, height = used.size("16:9")
     card = draw_card(case["text"], case.get("author", ""), (width, height), folder / f"card-{width}x{height}.png")
@@ -132,7 +158,7 @@ def measure_cell(
             run = run_isolated(job, budget, child=child)
         if run.status != "ok":
             out.unlink(missing_ok=True)
-            if admit is None:
+            if strict:
                 raise RuntimeError(f"bench {method} at {tier_name} failed: {run.error}")
             return Cell(case["name"], len(case["text"]), tier_name, method, width, height, round(duration, 2), runs,
                         run.peak_rss_mb, run.wall_s, 0, None, None, status=run.status, error=run.error)  # fmt: skip
