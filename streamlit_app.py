@@ -48,6 +48,8 @@ if __name__ == "__main__":
         memory_now()
     navigation.run()
 else:
+    from engine.app.resources import start_up
     from engine.app.routes import api_routes
 
+    start_up(settings)  # the server starts: tidy up after any earlier crash, once
     app = st.App(__file__, routes=api_routes(lambda: settings))

@@ -24,7 +24,7 @@ from engine.memory.sampler import TreeSampler
 from engine.memory.tiers import tier
 from engine.render import ffmpeg
 from engine.render.isolation import run_isolated
-from engine.render.job import RenderJob, encoder_threads
+from engine.render.spec import RenderSpec, encoder_threads
 from engine.render.sweep import Cell, cell_lines, measure_cell, reservation, scratch_root
 from engine.settings import Settings
 from engine.speech.espeak import EspeakEngine
@@ -126,7 +126,7 @@ def _flatness(settings: Settings, folder: Path, quick: bool, progress, ledger: L
         peaks = []
         for seconds in (short_s, long_s):
             seconds = min(seconds, used.max_duration_s or seconds)
-            job = RenderJob(
+            job = RenderSpec(
                 method=method, card_path=str(card), audio_path=str(audio[seconds]), out_path=str(folder / "flat.mp4"),
                 temp_dir=str(folder), width=width, height=height, fps=used.fps, video_kbps=used.video_kbps,
                 audio_kbps=used.audio_kbps, duration_s=seconds, threads=encoder_threads(),

@@ -9,10 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from engine.render.job import RenderJob
+from engine.render.spec import RenderSpec
 
 
-def render(job: RenderJob) -> Path:
+def render(job: RenderSpec) -> Path:
     from moviepy import AudioFileClip, ImageClip
 
     audio = AudioFileClip(job.audio_path)

@@ -27,11 +27,11 @@ class Request:
 
 
 @dataclass(frozen=True)
-class QueuedJob:
+class QueueDelivery:
     """Where a generation came from when a worker took it off the queue."""
 
-    id: str  # the Celery task id, the same on every delivery
-    delivery: int = 1  # 2 when a worker was lost mid-job and another took it over
+    job_id: str  # the Celery task id, the same on every delivery
+    number: int = 1  # 2 when a worker was lost mid-job and another took it over
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,13 @@ class Attempt:
     captions: bool = False  # as rendered (the emergency render drops them)
     motion: bool = False
     predicted_peak_mb: float | None = None  # the cost model's p95 for this attempt's cell
+
+
+# Fields of a Result that are not a column of the history's `generations` table of the same name:
+# the row's key, the output (stored as `output_path`), stage times (as JSON), attempts and the
+# timeline (tables of their own), and notes (shown, not kept). Every other field is stored as
+# is: the store writes them by name, and a test checks that the table and its record follow.
+NOT_STORED = ("generation_id", "output", "stage_s", "attempts", "timeline", "notes")
 
 
 @dataclass(frozen=True)

@@ -27,27 +27,27 @@ from engine.memory.costs import CostModel, estimated_duration_s, key_for
 from engine.memory.ledger import Grant, Ledger, Waiting, attempt_budget_mb
 from engine.memory.plan import Plan, check_floor, cost_model, make_plan
 from engine.memory.reading import read_memory
-from engine.memory.tiers import Tier, tier
+from engine.memory.tiers import Tier
 from engine.models import (
     Attempt,
     AttemptEvent,
     MemorySample,
     ProgressEvent,
-    QueuedJob,
+    QueueDelivery,
     Request,
     Result,
     StageEvent,
 )
 from engine.render.ffmpeg import disk_full
 from engine.render.isolation import run_isolated
-from engine.render.job import RenderJob, encoder_threads
 from engine.render.quality import measure
+from engine.render.spec import RenderSpec, encoder_threads
 from engine.render.verify import verify
 from engine.settings import Settings
 from engine.speech import Speech, engines_for, speak
 from engine.validate import validate
 from engine.visuals.background import background
-from engine.visuals.captions import caption_states, phrase_spans
+from engine.visuals.captions import caption_states
 from engine.visuals.card import draw_cards
 
 log = logging.getLogger(__name__)
@@ -96,17 +96,17 @@ def generate(
     on_event: OnEvent | None = None,
     store: HistoryStore | None = None,
     ledger: Ledger | None = None,
-    job: QueuedJob | None = None,
+    delivery: QueueDelivery | None = None,
     model: CostModel | None = None,
 ) -> Result:
     """Make one video; recorded in `store` (when given) whatever the outcome. With a `ledger`,
     the render waits its turn on this host until its predicted peak fits the memory free.
-    `job` ties the history row to the queued job it ran for, on a worker."""
+    `delivery` ties the history row to the queued job it ran for, on a worker."""
     emit = on_event or (lambda _event: None)
     run = _Run(Result(uuid.uuid4().hex, "running", tier_asked=request.tier, aspect=request.aspect))
     job_dir = settings.temp_dir / run.known.generation_id
     history = _History(store, run.known.generation_id)
-    history.begin(request, job)
+    history.begin(request, delivery)
     try:
         with run.stage("validate"):
             request = validate(request, settings)
@@ -124,7 +124,7 @@ def generate(
         job_dir.mkdir(parents=True, exist_ok=True)
         emit(StageEvent("speech", "making the speech"))
         with run.stage("speech"):
-            speech = _speech(request, settings, job_dir)
+            speech = _speech(plan, settings, job_dir)
         run.learn(tts_engine=speech.engine, tts_fallback_reason=speech.fallback_reason)
         plan = plan.spoken(speech.duration_s)
         with _admission(ledger, plan, emit) as grant:
@@ -186,9 +186,9 @@ class _History:
         self.generation_id = generation_id
         self.started = False
 
-    def begin(self, request: Request, job: QueuedJob | None) -> None:
+    def begin(self, request: Request, delivery: QueueDelivery | None) -> None:
         if self.store is not None:
-            self.started = self._safely(self.store.begin, self.generation_id, request, job)
+            self.started = self._safely(self.store.begin, self.generation_id, request, delivery)
 
     def admitted(self, known: Result) -> None:
         """The tier chosen, on the running row: a run that never finishes still shows it."""
@@ -222,9 +222,10 @@ def _admission(ledger: Ledger | None, plan: Plan, emit: OnEvent):
     return ledger.admit(plan.needs(), waiting)
 
 
-def _speech(request: Request, settings: Settings, job_dir: Path) -> Speech:
+def _speech(plan: Plan, settings: Settings, job_dir: Path) -> Speech:
+    request = plan.request
     engines = engines_for(request.tts or settings.tts_engine, tld=request.tld, slow=request.slow)
-    spans = phrase_spans(request.text) if request.captions else None
+    spans = plan.quote.phrase_spans() if request.captions else None
     speech = speak(request.text, request.lang, engines, job_dir, spans)
     if speech.duration_s > settings.max_video_duration_s:
         raise InvalidInput(
@@ -238,9 +239,9 @@ class _Pictures:
     """The cards of one generation, drawn once per frame size: the plain card, and with
     captions one card per phrase with its timing."""
 
-    def __init__(self, run: _Run, request: Request, speech: Speech, job_dir: Path, emit: OnEvent) -> None:
-        self.run, self.request, self.job_dir, self.emit = run, request, job_dir, emit
-        self.states = caption_states(request.text, speech) if request.captions else []
+    def __init__(self, run: _Run, plan: Plan, speech: Speech, job_dir: Path, emit: OnEvent) -> None:
+        self.run, self.plan, self.job_dir, self.emit = run, plan, job_dir, emit
+        self.states = caption_states(plan.quote, speech) if plan.request.captions else []
         self.drawn: dict[tuple[int, int], tuple[Path, tuple[tuple[str, float, float], ...]]] = {}
 
     def for_size(self, size: tuple[int, int]) -> tuple[Path, tuple[tuple[str, float, float], ...]]:
@@ -248,8 +249,9 @@ class _Pictures:
             self.emit(StageEvent("card", f"drawing {1 + len(self.states)} card(s) at {size[0]}x{size[1]}"))
             highlights = [None, *((s.first, s.last) for s in self.states)]
             with self.run.stage("card"):
-                paths = draw_cards(self.request.text, self.request.author, size, highlights, self.job_dir,
-                                   background(self.request.background, self.request.background_image))  # fmt: skip
+                request = self.plan.request
+                paths = draw_cards(self.plan.quote, size, highlights, self.job_dir,
+                                   background(request.background, request.background_image))  # fmt: skip
             captions = tuple((str(p), s.start_s, s.end_s) for p, s in zip(paths[1:], self.states, strict=True))
             self.drawn[size] = (paths[0], captions)
         return self.drawn[size]
@@ -259,9 +261,9 @@ def _render_chain(
     run: _Run, plan: Plan, speech: Speech, settings: Settings, job_dir: Path, emit: OnEvent, budget: Budget
 ) -> Path:
     request = plan.request
-    pictures = _Pictures(run, request, speech, job_dir, emit)
+    pictures = _Pictures(run, plan, speech, job_dir, emit)
     for number, method in enumerate(plan.chain, start=1):
-        used = tier("emergency", settings) if method == "emergency" else plan.tier
+        used = plan.tier_for(method, settings)
         pictures.for_size(used.size(request.aspect))  # drawn before the render stage is announced
         emit(StageEvent("render", f"attempt {number}: {method} at {used.name} tier"))
         attempt_dir = job_dir / f"attempt-{number}-{method}"
@@ -288,7 +290,7 @@ def _attempt(
     width, height = used.size(request.aspect)
     card, captions = pictures.for_size((width, height))
     captions = () if method == "emergency" else captions  # the last resort: no captions, no motion
-    job = RenderJob(
+    job = RenderSpec(
         method=method, card_path=str(card), audio_path=str(speech.path),
         out_path=str(attempt_dir / "out.mp4"), temp_dir=str(attempt_dir),
         width=width, height=height, fps=used.fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
@@ -338,7 +340,7 @@ def _attempt(
     return Path(job.out_path)
 
 
-def _notes(request: Request, job: RenderJob, speech: Speech) -> tuple[str, ...]:
+def _notes(request: Request, job: RenderSpec, speech: Speech) -> tuple[str, ...]:
     """What the delivered video leaves out of what was asked, and why."""
     notes = []
     if request.motion and not job.motion:

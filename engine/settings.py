@@ -12,10 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.choices import TIER_POLICIES, TTS_CHOICES
 from engine.errors import ConfigError
-
-TTS_CHOICES = ("auto", "gtts", "espeak")
-TIER_POLICIES = ("measured", "seed")
 
 
 @dataclass(frozen=True)

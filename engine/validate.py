@@ -6,11 +6,10 @@ import re
 import unicodedata
 from dataclasses import replace
 
+from engine.choices import ASPECTS, METHOD_CHOICES, TIER_CHOICES, TTS_CHOICES
 from engine.errors import InvalidInput
-from engine.memory.tiers import ASPECTS, TIER_NAMES
 from engine.models import Request
-from engine.render.job import METHODS
-from engine.settings import TTS_CHOICES, Settings
+from engine.settings import Settings
 from engine.visuals.background import background
 from engine.visuals.card import check_coverage
 
@@ -36,8 +35,8 @@ def validate(request: Request, settings: Settings) -> Request:
     if not any(ch.isalnum() for ch in text):
         raise InvalidInput("the quote has no letters or digits to speak; type a quote")
     check_coverage(text + author)
-    _one_of("tier", request.tier, ("auto", *TIER_NAMES))
-    _one_of("method", request.method, ("auto", *METHODS))
+    _one_of("tier", request.tier, TIER_CHOICES)
+    _one_of("method", request.method, METHOD_CHOICES)
     _one_of("aspect", request.aspect, tuple(ASPECTS))
     tts = request.tts or settings.tts_engine
     _one_of("speech engine", tts, TTS_CHOICES)

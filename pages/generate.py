@@ -7,73 +7,29 @@ from urllib.parse import urlsplit
 import streamlit as st
 
 from engine.app.charts import live_figure
+from engine.app.labels import METHOD_LABELS, TIER_LABELS, TTS_LABELS
 from engine.app.resources import shared_ledger, shared_limits, shared_store
 from engine.app.routes import video_url
-from engine.errors import LimitReached, Refused
-from engine.jobs.local import BackgroundTask, GenerationJob, JobView
-from engine.memory.plan import preview
+from engine.choices import ASPECTS, METHOD_CHOICES, TIER_CHOICES, TTS_CHOICES
+from engine.errors import InvalidInput, LimitReached, Refused
+from engine.jobs.local import BackgroundTask, GenerationView, LocalGeneration
+from engine.memory.plan import Plan, preview
 from engine.models import Request, Result
 from engine.render.sweep import sweep
 from engine.settings import Settings
 from engine.speech import languages_for
 from engine.visuals.background import PALETTE
 
-TTS_LABELS = {"auto": "Auto (gTTS, offline if it fails)", "gtts": "gTTS (online)", "espeak": "Offline (eSpeak NG)"}
-TIER_LABELS = {"auto": "Auto", "high": "High", "medium": "Medium", "low": "Low"}
-METHOD_LABELS = {"auto": "Auto", "moviepy": "MoviePy", "ffmpeg": "FFmpeg", "emergency": "Emergency"}
-
 st.title("Quote to Speak")
 st.caption("Type a quote; get a narrated video. Rendering adapts to the memory this server really has.")
 settings = Settings.from_env()
 store = shared_store(settings)
-job: GenerationJob | None = st.session_state.get("job")
+job: LocalGeneration | None = st.session_state.get("job")
 busy = job is not None and not job.done
 
-quote_col, tuning_col = st.columns([3, 2], gap="large")
-with quote_col:
-    text = st.text_area(
-        "Quote", key="text", max_chars=settings.max_text_chars, height=150,
-        placeholder="Stay hungry. Stay foolish.",
-    )  # fmt: skip
-    author = st.text_input("Author", key="author", max_chars=120, placeholder="Steve Jobs")
-    tts_col, lang_col = st.columns(2)
-    tts = tts_col.selectbox(
-        "Speech engine", list(TTS_LABELS), key="tts", format_func=TTS_LABELS.get,
-        index=list(TTS_LABELS).index(settings.tts_engine),
-    )  # fmt: skip
-    languages = languages_for(tts)
-    default_lang = next((c for c in ("en", "en-us", "en-gb") if c in languages), next(iter(languages)))
-    if st.session_state.get("lang") not in languages:
-        st.session_state["lang"] = default_lang
-    lang = lang_col.selectbox("Language", list(languages), key="lang", format_func=lambda c: languages[c])
-    aspect = st.segmented_control("Format", ["16:9", "9:16", "1:1"], key="aspect", default="16:9") or "16:9"
-    look_col, upload_col = st.columns(2)
-    with look_col:
-        shade = st.selectbox("Background", list(PALETTE), key="background", format_func=str.capitalize)
-        captions = st.toggle("Captions", key="captions", help="Highlight each phrase while it is spoken.")
-        motion = st.toggle("Motion", key="motion", help="Fade-in and slow zoom, rendered by MoviePy.")
-    upload = upload_col.file_uploader(
-        "Background picture (optional)", type=["jpg", "jpeg", "png", "webp"], key="upload",
-        help="JPEG, PNG or WebP under 10 MB; cropped to fill the card and darkened.",
-    )  # fmt: skip
 
-with tuning_col:
-    st.markdown("**Tuning**")
-    tier = st.radio("Quality tier", list(TIER_LABELS), key="tier", format_func=TIER_LABELS.get, horizontal=True)
-    method = st.radio(
-        "Render method", list(METHOD_LABELS), key="method", format_func=METHOD_LABELS.get, horizontal=True
-    )
-    no_fallback = st.checkbox(
-        "No fallback (run this method alone)", key="no_fallback", disabled=method == "auto",
-        help="For tuning: the chosen method runs alone and the generation fails if it fails.",
-    )  # fmt: skip
-    request = Request(
-        text=text, author=author, lang=lang, tts=tts, tier=tier, method=method,
-        fallback=not (no_fallback and method != "auto"), aspect=aspect, captions=captions, motion=motion,
-        background=shade, background_image=upload.getvalue() if upload is not None else None,
-    )  # fmt: skip
-    ledger = shared_ledger(settings)
-    plan = preview(request, settings, store, ledger)
+def show_plan(plan: Plan, tier: str) -> None:
+    """What the request would get now: the tier and why, its size, its predicted cost."""
     t, cost = plan.tier, plan.predicted
     if tier == "auto":
         st.caption(f"Memory now gives **{t.name}** ({plan.policy} policy): {plan.reason}.")
@@ -88,6 +44,54 @@ with tuning_col:
         st.warning(f"{plan.too_small.capitalize()}.")
 
 
+quote_col, tuning_col = st.columns([3, 2], gap="large")
+with quote_col:
+    text = st.text_area(
+        "Quote", key="text", max_chars=settings.max_text_chars, height=150,
+        placeholder="Stay hungry. Stay foolish.",
+    )  # fmt: skip
+    author = st.text_input("Author", key="author", max_chars=120, placeholder="Steve Jobs")
+    tts_col, lang_col = st.columns(2)
+    tts = tts_col.selectbox(
+        "Speech engine", TTS_CHOICES, key="tts", format_func=TTS_LABELS.get,
+        index=TTS_CHOICES.index(settings.tts_engine),
+    )  # fmt: skip
+    languages = languages_for(tts)
+    default_lang = next((c for c in ("en", "en-us", "en-gb") if c in languages), next(iter(languages)))
+    if st.session_state.get("lang") not in languages:
+        st.session_state["lang"] = default_lang
+    lang = lang_col.selectbox("Language", list(languages), key="lang", format_func=lambda c: languages[c])
+    aspect = st.segmented_control("Format", list(ASPECTS), key="aspect", default="16:9") or "16:9"
+    look_col, upload_col = st.columns(2)
+    with look_col:
+        shade = st.selectbox("Background", list(PALETTE), key="background", format_func=str.capitalize)
+        captions = st.toggle("Captions", key="captions", help="Highlight each phrase while it is spoken.")
+        motion = st.toggle("Motion", key="motion", help="Fade-in and slow zoom, rendered by MoviePy.")
+    upload = upload_col.file_uploader(
+        "Background picture (optional)", type=["jpg", "jpeg", "png", "webp"], key="upload",
+        help="JPEG, PNG or WebP under 10 MB; cropped to fill the card and darkened.",
+    )  # fmt: skip
+
+with tuning_col:
+    st.markdown("**Tuning**")
+    tier = st.radio("Quality tier", TIER_CHOICES, key="tier", format_func=TIER_LABELS.get, horizontal=True)
+    method = st.radio("Render method", METHOD_CHOICES, key="method", format_func=METHOD_LABELS.get, horizontal=True)
+    no_fallback = st.checkbox(
+        "No fallback (run this method alone)", key="no_fallback", disabled=method == "auto",
+        help="For tuning: the chosen method runs alone and the generation fails if it fails.",
+    )  # fmt: skip
+    request = Request(
+        text=text, author=author, lang=lang, tts=tts, tier=tier, method=method,
+        fallback=not (no_fallback and method != "auto"), aspect=aspect, captions=captions, motion=motion,
+        background=shade, background_image=upload.getvalue() if upload is not None else None,
+    )  # fmt: skip
+    ledger = shared_ledger(settings)
+    try:
+        show_plan(preview(request, settings, store, ledger), tier)
+    except InvalidInput as problem:  # the text as typed so far; Generate refuses it with the same sentence
+        st.caption(f"{str(problem).capitalize()}.")
+
+
 def visitor_id() -> str:
     """Who the per-visitor limits count: the client's address when Streamlit knows it (so new
     tabs do not reset the count), else this browser session."""
@@ -100,20 +104,20 @@ clicked = st.button("Generate video", type="primary", disabled=busy, key="genera
 if clicked:
     visitor = (shared_limits(), visitor_id())
     if settings.broker_url:  # the render runs on a Celery worker, which records it in the shared history
-        from engine.jobs.remote import RemoteJob  # Celery is loaded only where a queue is used
+        from engine.jobs.remote import RemoteGeneration  # Celery is loaded only where a queue is used
 
         try:
-            st.session_state["job"] = RemoteJob(request, settings).start(visitor)
+            st.session_state["job"] = RemoteGeneration(request, settings).start(visitor)
             busy = True
         except LimitReached as refusal:
             st.warning(f"{str(refusal).capitalize()}.")
     else:
-        st.session_state["job"] = GenerationJob(request, settings, store, ledger, visitor).start()
+        st.session_state["job"] = LocalGeneration(request, settings, store, ledger, visitor).start()
         busy = True
     job = st.session_state.get("job")
 
 
-def show_progress(view: JobView) -> None:
+def show_progress(view: GenerationView) -> None:
     st.markdown(f"**{view.stage.capitalize()}**: {view.message} · {view.elapsed_s:.1f} s")
     budget = view.samples[-1].budget_mb if view.samples else None
     if view.samples:
@@ -125,7 +129,7 @@ def show_progress(view: JobView) -> None:
 
 @st.fragment(run_every=0.5)
 def live_progress() -> None:
-    current: GenerationJob | None = st.session_state.get("job")
+    current: LocalGeneration | None = st.session_state.get("job")
     if current is None:
         return
     view = current.snapshot()

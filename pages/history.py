@@ -6,12 +6,11 @@ import streamlit as st
 
 from engine.app import charts
 from engine.app.resources import shared_ledger, shared_store
+from engine.choices import WINDOWS
 from engine.errors import QuoteError
 from engine.history.stats import summary
 from engine.history.storage import cleanup, storage_report
 from engine.settings import Settings
-
-WINDOWS = {"hour": 3600, "day": 86400, "week": 7 * 86400, "all": None}
 
 st.title("History")
 settings = Settings.from_env()

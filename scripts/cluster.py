@@ -37,7 +37,7 @@ def start_worker(name: str, env: dict[str, str], log=None, host: str | None = No
 
 
 def throughput(count: int, env: dict[str, str]) -> None:
-    from engine.jobs.remote import RemoteJob
+    from engine.jobs.remote import RemoteGeneration
     from engine.models import Request
     from engine.settings import Settings
 
@@ -45,9 +45,9 @@ def throughput(count: int, env: dict[str, str]) -> None:
     for workers in (1, 2):
         procs = [start_worker(f"w{n}", env) for n in range(1, workers + 1)]
         try:
-            RemoteJob(Request("Warm up.", tier="low"), settings).start().wait(120)
+            RemoteGeneration(Request("Warm up.", tier="low"), settings).start().wait(120)
             started = time.monotonic()
-            jobs = [RemoteJob(Request(f"Stay hungry, stay foolish, {n}.", tier="low"), settings).start()
+            jobs = [RemoteGeneration(Request(f"Stay hungry, stay foolish, {n}.", tier="low"), settings).start()
                     for n in range(count)]  # fmt: skip
             for job in jobs:
                 job.wait(600)
@@ -63,21 +63,21 @@ def throughput(count: int, env: dict[str, str]) -> None:
 def lose_a_worker(count: int, env: dict[str, str]) -> None:
     """A long job and `count` short ones on two workers; the long job's worker is SIGKILLed mid-render."""
     from engine.history import HistoryStore
-    from engine.jobs.remote import RemoteJob
+    from engine.jobs.remote import RemoteGeneration
     from engine.models import Request
     from engine.settings import Settings
 
     settings = Settings.from_env(env)
     procs = {name: start_worker(name, env) for name in ("w1", "w2")}
     try:
-        RemoteJob(Request("Warm up.", tier="low"), settings).start().wait(120)
+        RemoteGeneration(Request("Warm up.", tier="low"), settings).start().wait(120)
         text = "Catch the trade winds in your sails. Explore. Dream. Discover. " * 12
-        long = RemoteJob(Request(text, tier="high", method="moviepy", fallback=False), settings).start()
+        long = RemoteGeneration(Request(text, tier="high", method="moviepy", fallback=False), settings).start()
         while (view := long.snapshot()).stage != "render":
             if view.done:
                 raise SystemExit(f"the long job ended before it rendered: {view.message}")
             time.sleep(0.1)
-        short = [RemoteJob(Request(f"Stay hungry, stay foolish, {n}.", tier="low"), settings).start()
+        short = [RemoteGeneration(Request(f"Stay hungry, stay foolish, {n}.", tier="low"), settings).start()
                  for n in range(count)]  # fmt: skip
         victim = long.worker.split("/")[-1]
         os.killpg(procs[victim].pid, signal.SIGKILL)

@@ -55,13 +55,13 @@ def worker(generations: int, concurrency: int) -> None:
     import streamlit  # noqa: F401
 
     from engine.app import charts  # noqa: F401
-    from engine.app.resources import shared_ledger, shared_store
-    from engine.jobs.local import GenerationJob
+    from engine.app.resources import shared_ledger, start_up
+    from engine.jobs.local import LocalGeneration
     from engine.memory.reading import read_memory
     from engine.settings import Settings
 
     settings = Settings.from_env()
-    store, ledger = shared_store(settings), shared_ledger(settings)
+    store, ledger = start_up(settings), shared_ledger(settings)
     baseline = read_memory(settings.max_memory_mb).app_rss_mb
     queue = list(requests(generations))
     lock = threading.Lock()
@@ -73,7 +73,7 @@ def worker(generations: int, concurrency: int) -> None:
                 if not queue:
                     return
                 request = queue.pop()
-            job = GenerationJob(request, settings, store, ledger).start()
+            job = LocalGeneration(request, settings, store, ledger).start()
             job.wait()
             view = job.snapshot()
             result = view.result or (view.error.result if view.error else None)

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import subprocess
-import wave
 from pathlib import Path
 
 import psutil
 import pytest
 
+from engine.history import HistoryStore
 from engine.render import ffmpeg
 from engine.settings import Settings
 from engine.speech.espeak import EspeakEngine
-from engine.visuals.card import draw_card  # noqa: F401 - shared with the test modules
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings.from_env({"DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak"})
+
+
+@pytest.fixture
+def store(settings: Settings):
+    """A fresh history store, the SQLite file in the test's data folder."""
+    store = HistoryStore.open(settings)
+    yield store
+    store.close()
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +56,7 @@ def _nothing_left_behind(request: pytest.FixtureRequest):
     """After every test: no child process of the test run, no job temp folder."""
     temp = request.getfixturevalue("settings").temp_dir if "settings" in request.fixturenames else None
     yield
-    from .server import LONG_LIVED
+    from tests.server import LONG_LIVED
 
     shared = {p for pid in LONG_LIVED if psutil.pid_exists(pid) for p in _tree(pid)}
     children = [p for p in psutil.Process().children(recursive=True) if p.pid not in shared]
@@ -76,26 +82,6 @@ def speech_mp3(speech_wav: Path) -> bytes:
     mp3 = speech_wav.with_suffix(".mp3")
     ffmpeg.run(["-i", str(speech_wav), "-c:a", "libmp3lame", "-b:a", "32k", str(mp3)])
     return mp3.read_bytes()
-
-
-def wav_seconds(path: Path) -> float:
-    with wave.open(str(path)) as wav:
-        return wav.getnframes() / wav.getframerate()
-
-
-def run_cli(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
-    import os
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    return subprocess.run(
-        [sys.executable, "-m", "engine", *args],
-        cwd=root,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _tree(pid: int) -> set[int]:

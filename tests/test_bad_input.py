@@ -11,8 +11,7 @@ from engine.history import HistoryStore
 from engine.models import Request
 from engine.pipeline import generate
 from engine.render.ffmpeg import probe
-
-from .conftest import run_cli
+from tests.helpers import run_cli
 
 
 def picture(kind: str, size=(64, 64)) -> bytes:

@@ -18,27 +18,16 @@ import pytest
 
 from engine.errors import RenderFailed
 from engine.history import HistoryStore
-from engine.jobs.local import GenerationJob
+from engine.jobs.local import LocalGeneration
 from engine.models import Request
 from engine.pipeline import generate
-
-from .conftest import run_cli
+from tests.helpers import run_cli, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = (
     "Twenty years from now you will be more disappointed by the things that you didn't do than by the ones "
     "you did do. So throw off the bowlines. Sail away from the safe harbor. Catch the trade winds in your sails."
 )
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def render_children(root_pid: int, marker: str = "engine.render.child"):
@@ -160,9 +149,9 @@ def test_a_visitor_who_closes_the_tab_still_gets_a_recorded_video(settings):
     from engine.history import HistoryStore as Store
 
     store = Store.open(settings)
-    job = GenerationJob(Request("Stay hungry.", tier="low"), settings, store).start()
+    job = LocalGeneration(Request("Stay hungry.", tier="low"), settings, store).start()
     del job  # the page is gone; the job thread goes on
-    row = wait_for(lambda: [g for g in store.generations() if g.status != "running"], timeout=60)[0]
+    row = wait_for(lambda: [g for g in store.generations() if g.status != "running"], timeout_s=60)[0]
     assert row.status == "ok" and Path(row.output_path).exists()
     store.close()
 

@@ -8,7 +8,7 @@ from engine.app.routes import video_path
 from engine.models import Request
 from engine.pipeline import generate
 from engine.render import still_loop
-from engine.render.job import RenderJob
+from engine.render.spec import RenderSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [*ROOT.glob("engine/**/*.py"), *ROOT.glob("pages/*.py"), ROOT / "streamlit_app.py"]
@@ -30,7 +30,7 @@ def test_no_shell_anywhere():
 
 def test_ffmpeg_arguments_carry_no_quote_text(tmp_path):
     hostile = "'; rm -rf / ; [0]drawtext=text=pwned:"
-    job = RenderJob(
+    job = RenderSpec(
         method="ffmpeg", card_path=str(tmp_path / "card.png"), audio_path=str(tmp_path / "a.wav"),
         out_path=str(tmp_path / "o.mp4"), temp_dir=str(tmp_path), width=854, height=480, fps=24,
         video_kbps=300, audio_kbps=48, duration_s=3.0,

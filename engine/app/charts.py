@@ -12,6 +12,7 @@ from engine.history import AttemptRecord, GenerationRecord
 from engine.history.stats import REFUSALS
 from engine.memory.plan import margin_mb
 
+DERIVED = ("created", "s_per_video_s")  # computed from the record for the table and the charts
 COLUMNS = [
     "created", "status", "tier", "method", "fell_back", "peak_rss_mb", "predicted_peak_mb", "budget_mb",
     "available_mb", "wall_s", "duration_s",

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from engine.choices import ASPECTS, METHOD_CHOICES, TIER_CHOICES, TTS_CHOICES, WINDOWS
 from engine.errors import InvalidInput, QuoteError
 from engine.jobs.wire import result_json
 from engine.models import Request, Result, StageEvent
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--lang", default="en", help="language code (default en)")
     gen.add_argument(
         "--tts",
-        choices=("auto", "gtts", "espeak"),
+        choices=TTS_CHOICES,
         default=None,
         help="speech engine (default: TTS_ENGINE, else auto: gTTS, then offline)",
     )
@@ -41,18 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--slow", action="store_true", help="slower gTTS speech")
     gen.add_argument(
         "--tier",
-        choices=("auto", "high", "medium", "low"),
+        choices=TIER_CHOICES,
         default="auto",
         help="quality tier (default: chosen from available memory)",
     )
     gen.add_argument(
         "--method",
-        choices=("auto", "moviepy", "ffmpeg", "emergency"),
+        choices=METHOD_CHOICES,
         default="auto",
         help="render method to start the chain at; later ones stay as fallbacks",
     )
     gen.add_argument("--no-fallback", action="store_true", help="run the chosen method alone (for tuning)")
-    gen.add_argument("--aspect", choices=("16:9", "9:16", "1:1"), default="16:9", help="frame shape (default 16:9)")
+    gen.add_argument("--aspect", choices=list(ASPECTS), default="16:9", help="frame shape (default 16:9)")
     gen.add_argument(
         "--captions",
         action=argparse.BooleanOptionalAction,
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="print one JSON object")
 
     st = commands.add_parser("stats", help="success rate, fallback rates, memory per generation by tier and method")
-    st.add_argument("--window", choices=("hour", "day", "all"), default="all", help="time window (default all)")
+    st.add_argument("--window", choices=list(WINDOWS), default="all", help="time window (default all)")
     st.add_argument("--json", action="store_true", help="print one JSON object")
 
     sto = commands.add_parser("storage", help="outputs and temp files, database size, free disk, memory now")
@@ -128,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.app.resources import shared_ledger, shared_store
+    from engine.app.resources import shared_ledger, start_up
     from engine.pipeline import generate
 
     try:
@@ -146,7 +147,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         if settings.broker_url:  # on the Celery workers
             result = _remote(request, settings)
         else:
-            result = generate(request, settings, _print_waiting(), shared_store(settings), shared_ledger(settings))
+            result = generate(request, settings, _print_waiting(), start_up(settings), shared_ledger(settings))
         code = EXIT_OK
     except QuoteError as exc:
         result, code = exc.result, exc.exit_code
@@ -174,9 +175,9 @@ def _print_waiting():
 
 
 def _remote(request: Request, settings: Settings) -> Result:
-    from engine.jobs.remote import RemoteJob
+    from engine.jobs.remote import RemoteGeneration
 
-    job = RemoteJob(request, settings).start()
+    job = RemoteGeneration(request, settings).start()
     said = ""
     while not job.wait(0.5):
         view = job.snapshot()
@@ -246,10 +247,10 @@ def _monitor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _stats(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.app.resources import shared_store
+    from engine.app.resources import start_up
     from engine.history.stats import stats
 
-    figures = stats(shared_store(settings), args.window)
+    figures = stats(start_up(settings), args.window)
     if args.json:
         print(json.dumps(figures, indent=2))
         return EXIT_OK
@@ -273,10 +274,10 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _storage(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.app.resources import shared_store
+    from engine.app.resources import start_up
     from engine.history.storage import storage_report
 
-    report = storage_report(settings, shared_store(settings))
+    report = storage_report(settings, start_up(settings))
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK

@@ -13,9 +13,16 @@ from engine.settings import Settings
 
 @cache
 def shared_store(settings: Settings) -> HistoryStore:
-    """Open (and migrate) the history, then tidy up after any earlier crash: rows left
-    running are marked interrupted, orphaned temp folders swept, the quota enforced."""
-    store = HistoryStore.open(settings)
+    """The history, opened (and migrated) once per process."""
+    return HistoryStore.open(settings)
+
+
+def start_up(settings: Settings) -> HistoryStore:
+    """What an entry point (the app's server, a CLI command, a worker) does once as it starts: open
+    the history, then tidy up after any earlier crash: rows left running by a dead process are
+    marked interrupted, its render processes killed, orphaned temp folders swept, the quota
+    enforced. The shared store."""
+    store = shared_store(settings)
     cleanup(settings, store)
     return store
 

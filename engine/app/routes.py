@@ -16,7 +16,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from engine.app.resources import shared_store
-from engine.history.stats import WINDOWS, stats
+from engine.choices import WINDOWS
+from engine.history.stats import stats
 from engine.history.storage import cleanup, storage_report
 from engine.settings import Settings
 
@@ -29,7 +30,7 @@ def api_routes(load_settings: Callable[[], Settings] = Settings.from_env) -> lis
         settings = load_settings()
         window = request.query_params.get("window", "all")
         if window not in WINDOWS:
-            return JSONResponse({"error": f"window {window!r} is not offered; use hour, day or all"}, 400)
+            return JSONResponse({"error": f"window {window!r} is not offered; use {', '.join(WINDOWS)}"}, 400)
         return JSONResponse(stats(shared_store(settings), window))
 
     def get_storage(_request: Request) -> JSONResponse:

@@ -12,9 +12,9 @@ import statistics
 import time
 from collections import Counter, defaultdict
 
+from engine.choices import WINDOWS
 from engine.history import GenerationRecord, HistoryStore
 
-WINDOWS = {"hour": 3600.0, "day": 86400.0, "all": None}
 REFUSALS = {"invalid_input", "not_enough_memory", "busy", "limit", "refused"}  # turned away before any work
 
 

@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 import psutil
@@ -24,7 +25,7 @@ from sqlalchemy.engine import Engine
 from engine.history import schema
 from engine.history.migrations import migrate
 from engine.history.records import AttemptRecord, GenerationRecord
-from engine.models import QueuedJob, Request, Result
+from engine.models import NOT_STORED, QueueDelivery, Request, Result
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class HistoryStore:
 
     # writes
 
-    def begin(self, generation_id: str, request: Request, job: QueuedJob | None = None) -> None:
+    def begin(self, generation_id: str, request: Request, delivery: QueueDelivery | None = None) -> None:
         """The `running` row, written before any work."""
         with self.engine.begin() as conn:
             conn.execute(
@@ -87,8 +88,8 @@ class HistoryStore:
                     pid=os.getpid(),
                     fell_back=False,
                     file_removed=False,
-                    job_id=job.id if job else None,
-                    delivery=job.delivery if job else None,
+                    job_id=delivery.job_id if delivery else None,
+                    delivery=delivery.number if delivery else None,
                 )
             )
 
@@ -102,18 +103,11 @@ class HistoryStore:
     def finish(self, result: Result, error_kind: str | None = None) -> None:
         """Everything the generation learned, its attempts and its timeline, in one transaction."""
         g = schema.generations
-        values = dict(
-            status=result.status, error=result.error, error_kind=error_kind, finished_at=time.time(),
-            tts_engine=result.tts_engine, tts_fallback_reason=result.tts_fallback_reason,
-            tier_asked=result.tier_asked, method=result.method,
-            fell_back=result.fell_back, peak_rss_mb=result.peak_rss_mb, wall_s=result.wall_s,
-            stage_s=json.dumps(result.stage_s),
-            duration_s=result.duration_s or None, width=result.width or None, height=result.height or None,
-            video_kbps=result.video_kbps or None, audio_kbps=result.audio_kbps or None,
-            size_bytes=result.size_bytes or None, output_path=str(result.output) if result.output else None,
-            ssim=result.ssim, psnr_db=result.psnr_db, captions=result.captions, motion=result.motion,
-            **{name: getattr(result, name) for name in PLANNED},
-        )  # fmt: skip
+        values = {
+            **stored_values(result),
+            "error_kind": error_kind or result.error_kind, "finished_at": time.time(), "fell_back": result.fell_back,
+            "stage_s": json.dumps(result.stage_s), "output_path": str(result.output) if result.output else None,
+        }  # fmt: skip
         with self.engine.begin() as conn:
             conn.execute(sa.update(g).where(g.c.id == result.generation_id).values(**values))
             if result.attempts:
@@ -284,6 +278,19 @@ class HistoryStore:
         with open(f"{path}.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
+
+
+def stored_values(result: Result) -> dict[str, object]:
+    """The Result's fields that are columns of the same name. A figure still at its zero default
+    was never measured (a generation refused before rendering): it is stored as unknown."""
+    values: dict[str, object] = {}
+    for spec in fields(Result):
+        if spec.name in NOT_STORED:
+            continue
+        value = getattr(result, spec.name)
+        unmeasured = value == 0 and spec.default == 0 and not isinstance(value, bool)
+        values[spec.name] = None if unmeasured else value
+    return values
 
 
 def downsample(timeline, points: int) -> list[tuple[float, float]]:

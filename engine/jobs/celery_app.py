@@ -55,13 +55,13 @@ def _generate(task, job: dict) -> dict:
     """Run one generation on this worker; progress goes to the result backend as it happens."""
     from engine.app.resources import shared_ledger, shared_store
     from engine.errors import QuoteError
-    from engine.jobs.wire import request_from_dict, result_json
-    from engine.models import AttemptEvent, MemorySample, QueuedJob, StageEvent
+    from engine.jobs.wire import request_from_payload, result_json
+    from engine.models import AttemptEvent, MemorySample, QueueDelivery, StageEvent
     from engine.pipeline import generate
     from engine.settings import Settings
 
     settings = Settings.from_env()
-    request = request_from_dict(job)
+    request = request_from_payload(job)
     me = worker_name()
     task_id = task.request.id  # memory samples arrive on the sampler's thread, where Celery's request is empty
     delivery = _count_delivery(task, task_id)
@@ -103,7 +103,7 @@ def _generate(task, job: dict) -> dict:
             publish(force=True)
 
     publish(force=True)
-    queued = QueuedJob(task_id, delivery)
+    queued = QueueDelivery(task_id, delivery)
     try:
         result = generate(request, settings, on_event, store, shared_ledger(settings), queued)
         return {**result_json(result), "worker": me, "delivery": delivery, "exit_code": 0}

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class JobView:
+class GenerationView:
     stage: str
     message: str
     elapsed_s: float
@@ -62,7 +62,7 @@ class _OffThread:
         raise NotImplementedError
 
 
-class GenerationJob(_OffThread):
+class LocalGeneration(_OffThread):
     def __init__(
         self,
         request: Request,
@@ -85,13 +85,13 @@ class GenerationJob(_OffThread):
         self._error: QuoteError | None = None
         self._started = time.monotonic()
 
-    def start(self) -> GenerationJob:
+    def start(self) -> LocalGeneration:
         self._started = time.monotonic()
         return super().start()
 
-    def snapshot(self) -> JobView:
+    def snapshot(self) -> GenerationView:
         with self._lock:
-            return JobView(
+            return GenerationView(
                 self._stage, self._message, time.monotonic() - self._started, tuple(self._samples),
                 tuple(self._attempts), self.done, self._result, self._error,
             )  # fmt: skip

@@ -1,6 +1,6 @@
 """A generation submitted to the Celery workers, polled like an in-process job.
 
-`RemoteJob` offers what `GenerationJob` does (`start`, `wait`, `done`, `snapshot`), so
+`RemoteGeneration` offers what `LocalGeneration` does (`start`, `wait`, `done`, `snapshot`), so
 the page and the CLI do not care where the render runs.
 """
 
@@ -14,8 +14,8 @@ from functools import cache
 
 from engine.errors import QuoteError, rebuild
 from engine.jobs.celery_app import TASK, make_app
-from engine.jobs.local import JobView
-from engine.jobs.wire import request_to_dict, result_from_json
+from engine.jobs.local import GenerationView
+from engine.jobs.wire import request_to_payload, result_from_json
 from engine.memory.limits import VisitorLimits
 from engine.models import Attempt, MemorySample, Request
 from engine.settings import Settings
@@ -43,16 +43,16 @@ def _redis(broker_url: str):
     return redis.Redis.from_url(broker_url)
 
 
-class RemoteJob:
+class RemoteGeneration:
     def __init__(self, request: Request, settings: Settings) -> None:
         self.request = request
         self._url = settings.broker_url
         self._started = time.monotonic()
         self.task_id = ""
         self.worker: str | None = None  # "host/name" of the worker last seen running it
-        self._final: JobView | None = None
+        self._final: GenerationView | None = None
 
-    def start(self, visitor: tuple[VisitorLimits, str] | None = None) -> RemoteJob:
+    def start(self, visitor: tuple[VisitorLimits, str] | None = None) -> RemoteGeneration:
         """Send the job. With `visitor`, it counts against that visitor's limits until it ends, as a
         generation in this process does (LimitReached, before anything is sent)."""
         held = None
@@ -62,7 +62,7 @@ class RemoteJob:
             held.__enter__()
         self._started = time.monotonic()
         try:
-            self.task_id = _sender(self._url).send_task(TASK, args=[request_to_dict(self.request)]).id
+            self.task_id = _sender(self._url).send_task(TASK, args=[request_to_payload(self.request)]).id
         except BaseException:
             if held is not None:
                 held.__exit__(None, None, None)
@@ -97,19 +97,19 @@ class RemoteJob:
             time.sleep(0.2)
         return True
 
-    def snapshot(self) -> JobView:
+    def snapshot(self) -> GenerationView:
         if self._final is not None:
             return self._final
         elapsed = time.monotonic() - self._started
         state, info = self._state()
         if state == "UNKNOWN":
-            return JobView("queued", "reconnecting to the queue", elapsed, (), (), False, None, None)
+            return GenerationView("queued", "reconnecting to the queue", elapsed, (), (), False, None, None)
         if state == "SUCCESS":
             self._final = self._finished(info if isinstance(info, dict) else {}, elapsed)
             return self._final
         if state == "FAILURE":
             error = QuoteError(f"the worker failed ({info}); please try again")
-            self._final = JobView("error", str(error), elapsed, (), (), True, None, error)
+            self._final = GenerationView("error", str(error), elapsed, (), (), True, None, error)
             return self._final
         if state == "PROGRESS" and isinstance(info, dict):
             self.worker = info.get("worker")
@@ -117,10 +117,10 @@ class RemoteJob:
             attempts = tuple(Attempt(**a) for a in info.get("attempts", ()))
             retry = ", second try after a lost worker" if info.get("delivery", 1) > 1 else ""
             message = f"{info.get('message', '')} (on {info.get('worker')}{retry})"
-            return JobView(info.get("stage", "started"), message, elapsed, samples, attempts, False, None, None)
+            return GenerationView(info.get("stage", "started"), message, elapsed, samples, attempts, False, None, None)
         position = self.queue_position()
         waiting = f"position {position} in the queue" if position else "waiting for a worker"
-        return JobView("queued", waiting, elapsed, (), (), False, None, None)
+        return GenerationView("queued", waiting, elapsed, (), (), False, None, None)
 
     def queue_position(self) -> int | None:
         """1 when this job is next; None when it is not in the queue (taken, or not yet there)."""
@@ -136,15 +136,15 @@ class RemoteJob:
                 continue
         return None
 
-    def _finished(self, data: dict, elapsed: float) -> JobView:
+    def _finished(self, data: dict, elapsed: float) -> GenerationView:
         self.worker = data.get("worker")
         # No generation id: the worker refused the job before making one (a job lost twice).
         result = result_from_json(data) if data.get("generation_id") else None
         attempts = result.attempts if result else ()
         if data.get("status") == "ok":
-            return JobView("done", f"done on {data.get('worker')}", elapsed, (), attempts, True, result, None)
+            return GenerationView("done", f"done on {data.get('worker')}", elapsed, (), attempts, True, result, None)
         # The same class the worker raised, with its figures: callers branch on the kind, never the text.
         failure = rebuild(data.get("error_kind", "error"), data.get("error") or "the generation failed",
                           data.get("error_details"))  # fmt: skip
         failure.result = result
-        return JobView("error", str(failure), elapsed, (), attempts, True, None, failure)
+        return GenerationView("error", str(failure), elapsed, (), attempts, True, None, failure)

@@ -27,6 +27,9 @@ leases = Leases(_settings.broker_url, _settings.job_lease_s)
 
 @signals.worker_ready.connect
 def _start_leases(**_) -> None:
+    from engine.app.resources import start_up
+
+    start_up(_settings)  # tidy up after a crash of this worker's host before taking jobs
     leases.start()
 
 

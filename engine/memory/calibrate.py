@@ -25,12 +25,12 @@ from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
+from engine.choices import ASPECTS, TIERS
 from engine.memory.costs import BANDS_S, PRIOR_FILE, CostModel, estimated_duration_s, key_for, load_prior, p95
 from engine.memory.ledger import Ledger, Need
 from engine.memory.sampler import TreeSampler
-from engine.memory.tiers import ASPECTS, TIER_NAMES
 from engine.models import Request
-from engine.render.job import encoder_threads
+from engine.render.spec import encoder_threads
 from engine.settings import Settings
 
 _MEDIUM = (
@@ -70,7 +70,7 @@ def calibrate(
     texts = TEXTS[:1] if quick else TEXTS
     variants = [v for v in VARIANTS if v[0] != "moviepy"] if quick else VARIANTS
     aspects = ["16:9"] if quick else list(ASPECTS)
-    tiers = ["high"] if quick else list(TIER_NAMES)
+    tiers = ["high"] if quick else list(TIERS)
     folder = Path(tempfile.mkdtemp(prefix="calibrate-"))
     local = replace(settings, data_dir=folder, tts_engine="espeak", min_required_memory_mb=0)
     started = time.monotonic()

@@ -17,15 +17,16 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field, replace
 
+from engine.choices import METHODS, TIERS
 from engine.errors import NotEnoughMemory
 from engine.history import HistoryStore
 from engine.memory.costs import Cost, CostModel, estimated_duration_s, key_for, learn, load_prior
 from engine.memory.ledger import Ledger, Need, attempt_budget_mb
 from engine.memory.reading import read_memory
-from engine.memory.tiers import SEED_FLOOR_MB, TIER_NAMES, Tier, capped, seed_reason, seed_tier_name, tier
+from engine.memory.tiers import SEED_FLOOR_MB, Tier, capped, seed_reason, seed_tier_name, tier
 from engine.models import Request
-from engine.render.job import METHODS
 from engine.settings import Settings
+from engine.visuals.text import QuoteText
 
 # A reservation is the predicted p95 peak plus this share (at least 8 MB): MoviePy's peak varies
 # by up to 11% from run to run (measured in the soak), FFmpeg's by 3%.
@@ -57,6 +58,7 @@ class Option:
 @dataclass(frozen=True)
 class Plan:
     request: Request
+    quote: QuoteText  # its words and phrases, read once for speech, captions and cards
     policy: str  # "measured" or "seed"
     chain: tuple[str, ...]  # render methods, tried in order
     options: tuple[Option, ...]  # the chosen tier first, then lower ones it may step down to
@@ -79,6 +81,10 @@ class Plan:
     @property
     def size(self) -> tuple[int, int]:
         return self.tier.size(self.request.aspect)
+
+    def tier_for(self, method: str, settings: Settings) -> Tier:
+        """The tier an attempt by `method` renders at: the plan's, or the emergency tier."""
+        return tier("emergency", settings) if method == "emergency" else self.tier
 
     def needs(self) -> list[Need]:
         return [option.need() for option in self.options]
@@ -138,12 +144,13 @@ def make_plan(
         return Option(used, model.predict(key), duration_s)
 
     seed = seed_tier_name(available_mb)
-    plan = Plan(request, settings.tier_policy, chain, (), "", seed, capacity_mb, available_mb, duration_s, model)
+    quote = QuoteText.of(request.text, request.author)
+    plan = Plan(request, quote, settings.tier_policy, chain, (), "", seed, capacity_mb, available_mb, duration_s, model)
     if request.tier != "auto":
         return replace(plan, options=(option(request.tier),), reason=f"forced by the request ({request.tier})")
     if settings.tier_policy == "seed":
         return replace(plan, options=(option(seed),), reason=f"seed policy: {seed_reason(available_mb)}")
-    every = [option(name) for name in TIER_NAMES]
+    every = [option(name) for name in TIERS]
     fitting = [o for o in every if o.need_mb <= capacity_mb]
     if not fitting:
         lowest = every[-1]

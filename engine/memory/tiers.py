@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from engine.choices import ASPECTS
 from engine.errors import InvalidInput
 from engine.settings import Settings
 
-ASPECTS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
-TIER_NAMES = ("high", "medium", "low")  # best first
 HIGH_ABOVE_MB = 1024
 MEDIUM_FROM_MB = 512
 SEED_FLOOR_MB = 400  # the seed's pre-generation check

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import QuoteError
-from engine.render.job import RenderJob
+from engine.render.spec import RenderSpec
 
 
 def main(argv: list[str]) -> int:
@@ -21,10 +21,10 @@ def main(argv: list[str]) -> int:
     return run_child(argv, moviepy_method.render)
 
 
-def run_child(argv: list[str], render: Callable[[RenderJob], object]) -> int:
+def run_child(argv: list[str], render: Callable[[RenderSpec], object]) -> int:
     """Read the job named by `argv[1]`, render it, and exit with a one-line reason on failure."""
     _die_with_parent()
-    job = RenderJob.from_json(Path(argv[1]).read_text())
+    job = RenderSpec.from_json(Path(argv[1]).read_text())
     if job.crash:
         import os
 

@@ -24,7 +24,7 @@ from engine.errors import RenderFailed
 from engine.memory.sampler import TreeSampler
 from engine.render import still_loop
 from engine.render.ffmpeg import disk_full, explain
-from engine.render.job import RenderJob
+from engine.render.spec import RenderSpec
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 OnSample = Callable[[float, float], None]
@@ -46,7 +46,7 @@ class _Step:
 
 
 def run_isolated(
-    job: RenderJob,
+    job: RenderSpec,
     budget_mb: float,
     on_sample: OnSample | None = None,
     timeout_s: float = 900.0,
@@ -79,7 +79,7 @@ def run_isolated(
     return IsolatedRun(status, error, round(peak, 1), round(time.monotonic() - started, 3), tuple(timeline))
 
 
-def _plan(job: RenderJob, child: str) -> tuple[list[_Step], list[Path]]:
+def _plan(job: RenderSpec, child: str) -> tuple[list[_Step], list[Path]]:
     """The commands of an attempt, and the scratch files to remove after it."""
     if job.method in ("ffmpeg", "emergency") and not job.crash:
         commands, scratch = still_loop.commands(job)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from pathlib import Path
 
-from engine.render.job import X264_STILL, RenderJob
+from engine.render.spec import X264_STILL, RenderSpec
 
 FADE_IN_S = 0.8
 STILL_FPS = 4
@@ -17,7 +17,7 @@ CRF = 23
 ZOOM = 0.06  # the picture grows by 6% over the whole video: a slow push-in
 
 
-def render(job: RenderJob) -> Path:
+def render(job: RenderSpec) -> Path:
     from moviepy import AudioFileClip, ImageClip, VideoClip  # heavy: imported only in the render child
 
     audio = AudioFileClip(job.audio_path)
@@ -66,7 +66,7 @@ class _Frames:
     """The frame at time t: the caption state's card (one decoded at a time, so memory
     stays flat however many states), faded in and zoomed when motion is asked for."""
 
-    def __init__(self, job: RenderJob) -> None:
+    def __init__(self, job: RenderSpec) -> None:
         self.job = job
         bounds = job.frame_bounds()
         self.starts = [first / job.fps for _, first, _ in bounds]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.render import ffmpeg
-from engine.render.job import X264_STILL, RenderJob
+from engine.render.spec import X264_STILL, RenderSpec
 
 SEGMENT_S = 2
 # Quality by CRF, with the tier's bitrate as a cap whose buffer holds a whole keyframe: a
@@ -25,7 +25,7 @@ CRF = 23
 PRESET = "superfast"
 
 
-def commands(job: RenderJob) -> tuple[list[list[str]], list[Path]]:
+def commands(job: RenderSpec) -> tuple[list[list[str]], list[Path]]:
     """The ffmpeg runs that make the video, and the scratch files they leave for the caller to remove."""
     temp = Path(job.temp_dir)
     states = job.frame_bounds()
@@ -56,7 +56,7 @@ def commands(job: RenderJob) -> tuple[list[list[str]], list[Path]]:
     return runs, scratch
 
 
-def _encode(job: RenderJob, card: str, frames: int, out: Path, scratch: list[Path]) -> list[list[str]]:
+def _encode(job: RenderSpec, card: str, frames: int, out: Path, scratch: list[Path]) -> list[list[str]]:
     """Two runs: the card decoded once to a raw YUV frame, then `frames` frames of it encoded,
     starting on a keyframe. Quality by CRF, the tier's bitrate as the cap."""
     raw = out.with_suffix(".yuv")

@@ -22,8 +22,8 @@ from engine.memory.plan import cost_model, margin_mb
 from engine.memory.tiers import tier
 from engine.render import ffmpeg
 from engine.render.isolation import run_isolated
-from engine.render.job import RenderJob, encoder_threads
 from engine.render.quality import measure
+from engine.render.spec import RenderSpec, encoder_threads
 from engine.settings import Settings
 from engine.speech.espeak import EspeakEngine
 from engine.visuals.card import draw_card
@@ -149,7 +149,7 @@ def measure_cell(
     measured, quality = [], None
     for attempt in range(runs):
         out = folder / f"{method}-{tier_name}-{attempt}.mp4"
-        job = RenderJob(
+        job = RenderSpec(
             method=method, card_path=str(card), audio_path=str(speech.path), out_path=str(out), temp_dir=str(folder),
             width=width, height=height, fps=used.fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
             duration_s=round(duration, 3), threads=encoder_threads(),

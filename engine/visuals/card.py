@@ -13,8 +13,8 @@ from pathlib import Path
 from PIL import ImageDraw
 
 from engine.visuals.background import Background, render_background
-from engine.visuals.captions import Token, tokenize
-from engine.visuals.typeset import AUTHOR_FONT, CJK_FONT, Script, font, script_for, spaced
+from engine.visuals.text import QuoteText
+from engine.visuals.typeset import AUTHOR_FONT, CJK_FONT, Script, font, script_for
 
 TEXT_COLOUR = (250, 250, 245)
 DIM_COLOUR = (160, 158, 184)
@@ -38,12 +38,11 @@ def check_coverage(text: str) -> Script:
 
 def draw_card(text: str, author: str, size: tuple[int, int], out: Path, background: Background | None = None) -> Path:
     """One card with the whole quote in full colour."""
-    return draw_cards(text, author, size, [None], out.parent, background, names=[out.name])[0]
+    return draw_cards(QuoteText.of(text, author), size, [None], out.parent, background, names=[out.name])[0]
 
 
 def draw_cards(
-    text: str,
-    author: str,
+    quote: QuoteText,
     size: tuple[int, int],
     highlights: Sequence[tuple[int, int] | None],
     folder: Path,
@@ -51,38 +50,34 @@ def draw_cards(
     names: Sequence[str] | None = None,
 ) -> list[Path]:
     """One RGB PNG per highlight (a token range, or None for no highlight), same layout in each."""
-    script = script_for(text + author)
     width, height = size
     base = render_background(background, size)
     short = min(size)
     margin_x, margin_y = int(width * 0.08), max(int(height * 0.08), int(short * 0.1))
     box_w, box_h = width - 2 * margin_x, height - 2 * margin_y
-    tokens = tokenize(text)
-    layout = fit(text, author, box_w, box_h, script, tokens)
+    layout = fit(quote, box_w, box_h)
     paths = []
     for index, highlight in enumerate(highlights):
         image = base.copy()
-        _draw_text(ImageDraw.Draw(image), text, author, tokens, layout, script, size, margin_y, box_h, highlight)
+        _draw_text(ImageDraw.Draw(image), quote, layout, size, margin_y, box_h, highlight)
         path = folder / (names[index] if names else f"card-{width}x{height}-{index:03d}.png")
         image.save(path, format="PNG", compress_level=1)  # fast: the file lives only for this job
         paths.append(path)
     return paths
 
 
-def fit(text: str, author: str, box_w: int, box_h: int, script: Script | None = None, tokens=None) -> Layout:
+def fit(quote: QuoteText, box_w: int, box_h: int) -> Layout:
     """The largest font size whose wrapped lines (and author line) fit the box."""
-    script = script or script_for(text + author)
-    tokens = tokens if tokens is not None else tokenize(text)
-    joiner = " " if spaced(text) else ""
+    script, author = quote.script, quote.author
     low, high = 10, max(11, box_h // 5)
-    best = Layout(tuple(_wrap(text, tokens, font(script.font, low), box_w, joiner)), low, 10)
+    best = Layout(tuple(_wrap(quote, font(script.font, low), box_w)), low, 10)
     while low <= high:
         size = (low + high) // 2
         author_px = max(10, int(size * AUTHOR_SCALE))
-        lines = _wrap(text, tokens, font(script.font, size), box_w, joiner)
+        lines = _wrap(quote, font(script.font, size), box_w)
         needed = int(size * LINE_HEIGHT) * len(lines) + (int(author_px * 2.2) if author else 0)
         face = font(script.font, size)
-        lines_fit = all(face.getlength(line_text(text, tokens, a, b)) <= box_w for a, b in lines if b > a)
+        lines_fit = all(face.getlength(quote.line(a, b)) <= box_w for a, b in lines if b > a)
         author_fits = not author or font(_author_font(script), author_px).getlength(_byline(author, script)) <= box_w
         if needed <= box_h and lines_fit and author_fits:
             best, low = Layout(tuple(lines), size, author_px), size + 1
@@ -91,19 +86,16 @@ def fit(text: str, author: str, box_w: int, box_h: int, script: Script | None = 
     return best
 
 
-def line_text(text: str, tokens: list[Token], first: int, last: int) -> str:
-    return " ".join(text[tokens[first].start : tokens[last - 1].end].split())
-
-
-def _wrap(text: str, tokens: list[Token], face, width: int, joiner: str) -> list[tuple[int, int]]:
+def _wrap(quote: QuoteText, face, width: int) -> list[tuple[int, int]]:
     """Greedy wrap into token ranges; a line break in the quote starts a new line."""
+    text, tokens = quote.text, quote.tokens
     lines: list[tuple[int, int]] = []
     first = 0
     for index in range(1, len(tokens) + 1):
         if index == len(tokens):
             break
         forced = "\n" in text[tokens[index - 1].end : tokens[index].start]
-        if forced or face.getlength(line_text(text, tokens, first, index + 1)) > width:
+        if forced or face.getlength(quote.line(first, index + 1)) > width:
             lines.append((first, index))
             first = index
     if tokens:
@@ -122,7 +114,8 @@ def _author_font(script: Script) -> Path:
     return AUTHOR_FONT if script.font.name.startswith("DejaVu") else script.font
 
 
-def _draw_text(draw, text, author, tokens, layout, script, size, margin_y, box_h, highlight) -> None:
+def _draw_text(draw, quote: QuoteText, layout: Layout, size, margin_y, box_h, highlight) -> None:
+    script, author = quote.script, quote.author
     width, _ = size
     face = font(script.font, layout.font_px)
     line_h = int(layout.font_px * LINE_HEIGHT)
@@ -131,7 +124,7 @@ def _draw_text(draw, text, author, tokens, layout, script, size, margin_y, box_h
     direction = "rtl" if script.rtl else "ltr"
     for first, last in layout.lines:
         if last > first:
-            _draw_line(draw, text, tokens, first, last, face, width // 2, y, direction, highlight)
+            _draw_line(draw, quote, first, last, face, width // 2, y, direction, highlight)
         y += line_h
     if author:
         author_face = font(_author_font(script), layout.author_px)
@@ -139,10 +132,11 @@ def _draw_text(draw, text, author, tokens, layout, script, size, margin_y, box_h
                   anchor="ma", direction=direction)  # fmt: skip
 
 
-def _draw_line(draw, text, tokens, first, last, face, centre_x, y, direction, highlight) -> None:
+def _draw_line(draw, quote: QuoteText, first, last, face, centre_x, y, direction, highlight) -> None:
     """The line as up to three runs (before, inside, after the highlight), placed by their
     measured offsets so every state has the same layout and only the colours change."""
-    whole = line_text(text, tokens, first, last)
+    text, tokens = quote.text, quote.tokens
+    whole = quote.line(first, last)
     total = face.getlength(whole, direction=direction)
     left = centre_x - total / 2
     if highlight is None:
@@ -155,7 +149,7 @@ def _draw_line(draw, text, tokens, first, last, face, centre_x, y, direction, hi
     start_char = tokens[first].start
     for a, b, colour in runs:
         before = " ".join(text[start_char : tokens[a].start].split())
-        run = line_text(text, tokens, a, b)
+        run = quote.line(a, b)
         offset = face.getlength(before + (" " if before and " " in whole else ""), direction=direction)
         run_w = face.getlength(run, direction=direction)
         x = left + offset if direction == "ltr" else left + total - offset - run_w

@@ -7,14 +7,13 @@ import pytest
 from engine.history import HistoryStore
 from engine.history.stats import spread, stats
 from engine.models import Attempt, Request
-
-from .test_history import result
+from tests.helpers import result
 
 NOW = time.time()
 
 
 @pytest.fixture
-def store(tmp_path):
+def seeded(tmp_path):
     store = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
     rows = [
         # id, age s, status, tier, method, peak, wall, duration, attempts, error kind
@@ -44,8 +43,8 @@ def store(tmp_path):
     store.close()
 
 
-def test_all_time_figures(store):
-    s = stats(store, "all", now=NOW)
+def test_all_time_figures(seeded):
+    s = stats(seeded, "all", now=NOW)
     assert (s["total"], s["succeeded"], s["failed"], s["refused"], s["running"]) == (7, 5, 1, 1, 1)
     assert s["success_rate"] == round(5 / 6, 4)
     assert s["fallback_rate"] == 0.4  # 2 of 5 outputs came from a later method
@@ -61,10 +60,10 @@ def test_all_time_figures(store):
     assert set(s["by_method"]) == {"ffmpeg", "emergency", "moviepy"}
 
 
-def test_windows(store):
-    assert stats(store, "hour", now=NOW)["total"] == 4
-    assert stats(store, "day", now=NOW)["total"] == 6
-    assert stats(store, "all", now=NOW)["total"] == 7
+def test_windows(seeded):
+    assert stats(seeded, "hour", now=NOW)["total"] == 4
+    assert stats(seeded, "day", now=NOW)["total"] == 6
+    assert stats(seeded, "all", now=NOW)["total"] == 7
 
 
 def test_empty_history_has_no_rates(tmp_path):

@@ -4,22 +4,11 @@ import os
 import time
 from dataclasses import replace
 
-import pytest
-
-from engine.history import HistoryStore
 from engine.history.storage import TEMP_GRACE_S, cleanup, storage_report
 from engine.models import Request
-
-from .test_history import result
+from tests.helpers import result
 
 DAY = 86400.0
-
-
-@pytest.fixture
-def store(settings):
-    store = HistoryStore.open(settings)
-    yield store
-    store.close()
 
 
 def output(settings, store, gid: str, size: int, age_s: float, running: bool = False):

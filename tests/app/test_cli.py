@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 
 from engine.render.ffmpeg import probe
-
-from .conftest import run_cli
+from tests.helpers import run_cli
 
 FIELDS = {
     "status", "generation_id", "output", "tier", "method", "tts_engine", "width", "height", "duration_s",

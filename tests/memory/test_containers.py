@@ -14,7 +14,7 @@ from engine.history import HistoryStore
 from engine.memory.plan import margin_mb
 from scripts.cgroup import Cgroup, available, kill_all, start_in_cgroup
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MEMORY_SETTINGS = ("MAX_MEMORY_MB", "MIN_REQUIRED_MEMORY_MB", "TIER_POLICY")
 QUOTES = [
     "Stay hungry. Stay foolish.",

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_bench_quick_reports_ratios_against_plain_moviepy(tmp_path):

@@ -5,17 +5,16 @@ import pytest
 from engine.memory.tiers import tier
 from engine.render.ffmpeg import parse_probe, probe
 from engine.render.isolation import run_isolated
-from engine.render.job import RenderJob
+from engine.render.spec import RenderSpec
 from engine.render.verify import verify
 from engine.settings import Settings
 from engine.speech.base import wav_duration_s
-
-from .conftest import draw_card
+from engine.visuals.card import draw_card
 
 SETTINGS = Settings.from_env({})
 
 
-def make_job(tmp_path, method, tier_name, speech_wav, **changes) -> RenderJob:
+def make_job(tmp_path, method, tier_name, speech_wav, **changes) -> RenderSpec:
     used = tier(tier_name, SETTINGS)
     width, height = used.size()
     card = draw_card("Stay hungry. Stay foolish.", "Steve Jobs", (width, height), tmp_path / "card.png")
@@ -24,7 +23,7 @@ def make_job(tmp_path, method, tier_name, speech_wav, **changes) -> RenderJob:
         temp_dir=str(tmp_path), width=width, height=height, fps=used.fps, video_kbps=used.video_kbps,
         audio_kbps=used.audio_kbps, duration_s=round(wav_duration_s(speech_wav), 3), threads=2,
     )  # fmt: skip
-    return RenderJob(**{**fields, **changes})
+    return RenderSpec(**{**fields, **changes})
 
 
 @pytest.mark.parametrize("tier_name", ["high", "medium", "low"])

@@ -3,10 +3,11 @@ best tier whose predicted peak fits the render budget."""
 
 import pytest
 
+from engine.choices import ASPECTS, TIERS
 from engine.errors import InvalidInput, NotEnoughMemory
 from engine.memory.costs import PRIOR_FILE, Cost, CostKey, CostModel, band, load_prior
 from engine.memory.plan import check_floor, floor, make_plan, method_chain
-from engine.memory.tiers import ASPECTS, TIER_NAMES, seed_tier_name, tier
+from engine.memory.tiers import seed_tier_name, tier
 from engine.models import Request
 from engine.settings import Settings
 
@@ -89,7 +90,7 @@ def test_the_shipped_prior_has_every_cell():
     bands = {band(s) for s in (1, 20)}
     for aspect in ASPECTS:
         for duration_band in bands:
-            for name in TIER_NAMES:
+            for name in TIERS:
                 for captions in (False, True):
                     for motion in (False, True):
                         assert CostKey("moviepy", name, aspect, captions, motion, duration_band) in model.prior

@@ -7,13 +7,12 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-METHODS = ("moviepy", "ffmpeg", "emergency")
 # A still picture gains nothing from B-frames, extra references or lookahead; each costs frames of memory.
 X264_STILL = "rc-lookahead=0:sync-lookahead=0:bframes=0:ref=1"
 
 
 @dataclass(frozen=True)
-class RenderJob:
+class RenderSpec:
     method: str
     card_path: str
     audio_path: str
@@ -35,7 +34,7 @@ class RenderJob:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> RenderJob:
+    def from_json(cls, text: str) -> RenderSpec:
         data = json.loads(text)
         data["captions"] = tuple(tuple(state) for state in data.get("captions", ()))
         return cls(**data)

@@ -14,27 +14,9 @@ from engine.errors import InvalidInput, NotEnoughMemory, RenderFailed
 from engine.history import HistoryStore
 from engine.history.migrations import LATEST, MIGRATIONS, current_version
 from engine.history.store import downsample
-from engine.models import Attempt, Request, Result
+from engine.models import Request
 from engine.pipeline import generate
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
-    yield store
-    store.close()
-
-
-def result(generation_id: str, **changes) -> Result:
-    base = Result(
-        generation_id=generation_id, status="ok", output=Path("/data/outputs/x.mp4"), tier="high", tier_asked="auto",
-        tier_reason="2048 MB available", method="ffmpeg", tts_engine="espeak", width=1920, height=1080,
-        duration_s=9.4, size_bytes=700_000, video_kbps=800, audio_kbps=128, peak_rss_mb=141.0, available_mb=2048,
-        app_rss_mb=60, wall_s=1.4, stage_s={"speech": 0.3, "render": 1.0},
-        attempts=(Attempt("ffmpeg", "high", "ok", None, 141.0, 1.0, 1800.0),),
-        timeline=tuple((i / 50, float(i % 97)) for i in range(1000)),
-    )  # fmt: skip
-    return replace(base, **changes)
+from tests.helpers import result
 
 
 def test_a_new_file_is_migrated_to_the_latest_version(tmp_path):
@@ -124,7 +106,7 @@ WRITER = textwrap.dedent(
     from dataclasses import replace
     from engine.history import HistoryStore
     from engine.models import Request
-    from tests.test_history import result
+    from tests.helpers import result
     store = HistoryStore(sys.argv[1])
     for i in range(40):
         gid = uuid.uuid4().hex
@@ -136,7 +118,7 @@ WRITER = textwrap.dedent(
 
 def test_two_processes_write_at_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     writers = [
         subprocess.Popen([sys.executable, "-c", WRITER, url], cwd=root, stderr=subprocess.PIPE) for _ in range(2)
     ]

@@ -17,8 +17,9 @@ from engine.memory.ledger import Ledger, Need
 from engine.memory.limits import VisitorLimits
 from engine.models import AttemptEvent, Request, StageEvent
 from engine.pipeline import generate
+from tests.helpers import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def ledger(folder: Path, capacity: float, **options) -> Ledger:
@@ -40,28 +41,20 @@ def hold(book: Ledger, needs: list[Need], log: list, name: str, release: threadi
     return thread
 
 
-def until(condition, timeout_s: float = 10.0) -> None:
-    """Wait for `condition()` to hold (the thing itself, not a sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
-
-
 def test_a_render_waits_until_its_need_fits_and_the_queue_is_fair(tmp_path):
     book = ledger(tmp_path, 200)
     log, waits = [], []
     first, second, third = threading.Event(), threading.Event(), threading.Event()
     a = hold(book, [Need("a", 150, 60)], log, "a", first)
-    until(lambda: log == ["a in a"])
+    wait_for(lambda: log == ["a in a"])
     b = hold(book, [Need("b", 100, 60)], log, "b", second, waits)  # does not fit beside a
-    until(lambda: book.waiting == 1)
+    wait_for(lambda: book.waiting == 1)
     c = hold(book, [Need("c", 10, 60)], log, "c", third)  # would fit, but b came first
-    until(lambda: book.waiting == 2 and waits)
+    wait_for(lambda: book.waiting == 2 and waits)
     assert log == ["a in a"]
     assert waits[-1].position == 1 and waits[-1].free_mb == 50 and waits[-1].running == 1
     first.set()
-    until(lambda: "c in c" in log)
+    wait_for(lambda: "c in c" in log)
     assert log[:3] == ["a in a", "a out", "b in b"]  # b, then c beside it (100 + 10 fit)
     second.set()
     third.set()
@@ -74,7 +67,7 @@ def test_the_wait_is_bounded_and_busy_carries_its_figures(tmp_path):
     book = ledger(tmp_path, 100, max_wait_s=0.3, step_down_after_s=1000)
     log, release = [], threading.Event()
     a = hold(book, [Need("a", 90, 60)], log, "a", release)
-    until(lambda: log == ["a in a"])
+    wait_for(lambda: log == ["a in a"])
     b = hold(book, [Need("b", 90, 60)], log, "b", threading.Event())
     b.join()
     release.set()
@@ -97,7 +90,7 @@ def test_it_steps_down_only_when_the_wait_would_run_past_the_bound(tmp_path):
     book = ledger(tmp_path, 200, step_down_after_s=5)
     log, release = [], threading.Event()
     long = hold(book, [Need("long", 120, 60)], log, "long", release)  # predicted to hold for a minute
-    until(lambda: log == ["long in long"])
+    wait_for(lambda: log == ["long in long"])
     with book.admit([Need("high", 130, 1), Need("medium", 70, 1)]) as grant:
         assert grant.need.label == "medium" and grant.index == 1
         assert grant.stepped_down.startswith("stepped down from high to medium: high would have waited about ")
@@ -107,7 +100,7 @@ def test_it_steps_down_only_when_the_wait_would_run_past_the_bound(tmp_path):
 
     short_log, short_release = [], threading.Event()
     short = hold(book, [Need("short", 120, 0.2)], short_log, "short", short_release)  # about to end
-    until(lambda: short_log == ["short in short"])
+    wait_for(lambda: short_log == ["short in short"])
     threading.Timer(0.3, short_release.set).start()
     with book.admit([Need("high", 130, 1), Need("medium", 70, 1)]) as grant:
         assert grant.need.label == "high" and grant.stepped_down is None  # it waited its turn instead
@@ -128,7 +121,7 @@ def test_a_render_that_overruns_its_predicted_end_still_lets_the_next_one_step_d
     book = ledger(tmp_path, 200, step_down_after_s=0.3, max_wait_s=30)
     log, release = [], threading.Event()
     late = hold(book, [Need("late", 120, 0.05)], log, "late", release)  # predicted to end at once; it does not
-    until(lambda: log == ["late in late"])
+    wait_for(lambda: log == ["late in late"])
     with book.admit([Need("high", 130, 1), Need("medium", 70, 1)]) as grant:
         assert grant.need.label == "medium" and grant.waited_s >= 0.3  # the bound passed while it waited
     release.set()

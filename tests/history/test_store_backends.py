@@ -14,11 +14,10 @@ from engine.history import HistoryStore
 from engine.history.migrations import LATEST, MIGRATIONS
 from engine.history.stats import stats
 from engine.history.store import host_name
-from engine.models import Attempt, QueuedJob, Request
+from engine.models import Attempt, QueueDelivery, Request
+from tests.helpers import result
 
-from .test_history import result
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 from services import start_postgres  # noqa: E402
 
@@ -131,11 +130,11 @@ def test_the_cost_model_reads_the_ok_attempts_of_this_hosts_newest_videos_only(u
 
 def test_a_lost_workers_rows_are_found_by_their_job_on_any_host(url):
     store = HistoryStore(url)
-    store.begin("a" * 32, Request("x"), QueuedJob("job-1"))
-    store.begin("b" * 32, Request("x"), QueuedJob("job-2"))
-    store.begin("c" * 32, Request("x"), QueuedJob("job-1", delivery=2))
+    store.begin("a" * 32, Request("x"), QueueDelivery("job-1"))
+    store.begin("b" * 32, Request("x"), QueueDelivery("job-2"))
+    store.begin("c" * 32, Request("x"), QueueDelivery("job-1", number=2))
     store.finish(result("c" * 32))
-    store.begin("d" * 32, Request("x"), QueuedJob("job-1", delivery=2))
+    store.begin("d" * 32, Request("x"), QueueDelivery("job-1", number=2))
     with store.engine.begin() as conn:  # the lost workers ran on another machine, whose start-up swept one
         conn.execute(sa.text("UPDATE generations SET host = 'elsewhere/w1', pid = 1"))
         conn.execute(
@@ -158,7 +157,7 @@ WRITER = """
 import sys, uuid
 from engine.history import HistoryStore
 from engine.models import Request
-from tests.test_history import result
+from tests.helpers import result
 store = HistoryStore(sys.argv[1])
 for i in range(25):
     gid = uuid.uuid4().hex

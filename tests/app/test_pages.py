@@ -6,8 +6,7 @@ from streamlit.testing.v1 import AppTest
 from engine.history import HistoryStore
 from engine.models import Attempt, Request
 from engine.settings import Settings
-
-from .test_history import result
+from tests.helpers import ROOT, result
 
 
 @pytest.fixture
@@ -21,7 +20,7 @@ def env(tmp_path, monkeypatch):
 
 
 def app() -> AppTest:
-    at = AppTest.from_file("../streamlit_app.py", default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
     return at.run()
 
 

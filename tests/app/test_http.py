@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from .conftest import run_cli
-from .server import StreamlitServer, request
+from tests.helpers import run_cli
+from tests.server import StreamlitServer, request
 
 TOKEN = "correct-horse-battery-staple"
 

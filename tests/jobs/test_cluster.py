@@ -18,13 +18,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.history import HistoryStore
-from engine.jobs.remote import RemoteJob
+from engine.jobs.remote import RemoteGeneration
 from engine.models import Request
 from engine.settings import Settings
+from tests.server import LONG_LIVED
 
-from .server import LONG_LIVED
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 from cluster import start_worker as start_celery_worker  # noqa: E402
 from services import start_postgres, start_redis, stop_group  # noqa: E402
@@ -74,7 +73,7 @@ def cluster():
 
 
 def _wait_for_workers(settings: Settings, timeout_s: float = 60) -> None:
-    job = RemoteJob(Request("Ready.", tier="low"), settings).start()
+    job = RemoteGeneration(Request("Ready.", tier="low"), settings).start()
     assert job.wait(timeout_s), "no worker took a first job"
 
 
@@ -83,7 +82,9 @@ def history(state) -> HistoryStore:
 
 
 def test_a_job_from_the_app_runs_on_a_worker_and_lands_in_the_shared_history(cluster):
-    job = RemoteJob(Request("Stay hungry. Stay foolish.", tier="low", captions=True), cluster["settings"]).start()
+    job = RemoteGeneration(
+        Request("Stay hungry. Stay foolish.", tier="low", captions=True), cluster["settings"]
+    ).start()
     assert job.wait(120)
     view = job.snapshot()
     assert view.result is not None and view.result.status == "ok", view.error
@@ -98,12 +99,12 @@ def test_a_job_from_the_app_runs_on_a_worker_and_lands_in_the_shared_history(clu
 def test_the_pages_send_a_job_to_the_workers_and_show_which_host_ran_what(cluster, monkeypatch):
     for name in ("BROKER_URL", "DATABASE_URL", "DATA_DIR", "TTS_ENGINE", "JOB_LEASE_S"):
         monkeypatch.setenv(name, cluster["env"][name])
-    at = AppTest.from_file("../streamlit_app.py", default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
     at.text_area(key="text").input("Stay hungry. Stay foolish.")
     at.radio(key="tier").set_value("low")
     at.button(key="generate").click().run()
     job = at.session_state["job"]
-    assert isinstance(job, RemoteJob) and job.wait(120)
+    assert isinstance(job, RemoteGeneration) and job.wait(120)
     at.run()
     assert not at.exception and len(at.get("video")) == 1
     worker = job.worker
@@ -116,7 +117,10 @@ def test_the_pages_send_a_job_to_the_workers_and_show_which_host_ran_what(cluste
 def test_two_workers_share_a_burst_with_none_lost_or_run_twice(cluster):
     store = history(cluster)
     before = {g.id for g in store.generations()}
-    jobs = [RemoteJob(Request(f"Stay hungry, number {n}.", tier="low"), cluster["settings"]).start() for n in range(10)]
+    jobs = [
+        RemoteGeneration(Request(f"Stay hungry, number {n}.", tier="low"), cluster["settings"]).start()
+        for n in range(10)
+    ]
     last = jobs[-1].snapshot()  # two workers hold a job each at most: the last one waits its turn
     assert last.stage == "queued" and last.message.startswith("position "), last
     assert all(job.wait(180) for job in jobs)
@@ -129,7 +133,7 @@ def test_two_workers_share_a_burst_with_none_lost_or_run_twice(cluster):
 
 
 def test_a_render_longer_than_the_lease_runs_once(cluster):
-    job = RemoteJob(SLOW, cluster["settings"]).start()
+    job = RemoteGeneration(SLOW, cluster["settings"]).start()
     assert job.wait(300)
     view = job.snapshot()
     assert view.result is not None and view.result.status == "ok", view.error
@@ -141,7 +145,7 @@ def test_a_render_longer_than_the_lease_runs_once(cluster):
     assert (row.status, row.delivery, row.job_id) == ("ok", 1, job.task_id)
 
 
-def _rendering_on(job: RemoteJob, not_on: str = "", timeout_s: float = 120) -> str:
+def _rendering_on(job: RemoteGeneration, not_on: str = "", timeout_s: float = 120) -> str:
     """The worker name (w1, w2) once the job renders on a worker other than `not_on`."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -165,7 +169,7 @@ def _render_children() -> list:
 
 
 def test_a_worker_killed_mid_render_leaves_its_job_to_the_other(cluster):
-    job = RemoteJob(SLOW, cluster["settings"]).start()
+    job = RemoteGeneration(SLOW, cluster["settings"]).start()
     victim = _rendering_on(job)
     _kill(cluster, victim)
     killed = time.monotonic()
@@ -184,7 +188,7 @@ def test_a_worker_killed_mid_render_leaves_its_job_to_the_other(cluster):
 
 
 def test_a_job_that_loses_two_workers_is_not_tried_a_third_time(cluster):
-    job = RemoteJob(SLOW, cluster["settings"]).start()
+    job = RemoteGeneration(SLOW, cluster["settings"]).start()
     first = _rendering_on(job)
     _kill(cluster, first)
     second = _rendering_on(job, not_on=first)
@@ -206,7 +210,7 @@ def test_a_worker_on_another_host_picks_its_own_tier_and_its_lost_job_is_taken_o
     for name in ("w1", "w2"):  # only the other host's worker at first
         stop_group(cluster["workers"].pop(name))
     far = cluster["start_worker"]("w3", host="q2s-host-b", MAX_MEMORY_MB="420")  # about 280 MB for a render
-    job = RemoteJob(replace(SLOW, tier="auto"), cluster["settings"]).start()
+    job = RemoteGeneration(replace(SLOW, tier="auto"), cluster["settings"]).start()
     assert _rendering_on(job, timeout_s=120) == "w3"
     _kill(cluster, "w3")
     cluster["start_worker"]("w1")
@@ -227,7 +231,7 @@ def test_a_worker_on_another_host_picks_its_own_tier_and_its_lost_job_is_taken_o
 
 def test_a_redis_crash_loses_no_finished_result(cluster):
     request = Request("Stay hungry. Stay foolish.", tier="low")
-    job = RemoteJob(request, cluster["settings"]).start()
+    job = RemoteGeneration(request, cluster["settings"]).start()
     assert job.wait(120) and job.snapshot().result is not None
     time.sleep(1.5)  # the append-only file is synced every second
     old = cluster["redis"]
@@ -236,7 +240,7 @@ def test_a_redis_crash_loses_no_finished_result(cluster):
     LONG_LIVED.discard(old.proc.pid)
     cluster["redis"] = start_redis(old.folder, port=old.port)
     LONG_LIVED.add(cluster["redis"].proc.pid)
-    again = RemoteJob(request, cluster["settings"])
+    again = RemoteGeneration(request, cluster["settings"])
     again.task_id = job.task_id  # a page polling the same job after the restart
     view = again.snapshot()
     assert view.done and view.result is not None and view.result.generation_id == job.snapshot().result.generation_id

@@ -8,8 +8,7 @@ import pytest
 
 from engine.history import HistoryStore
 from engine.memory.plan import margin_mb
-
-from .server import ROOT, StreamlitServer
+from tests.server import ROOT, StreamlitServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 LONG_QUOTE = (

@@ -4,23 +4,11 @@ prediction a generation carries into its report."""
 import json
 import socket
 
-import pytest
-
-from engine.history import HistoryStore
 from engine.memory.costs import MIN_RUNS, Cost, CostKey, CostModel, band, key_for, load_prior
 from engine.memory.plan import cost_model, preview
 from engine.models import Attempt, Request
 from engine.pipeline import generate
-
-from .conftest import run_cli
-from .test_history import result
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
-    yield store
-    store.close()
+from tests.helpers import result, run_cli
 
 
 def record(store, n, method, tier, peak, wall, duration=10.0, aspect="16:9", host=None):

@@ -11,8 +11,7 @@ from engine.errors import InvalidInput, SpeechFailed
 from engine.speech import engines_for, speak
 from engine.speech.espeak import EspeakEngine, languages
 from engine.speech.gtts_engine import GttsEngine
-
-from .conftest import wav_seconds
+from tests.helpers import wav_seconds
 
 URL = "https://translate.google.com/_/TranslateWebserverUi/data/batchexecute"
 

@@ -6,8 +6,9 @@ from PIL import Image, ImageStat
 
 from engine.errors import InvalidInput
 from engine.visuals.card import check_coverage, draw_card, fit
+from engine.visuals.text import QuoteText
 
-BENCH = Path(__file__).parents[1] / "benchmarks/bench-quotes.json"  # a copy of shared/bench-quotes.json
+BENCH = Path(__file__).parents[2] / "benchmarks/bench-quotes.json"  # a copy of shared/bench-quotes.json
 QUOTES = {case["name"]: case["text"] for case in json.loads(BENCH.read_text())["cases"]}
 
 
@@ -20,7 +21,7 @@ def test_card_is_rgb_at_the_tier_size(tmp_path, size):
 
 
 def test_long_quote_fits_inside_the_margins(tmp_path):
-    layout = fit(QUOTES["long"], "Theodore Roosevelt", 1536, 864)
+    layout = fit(QuoteText.of(QUOTES["long"], "Theodore Roosevelt"), 1536, 864)
     assert len(layout.lines) > 5 and layout.font_px >= 24
     path = draw_card(QUOTES["long"], "Theodore Roosevelt", (1920, 1080), tmp_path / "card.png")
     with Image.open(path) as image:
@@ -30,7 +31,8 @@ def test_long_quote_fits_inside_the_margins(tmp_path):
 
 
 def test_short_quote_gets_bigger_text_than_a_long_one():
-    assert fit(QUOTES["short"], "", 1536, 864).font_px > 2 * fit(QUOTES["long"], "", 1536, 864).font_px
+    short, long = QuoteText.of(QUOTES["short"]), QuoteText.of(QUOTES["long"])
+    assert fit(short, 1536, 864).font_px > 2 * fit(long, 1536, 864).font_px
 
 
 def test_text_is_drawn_with_readable_contrast(tmp_path):
@@ -42,7 +44,7 @@ def test_text_is_drawn_with_readable_contrast(tmp_path):
 
 
 def test_a_word_wider_than_the_card_is_broken_not_clipped():
-    layout = fit("x" * 400, "", 400, 300)
+    layout = fit(QuoteText.of("x" * 400), 400, 300)
     assert len(layout.lines) > 1
 
 

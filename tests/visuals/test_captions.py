@@ -14,13 +14,14 @@ from engine.models import Request
 from engine.pipeline import generate
 from engine.render import ffmpeg
 from engine.render.isolation import run_isolated
-from engine.render.job import RenderJob
+from engine.render.spec import RenderSpec
 from engine.speech.espeak import EspeakEngine
-from engine.visuals.captions import caption_states, phrase_spans, phrases, tokenize
+from engine.visuals.captions import caption_states
 from engine.visuals.card import draw_cards
+from engine.visuals.text import QuoteText
 
 GOLDEN = Path(__file__).parent / "golden"
-BENCH = Path(__file__).parents[1] / "benchmarks/bench-quotes.json"
+BENCH = Path(__file__).parents[2] / "benchmarks/bench-quotes.json"
 QUOTES = {case["name"]: case["text"] for case in json.loads(BENCH.read_text())["cases"]}
 SIXTY_S = QUOTES["long"] + " " + QUOTES["long"]  # over 60 s of offline speech
 
@@ -36,13 +37,13 @@ def mean_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("aspect, size", [("16x9", (854, 480)), ("9x16", (480, 854)), ("1x1", (480, 480))])
 def test_card_matches_its_golden_image(tmp_path, aspect, size):
-    [drawn] = draw_cards(QUOTES["medium"], "Steve Jobs", size, [None], tmp_path)
+    [drawn] = draw_cards(QuoteText.of(QUOTES["medium"], "Steve Jobs"), size, [None], tmp_path)
     check_golden(drawn, f"card-{aspect}.png")
 
 
 def test_captioned_card_matches_its_golden_image(tmp_path):
-    text = QUOTES["medium"]
-    [drawn] = draw_cards(text, "Steve Jobs", (854, 480), [phrases(text)[2]], tmp_path)
+    quote = QuoteText.of(QUOTES["medium"], "Steve Jobs")
+    [drawn] = draw_cards(quote, (854, 480), [quote.phrases[2]], tmp_path)
     check_golden(drawn, "card-captioned.png")
 
 
@@ -54,11 +55,12 @@ def check_golden(drawn: Path, name: str) -> None:
 
 
 def test_phrases_cut_at_punctuation_without_orphans():
-    groups = [" ".join(t.text for t in tokenize(QUOTES["long"])[a:b]) for a, b in phrases(QUOTES["long"])]
+    quote = QuoteText.of(QUOTES["long"])
+    groups = [" ".join(t.text for t in quote.tokens[a:b]) for a, b in quote.phrases]
     assert groups[0] == "Twenty years from now you will"
     assert "Catch the trade winds in your sails." in groups and "Explore." in groups
     assert all(len(g.split()) <= 8 for g in groups)
-    spans = phrase_spans(QUOTES["short"])
+    spans = QuoteText.of(QUOTES["short"]).phrase_spans()
     assert [QUOTES["short"][a:b] for a, b in spans] == ["Stay hungry.", "Stay foolish.", "Go"]
 
 
@@ -66,8 +68,9 @@ def test_caption_states_follow_the_speech(tmp_path):
     """Each sentence's first phrase starts when its first word is heard: silence just before,
     speech within 100 ms after (measured on the audio itself)."""
     speech = EspeakEngine().synthesize(QUOTES["long"], "en", tmp_path)
-    states = caption_states(QUOTES["long"], speech)
-    tokens = tokenize(QUOTES["long"])
+    quote = QuoteText.of(QUOTES["long"])
+    states = caption_states(quote, speech)
+    tokens = quote.tokens
     assert states[0].start_s == 0 and states[-1].end_s == pytest.approx(speech.duration_s, abs=0.01)
     assert all(a.end_s == b.start_s for a, b in itertools.pairwise(states))
     audio, rate = read_wav(speech.path)
@@ -94,10 +97,10 @@ def test_frames_follow_the_captions_over_60_seconds(settings, tmp_path):
     result = generate(Request(SIXTY_S, tier="low", captions=True, method="ffmpeg", fallback=False), settings)
     assert result.captions and result.duration_s > 60
     speech = EspeakEngine().synthesize(SIXTY_S, "en", tmp_path)
-    states = caption_states(SIXTY_S, speech)
+    states = caption_states(QuoteText.of(SIXTY_S), speech)
     highlights = [(s.first, s.last) for s in states]
     # Where each state's card is gold (the highlighted phrase): red well above blue.
-    masks = [warmth(pixels(p)) > 60 for p in draw_cards(SIXTY_S, "", (854, 480), highlights, tmp_path)]
+    masks = [warmth(pixels(p)) > 60 for p in draw_cards(QuoteText.of(SIXTY_S), (854, 480), highlights, tmp_path)]
     for index, state in enumerate(states):
         if state.end_s - state.start_s < 0.3:
             continue
@@ -126,10 +129,10 @@ def test_ffmpeg_memory_is_flat_in_the_number_of_captions(tmp_path, speech_wav):
         for count in (2, 40):
             folder = tmp_path / f"{count}-{run_number}"
             folder.mkdir()
-            cards = draw_cards(QUOTES["long"], "", (1280, 720), [(i, i + 1) for i in range(count)], folder)
+            cards = draw_cards(QuoteText.of(QUOTES["long"]), (1280, 720), [(i, i + 1) for i in range(count)], folder)
             duration = 20.0
             states = tuple((str(p), i * duration / count, (i + 1) * duration / count) for i, p in enumerate(cards))
-            job = RenderJob(
+            job = RenderSpec(
                 method="ffmpeg", card_path=str(cards[0]), audio_path=str(speech_wav),
                 out_path=str(folder / "out.mp4"), temp_dir=str(folder), width=1280, height=720, fps=24,
                 video_kbps=500, audio_kbps=64, duration_s=duration, captions=states,
@@ -146,7 +149,7 @@ def test_motion_zooms_and_fades_through_moviepy(settings, tmp_path):
     assert (result.method, result.motion, result.captions, result.notes) == ("moviepy", True, True, ())
     first, late = frame_at(result.output, 0.05, tmp_path), frame_at(result.output, result.duration_s - 0.1, tmp_path)
     assert first.mean() < 0.3 * late.mean()  # faded in from black
-    card = pixels(draw_cards(QUOTES["short"], "", (854, 480), [None], tmp_path)[0])
+    card = pixels(draw_cards(QuoteText.of(QUOTES["short"]), (854, 480), [None], tmp_path)[0])
     assert mean_diff(late, card) > 3  # zoomed: no longer the flat card
 
 

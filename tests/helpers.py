@@ -1,0 +1,55 @@
+"""Helpers the tests share: a finished generation's Result, the CLI as a subprocess, waiting for a
+thing to happen (never a bare sleep)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import wave
+from dataclasses import replace
+from pathlib import Path
+
+from engine.models import Attempt, Result
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def result(generation_id: str, **changes) -> Result:
+    base = Result(
+        generation_id=generation_id, status="ok", output=Path("/data/outputs/x.mp4"), tier="high", tier_asked="auto",
+        tier_reason="2048 MB available", method="ffmpeg", tts_engine="espeak", width=1920, height=1080,
+        duration_s=9.4, size_bytes=700_000, video_kbps=800, audio_kbps=128, peak_rss_mb=141.0, available_mb=2048,
+        app_rss_mb=60, wall_s=1.4, stage_s={"speech": 0.3, "render": 1.0},
+        attempts=(Attempt("ffmpeg", "high", "ok", None, 141.0, 1.0, 1800.0),),
+        timeline=tuple((i / 50, float(i % 97)) for i in range(1000)),
+    )  # fmt: skip
+    return replace(base, **changes)
+
+
+def wav_seconds(path: Path) -> float:
+    with wave.open(str(path)) as wav:
+        return wav.getnframes() / wav.getframerate()
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_for(predicate, timeout_s: float = 30.0):
+    """Poll `predicate` until it returns something true, and return that; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = predicate()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f} s waiting for {predicate}"
+        time.sleep(0.02)
