@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
 from engine.history import AttemptRecord, GenerationRecord
-from engine.history.stats import REFUSALS
 from engine.memory.plan import margin_mb
 
 DERIVED = ("created", "s_per_video_s")  # computed from the record for the table and the charts
@@ -30,26 +27,11 @@ def generations_frame(records: list[GenerationRecord]) -> pd.DataFrame:
     """One row per finished or running generation, newest first, with derived columns."""
     if not records:
         return pd.DataFrame(columns=COLUMNS)
-    df = pd.DataFrame([asdict(r) for r in records])
+    df = pd.DataFrame([vars(r) for r in records])  # vars, not asdict: no deep copy of every row
     df["created"] = pd.to_datetime(df["created_at"], unit="s", utc=True)
     df["s_per_video_s"] = (df["wall_s"] / df["duration_s"]).where(df["duration_s"] > 0).round(3)
     df["fell_back"] = df["fell_back"].fillna(False).astype(bool)
     return df[COLUMNS].sort_values("created", ascending=False, ignore_index=True)
-
-
-def attempts_frame(records: list[AttemptRecord]) -> pd.DataFrame:
-    return pd.DataFrame([asdict(r) for r in records], columns=list(AttemptRecord.__dataclass_fields__))
-
-
-def filter_frame(df: pd.DataFrame, tiers: list[str], methods: list[str], statuses: list[str]) -> pd.DataFrame:
-    keep = pd.Series(True, index=df.index)
-    if tiers:
-        keep &= df["tier"].isin(tiers)
-    if methods:
-        keep &= df["method"].isin(methods)
-    if statuses:
-        keep &= df["status"].isin(statuses)
-    return df[keep]
 
 
 def peak_memory_figure(df: pd.DataFrame, budget_mb: float | None) -> go.Figure:
@@ -80,27 +62,37 @@ def prediction_figure(df: pd.DataFrame) -> go.Figure:
     return fig.update_layout(yaxis_rangemode="tozero", xaxis_rangemode="tozero", **LAYOUT)
 
 
-def attempt_outcomes_figure(attempts: pd.DataFrame) -> go.Figure:
-    """How each method's attempts ended: the fallbacks by method."""
-    counts = attempts.groupby(["method", "status"]).size().reset_index(name="attempts")
+def attempt_outcomes_figure(outcomes: list[tuple[str, str, int]]) -> go.Figure:
+    """How each method's attempts ended: the fallbacks by method (counted in SQL)."""
+    counts = pd.DataFrame(outcomes, columns=["method", "status", "attempts"])
     fig = px.bar(counts, x="method", y="attempts", color="status", title="Attempts by method and outcome")
     return fig.update_layout(**LAYOUT)
 
 
-def fallback_rate_figure(df: pd.DataFrame) -> go.Figure:
-    ok = df[df["status"] == "ok"]
-    rate = _rate_over_time(ok, ok["fell_back"], "fell_back")
-    fig = px.line(rate, x="created", y="fell_back", markers=True, title="Fallback rate over time",
+def fallback_rate_figure(rates: list[tuple[float, int, int, int]]) -> go.Figure:
+    """Share of outputs that came from a fallback, per hour or day (aggregated in SQL)."""
+    frame = _rates_frame(rates)
+    frame = frame[frame["succeeded"] > 0]
+    frame["fell_back"] = frame["from_fallback"] / frame["succeeded"]
+    fig = px.line(frame, x="created", y="fell_back", markers=True, title="Fallback rate over time",
                   labels={"created": "", "fell_back": "share of outputs from a fallback"})  # fmt: skip
     return fig.update_layout(yaxis_tickformat=".0%", yaxis_range=[0, 1.05], **LAYOUT)
 
 
-def success_rate_figure(df: pd.DataFrame) -> go.Figure:
-    accepted = df[~df["error_kind"].isin(sorted(REFUSALS)) & (df["status"] != "running")]
-    rate = _rate_over_time(accepted, accepted["status"] == "ok", "success")
-    fig = px.line(rate, x="created", y="success", markers=True, title="Success rate over time",
+def success_rate_figure(rates: list[tuple[float, int, int, int]]) -> go.Figure:
+    """Succeeded over accepted, per hour or day (aggregated in SQL)."""
+    frame = _rates_frame(rates)
+    frame = frame[frame["accepted"] > 0]
+    frame["success"] = frame["succeeded"] / frame["accepted"]
+    fig = px.line(frame, x="created", y="success", markers=True, title="Success rate over time",
                   labels={"created": "", "success": "succeeded / accepted"})  # fmt: skip
     return fig.update_layout(yaxis_tickformat=".0%", yaxis_range=[0, 1.05], **LAYOUT)
+
+
+def _rates_frame(rates: list[tuple[float, int, int, int]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rates, columns=["start", "accepted", "succeeded", "from_fallback"])
+    frame["created"] = pd.to_datetime(frame["start"], unit="s", utc=True)
+    return frame
 
 
 def memory_vs_duration_figure(df: pd.DataFrame) -> go.Figure:
@@ -170,13 +162,3 @@ def _reference_lines(fig: go.Figure, top: float, lines: list[tuple[float, str, d
         title = fig.layout.title.text or ""
         fig.update_layout(title_text=f"{title}<br><sup>off the chart: {'; '.join(off_chart)}</sup>")
     return fig.update_layout(yaxis_rangemode="tozero")
-
-
-def _rate_over_time(df: pd.DataFrame, flags: pd.Series, name: str) -> pd.DataFrame:
-    """The share of True in `flags` per hour (a day or less of history) or per day."""
-    if df.empty:
-        return pd.DataFrame({"created": [], name: []})
-    span = df["created"].max() - df["created"].min()
-    bucket = "1h" if span <= pd.Timedelta(days=2) else "1D"
-    series = pd.Series(flags.astype(float).to_numpy(), index=pd.DatetimeIndex(df["created"]), name=name)
-    return series.sort_index().resample(bucket).mean().dropna().rename_axis("created").reset_index()

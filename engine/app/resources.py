@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from functools import cache
+from typing import TypeVar
 
 from engine.history import HistoryStore
 from engine.history.storage import cleanup
 from engine.memory.ledger import Ledger
 from engine.memory.limits import VisitorLimits
 from engine.settings import Settings
+
+T = TypeVar("T")
 
 
 @cache
@@ -36,3 +42,21 @@ def shared_ledger(settings: Settings) -> Ledger:
 @cache
 def shared_limits() -> VisitorLimits:
     return VisitorLimits()
+
+
+_RECENT: dict[object, tuple[float, object]] = {}
+_RECENT_LOCK = threading.Lock()
+
+
+def recent(key: object, compute: Callable[[], T], ttl_s: float = 5.0) -> T:
+    """`compute()`'s answer, reused for `ttl_s` seconds per key: figures a dashboard polls need
+    not be read again for every request."""
+    now = time.monotonic()
+    with _RECENT_LOCK:
+        found = _RECENT.get(key)
+        if found is not None and now - found[0] < ttl_s:
+            return found[1]  # type: ignore[return-value]
+    value = compute()
+    with _RECENT_LOCK:
+        _RECENT[key] = (now, value)
+    return value

@@ -1,6 +1,7 @@
 """HTTP routes served beside the pages by the same `streamlit run` process (st.App routes).
 
-GET /api/stats and GET /api/storage answer the CLI's JSON; POST /api/cleanup needs
+GET /api/stats and GET /api/storage answer the CLI's JSON (stats cached for a few seconds);
+GET /api/history.csv streams the history as CSV; POST /api/cleanup needs
 `Authorization: Bearer $ADMIN_TOKEN` and is disabled when no token is set.
 """
 
@@ -12,13 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from engine.app.resources import shared_store
+from engine.app.resources import recent, shared_store
 from engine.choices import WINDOWS
-from engine.history.stats import stats
+from engine.history.stats import Filters, stats
 from engine.history.storage import cleanup, storage_report
+from engine.history.views import export_csv
 from engine.settings import Settings
 
 VIDEO_ROUTE = "/videos"
@@ -31,7 +33,21 @@ def api_routes(load_settings: Callable[[], Settings] = Settings.from_env) -> lis
         window = request.query_params.get("window", "all")
         if window not in WINDOWS:
             return JSONResponse({"error": f"window {window!r} is not offered; use {', '.join(WINDOWS)}"}, 400)
-        return JSONResponse(stats(shared_store(settings), window))
+        store = shared_store(settings)
+        return JSONResponse(recent((store.url, window), lambda: stats(store, window)))
+
+    def get_history_csv(request: Request) -> Response:
+        """The history (filtered like the page: window, tier, method, status) as CSV, streamed."""
+        settings = load_settings()
+        params = request.query_params
+        window = params.get("window", "all")
+        if window not in WINDOWS:
+            return JSONResponse({"error": f"window {window!r} is not offered; use {', '.join(WINDOWS)}"}, 400)
+        chosen = Filters.window(window, tiers=tuple(params.getlist("tier")), methods=tuple(params.getlist("method")),
+                                statuses=tuple(params.getlist("status")))  # fmt: skip
+        name = 'attachment; filename="quote-to-speak-history.csv"'
+        return StreamingResponse(export_csv(shared_store(settings), chosen), media_type="text/csv",
+                                 headers={"Content-Disposition": name})  # fmt: skip
 
     def get_storage(_request: Request) -> JSONResponse:
         settings = load_settings()
@@ -62,6 +78,7 @@ def api_routes(load_settings: Callable[[], Settings] = Settings.from_env) -> lis
     return [
         Route(f"{VIDEO_ROUTE}/{{name}}", get_video, methods=["GET", "HEAD"]),
         Route("/api/stats", get_stats, methods=["GET"]),
+        Route("/api/history.csv", get_history_csv, methods=["GET"]),
         Route("/api/storage", get_storage, methods=["GET"]),
         Route("/api/cleanup", post_cleanup, methods=["POST"]),
     ]

@@ -73,7 +73,14 @@ def _v5(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_generations_host_created ON generations (host, created_at)"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(conn: Connection) -> None:
+    """Version 6: an index that holds everything the figures read (the grouping columns, the time,
+    and each row's peak and speed), so they are read at 100,000 generations without the rows."""
+    columns = "tier, method, status, error_kind, fell_back, created_at, peak_rss_mb, wall_s, duration_s"
+    conn.execute(sa.text(f"CREATE INDEX ix_generations_figures ON generations ({columns})"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 LATEST = len(MIGRATIONS)
 
 

@@ -85,7 +85,7 @@ def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
     page.locator(".legendtext", has_text="ffmpeg, low").first.wait_for()  # the point in the memory chart
     page.locator(".legendtext", has_text="ok").first.wait_for()  # the attempt in the fallback chart
     with page.expect_download() as download:
-        page.get_by_role("button", name="Export CSV").click()
+        page.get_by_role("link", name="Export CSV").click()
     csv = Path(download.value.path()).read_text()
     assert made.id in csv
     assert {g.method for g in store.generations()} == {"ffmpeg", "moviepy"}

@@ -75,3 +75,16 @@ def test_cleanup_is_disabled_when_no_token_is_set(data_env, tmp_path):
     with StreamlitServer(data_env, tmp_path / "log") as bare:
         status, body = request(f"{bare.url}/api/cleanup", "POST", {"Authorization": "Bearer anything"})
     assert status == 403 and b"ADMIN_TOKEN" in body
+
+
+def test_the_history_streams_as_csv_with_the_pages_filters(server, data_env):
+    import csv
+    import io
+
+    status, body = request(f"{server.url}/api/history.csv")
+    rows = list(csv.DictReader(io.StringIO(body.decode())))
+    assert status == 200 and len(rows) >= 2 and {"id", "tier", "method", "peak_rss_mb"} <= set(rows[0])
+    status, body = request(f"{server.url}/api/history.csv?window=day&method=moviepy")
+    [only] = list(csv.DictReader(io.StringIO(body.decode())))
+    assert status == 200 and only["method"] == "moviepy"
+    assert request(f"{server.url}/api/history.csv?window=decade")[0] == 400

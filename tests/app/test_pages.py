@@ -155,6 +155,22 @@ def test_history_filters_narrow_the_table(env):
     assert {m.label: m.value for m in at.metric}["Generations"] == "1"
 
 
+def test_with_no_admin_token_the_history_page_removes_nothing(env):
+    """The public demo sets no token: cleanup is an admin action, so the page offers none."""
+    store = seed(env)
+    env.outputs_dir.mkdir(parents=True, exist_ok=True)
+    kept = env.outputs_dir / f"quote-{'9' * 32}.mp4"
+    kept.write_bytes(b"video")
+    at = app()
+    at.switch_page("pages/history.py").run()
+    assert not at.exception
+    assert not [b for b in at.button if "Clean up" in b.label]
+    assert "h_days" not in {n.key for n in at.number_input}
+    assert any("ADMIN_TOKEN" in c.value for c in at.caption)
+    assert kept.exists()
+    store.close()
+
+
 def test_cleanup_needs_the_admin_token_when_one_is_set(env, monkeypatch):
     monkeypatch.setenv("ADMIN_TOKEN", "s3cret")
     seed(env).close()
