@@ -8,7 +8,8 @@ QuoteError
 │   ├── Busy               it waited its turn for memory and the wait ran out: try again soon
 │   └── LimitReached       a visitor's own limit (one at a time, so many an hour)
 ├── SpeechFailed       no speech engine produced usable audio
-└── RenderFailed       every render method failed
+├── RenderFailed       every render method failed
+└── QueueUnreachable   the job queue (BROKER_URL) stopped answering while a job was waited for
 
 Every message is a sentence a visitor can act on: what was wrong, what to do. `kind`
 names the class in the history and across a job queue, so nobody branches on message text.
@@ -106,6 +107,10 @@ class RenderFailed(QuoteError):
     kind = "render_failed"
 
 
+class QueueUnreachable(QuoteError):
+    kind = "queue_unreachable"
+
+
 KINDS: dict[str, type[QuoteError]] = {
     cls.kind: cls
     for cls in (
@@ -118,6 +123,7 @@ KINDS: dict[str, type[QuoteError]] = {
         LimitReached,
         SpeechFailed,
         RenderFailed,
+        QueueUnreachable,
     )
 }
 

@@ -33,6 +33,7 @@ class Settings:
     job_lease_s: int = 20
     tier_policy: str = "measured"  # "seed": the seed's fixed thresholds (1 GB, 512 MB) and 400 MB floor
     admission_wait_s: int = 120  # the longest a request waits its turn for memory before "busy"
+    queue_silence_s: int = 30  # how long a caller waits for a silent job queue before it gives up
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -55,6 +56,7 @@ class Settings:
             job_lease_s=get.integer("JOB_LEASE_S", 20, low=2, high=3600),
             tier_policy=get.choice("TIER_POLICY", "measured", TIER_POLICIES),
             admission_wait_s=get.integer("ADMISSION_WAIT_S", 120, low=1, high=3600),
+            queue_silence_s=get.integer("QUEUE_SILENCE_S", 30, low=1, high=3600),
         )
 
     @property

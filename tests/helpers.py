@@ -11,9 +11,16 @@ import wave
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
+
 from engine.models import Attempt, Result
 
 ROOT = Path(__file__).resolve().parents[1]
+# About 14 s of offline speech.
+LONG = (
+    "Twenty years from now you will be more disappointed by the things that you didn't do than by the ones "
+    "you did do. So throw off the bowlines. Sail away from the safe harbor. Catch the trade winds in your sails."
+)
 
 
 def result(generation_id: str, **changes) -> Result:
@@ -53,3 +60,22 @@ def wait_for(predicate, timeout_s: float = 30.0):
             return found
         assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f} s waiting for {predicate}"
         time.sleep(0.02)
+
+
+def ffmpeg_steps(root: int) -> list[psutil.Process]:
+    """The bare ffmpeg runs of the FFmpeg method among a process's descendants."""
+    found = []
+    for proc in psutil.Process(root).children(recursive=True):
+        try:
+            if "ffmpeg" in proc.name() and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,16 +17,11 @@ import pytest
 
 from engine.errors import RenderFailed
 from engine.history import HistoryStore
-from engine.jobs.local import LocalGeneration
 from engine.models import Request
 from engine.pipeline import generate
-from tests.helpers import run_cli, wait_for
+from tests.helpers import LONG, alive, ffmpeg_steps, run_cli, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-LONG = (
-    "Twenty years from now you will be more disappointed by the things that you didn't do than by the ones "
-    "you did do. So throw off the bowlines. Sail away from the safe harbor. Catch the trade winds in your sails."
-)
 
 
 def render_children(root_pid: int, marker: str = "engine.render.child"):
@@ -45,13 +39,21 @@ def render_children(root_pid: int, marker: str = "engine.render.child"):
     return found
 
 
+def encoding(child: psutil.Process) -> bool:
+    """Has MoviePy's render child started its ffmpeg writer, that is, begun encoding?"""
+    try:
+        return any("ffmpeg" in " ".join(p.cmdline()) for p in child.children(recursive=True))
+    except psutil.Error:
+        return False
+
+
 def test_a_render_child_killed_mid_encode_falls_back(settings):
     outcome = {}
     request = Request(LONG, tier="high", method="moviepy")
     worker = threading.Thread(target=lambda: outcome.update(result=generate(request, settings)))
     worker.start()
     [child] = wait_for(lambda: render_children(os.getpid()))
-    time.sleep(0.5)  # mid-encode
+    wait_for(lambda: encoding(child))  # mid-encode
     os.kill(child.pid, signal.SIGKILL)
     worker.join(120)
     result = outcome["result"]
@@ -130,9 +132,9 @@ def test_an_app_killed_mid_generation_leaves_no_orphan_and_is_marked_on_restart(
         [sys.executable, "-m", "engine", "generate", LONG, "--tier", "high", "--method", "moviepy"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    wait_for(lambda: render_children(app.pid))
+    [child] = wait_for(lambda: render_children(app.pid))
+    wait_for(lambda: encoding(child))  # mid-encode
     tree = [p.pid for p in psutil.Process(app.pid).children(recursive=True)]
-    time.sleep(0.5)
     app.kill()
     app.wait()
     wait_for(lambda: not [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"])
@@ -145,15 +147,23 @@ def test_an_app_killed_mid_generation_leaves_no_orphan_and_is_marked_on_restart(
     assert not list((data / "tmp").iterdir())
 
 
-def test_a_visitor_who_closes_the_tab_still_gets_a_recorded_video(settings):
-    from engine.history import HistoryStore as Store
-
-    store = Store.open(settings)
-    job = LocalGeneration(Request("Stay hungry.", tier="low"), settings, store).start()
-    del job  # the page is gone; the job thread goes on
-    row = wait_for(lambda: [g for g in store.generations() if g.status != "running"], timeout_s=60)[0]
-    assert row.status == "ok" and Path(row.output_path).exists()
-    store.close()
+def test_a_cli_killed_during_the_ffmpeg_method_leaves_no_ffmpeg_running(tmp_path):
+    """SIGKILL gives the CLI no chance to clean up: the kernel ends its ffmpeg at once (parent-death
+    signal). Without it, the ffmpeg encoding five minutes of speech runs on for a second or more."""
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak", "MAX_TEXT_CHARS": "6000"}
+    text = " ".join([LONG] * 24)  # about 300 s of speech: its last step encodes it all
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "engine", "generate", text, "--method", "ffmpeg", "--no-fallback"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        [step] = wait_for(lambda: [p for p in ffmpeg_steps(cli.pid) if "-stream_loop" in p.cmdline()], 120)
+        cli.kill()
+        cli.wait()
+        wait_for(lambda: not alive(step), timeout_s=0.3)  # at once, not when the step would have ended
+    finally:
+        cli.kill()
+        cli.wait()
 
 
 def test_an_unwritable_data_dir_is_a_sentence(settings, tmp_path):

@@ -304,6 +304,11 @@ def _cleanup(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"removed {report.removed_outputs} outputs ({report.removed_bytes / 1e6:.1f} MB), "
             f"swept {report.swept_temp} temp folders, marked {report.interrupted} interrupted"
+            + (
+                f"; {report.unswept_temp} temp entries could not be removed (see the log)"
+                if report.unswept_temp
+                else ""
+            )
         )
     return EXIT_OK
 

@@ -34,6 +34,7 @@ class CleanupReport:
     removed_bytes: int
     swept_temp: int
     interrupted: int
+    unswept_temp: int = 0  # temp entries that could not be removed (logged with the reason)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -95,8 +96,8 @@ def cleanup(
                 total -= entry[1]
     removed = [entry for entry in doomed if _unlink(entry[0])]
     store.mark_files_removed([str(path) for path, _, _ in removed])
-    swept = _sweep_temp(settings.temp_dir, root, running, now)
-    report = CleanupReport(len(removed), sum(size for _, size, _ in removed), swept, len(interrupted))
+    swept, unswept = _sweep_temp(settings.temp_dir, root, running, now)
+    report = CleanupReport(len(removed), sum(size for _, size, _ in removed), swept, len(interrupted), unswept)
     if removed or swept or interrupted:
         log.info("cleanup: %s", report)
     return report
@@ -153,18 +154,24 @@ def _unlink(path: Path) -> bool:
         return False
 
 
-def _sweep_temp(temp_dir: Path, root: Path, running: set[str], now: float) -> int:
+def _sweep_temp(temp_dir: Path, root: Path, running: set[str], now: float) -> tuple[int, int]:
+    """Remove temp entries no running generation owns; how many went, and how many could not."""
     if not temp_dir.is_dir():
-        return 0
-    swept = 0
+        return 0, 0
+    swept = unswept = 0
     for entry in temp_dir.iterdir():
         if entry.name in running or now - entry.lstat().st_mtime < TEMP_GRACE_S:
             continue
-        if entry.is_symlink() or not entry.is_dir():
-            entry.unlink(missing_ok=True)  # the link itself, inside DATA_DIR; never its target
-        elif entry.resolve().is_relative_to(root):
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
+        try:
+            if entry.is_symlink() or not entry.is_dir():
+                entry.unlink(missing_ok=True)  # the link itself, inside DATA_DIR; never its target
+            elif entry.resolve().is_relative_to(root):
+                shutil.rmtree(entry)
+            else:
+                continue
+        except OSError as exc:
+            log.warning("could not remove %s from the temp folder: %s", entry, exc)
+            unswept += 1
             continue
         swept += 1
-    return swept
+    return swept, unswept

@@ -12,7 +12,7 @@ import time
 from contextlib import AbstractContextManager
 from functools import cache
 
-from engine.errors import QuoteError, rebuild
+from engine.errors import QueueUnreachable, QuoteError, rebuild
 from engine.jobs.celery_app import TASK, make_app
 from engine.jobs.local import GenerationView
 from engine.jobs.wire import request_to_payload, result_from_json
@@ -51,6 +51,8 @@ class RemoteGeneration:
         self.task_id = ""
         self.worker: str | None = None  # "host/name" of the worker last seen running it
         self._final: GenerationView | None = None
+        self._silence_s = settings.queue_silence_s
+        self._heard = time.monotonic()  # when the queue last answered
 
     def start(self, visitor: tuple[VisitorLimits, str] | None = None) -> RemoteGeneration:
         """Send the job. With `visitor`, it counts against that visitor's limits until it ends, as a
@@ -103,7 +105,16 @@ class RemoteGeneration:
         elapsed = time.monotonic() - self._started
         state, info = self._state()
         if state == "UNKNOWN":
-            return GenerationView("queued", "reconnecting to the queue", elapsed, (), (), False, None, None)
+            silent = time.monotonic() - self._heard
+            if silent < self._silence_s:
+                return GenerationView("queued", "reconnecting to the queue", elapsed, (), (), False, None, None)
+            lost = QueueUnreachable(
+                f"the job queue has not answered for {silent:.0f} s (QUEUE_SILENCE_S); the job may still finish on "
+                "a worker: look for it on the History page later, or check that Redis at BROKER_URL is running"
+            )
+            self._final = GenerationView("error", str(lost), elapsed, (), (), True, None, lost)
+            return self._final
+        self._heard = time.monotonic()
         if state == "SUCCESS":
             self._final = self._finished(info if isinstance(info, dict) else {}, elapsed)
             return self._final

@@ -23,7 +23,6 @@ def main(argv: list[str]) -> int:
 
 def run_child(argv: list[str], render: Callable[[RenderSpec], object]) -> int:
     """Read the job named by `argv[1]`, render it, and exit with a one-line reason on failure."""
-    _die_with_parent()
     job = RenderSpec.from_json(Path(argv[1]).read_text())
     if job.crash:
         import os
@@ -41,22 +40,6 @@ def run_child(argv: list[str], render: Callable[[RenderSpec], object]) -> int:
         print(f"{type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
         return 1
     return 0
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this child when the app that started it dies, so a killed app
-    leaves no render running (MoviePy's ffmpeg then sees its input close and exits)."""
-    import ctypes
-    import os
-    import signal
-
-    parent = os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return  # not Linux: the start-up sweep of orphans still applies
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
 
 
 if __name__ == "__main__":

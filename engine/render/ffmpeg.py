@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import RenderFailed
+from engine.render.lifetime import die_with_parent
 
 
 def ffmpeg_exe() -> str:
@@ -36,7 +37,9 @@ def run(args: list[str], timeout_s: float = 600.0) -> None:
     """Run ffmpeg with `args` (no shell); RenderFailed with its last error line on failure."""
     cmd = command(args)
     try:
-        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout_s)
+        done = subprocess.run(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout_s, preexec_fn=die_with_parent()
+        )
     except subprocess.TimeoutExpired:
         raise RenderFailed(f"ffmpeg took longer than {timeout_s:.0f} s and was stopped") from None
     except OSError as exc:
@@ -90,6 +93,7 @@ def probe(path: Path) -> Probe:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             timeout=60,
+            preexec_fn=die_with_parent(),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RenderFailed(f"could not probe {path.name}: {exc}") from None

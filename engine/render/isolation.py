@@ -24,6 +24,7 @@ from engine.errors import RenderFailed
 from engine.memory.sampler import TreeSampler
 from engine.render import still_loop
 from engine.render.ffmpeg import disk_full, explain
+from engine.render.lifetime import die_with_parent
 from engine.render.spec import RenderSpec
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
@@ -43,6 +44,7 @@ class IsolatedRun:
 class _Step:
     argv: list[str]
     is_ffmpeg: bool
+    crash: bool = False  # test seam: the real process is sent SIGABRT as it starts
 
 
 def run_isolated(
@@ -81,9 +83,9 @@ def run_isolated(
 
 def _plan(job: RenderSpec, child: str) -> tuple[list[_Step], list[Path]]:
     """The commands of an attempt, and the scratch files to remove after it."""
-    if job.method in ("ffmpeg", "emergency") and not job.crash:
+    if job.method in ("ffmpeg", "emergency"):
         commands, scratch = still_loop.commands(job)
-        return [_Step(argv, True) for argv in commands], scratch
+        return [_Step(argv, True, crash=job.crash and n == 0) for n, argv in enumerate(commands)], scratch
     job_file = Path(job.temp_dir) / f"job-{job.method}.json"
     job_file.write_text(job.to_json())
     return [_Step([sys.executable, "-m", child, str(job_file)], False)], [job_file]
@@ -99,9 +101,12 @@ def _run_step(step: _Step, budget_mb: float, on_sample: OnSample, remaining_s: f
             stderr=subprocess.PIPE,
             env=env,
             start_new_session=True,  # its own process group: one killpg reaches every ffmpeg
+            preexec_fn=die_with_parent(),  # and it dies with us, even if we are SIGKILLed
         )
     except OSError as exc:
         return "failed", f"could not start {Path(step.argv[0]).name} ({exc.strerror}); reinstall the requirements", 0.0
+    if step.crash:  # a method that dies hard, for testing the chain: the real ffmpeg, aborted
+        os.kill(proc.pid, signal.SIGABRT)
     sampler = TreeSampler(
         proc.pid, budget_mb=budget_mb, on_over=lambda _rss: _kill_group(proc.pid), on_sample=on_sample
     )

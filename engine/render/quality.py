@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.render.ffmpeg import ffmpeg_exe
+from engine.render.ffmpeg import ffmpeg_exe, last_words
+from engine.render.lifetime import die_with_parent
+
+log = logging.getLogger(__name__)
 
 _SSIM = re.compile(r"SSIM .*All:([0-9.]+)")
 _PSNR = re.compile(r"PSNR .*average:([0-9.]+|inf)")
@@ -30,12 +34,16 @@ def measure(video: Path, card: Path, at_s: float) -> Quality | None:
             # One thread each: a single frame gains nothing from frame threads, which hold frames of memory.
             [ffmpeg_exe(), "-hide_banner", "-nostdin", "-threads", "1", "-ss", f"{at_s:.3f}", "-i", str(video),
              "-i", str(card), "-filter_threads", "1", "-lavfi", graph, "-frames:v", "1", "-f", "null", "-"],
-            capture_output=True, timeout=60,
+            capture_output=True, timeout=60, preexec_fn=die_with_parent(),
         )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("picture quality not measured: %s", exc)
         return None
     text = done.stderr.decode(errors="replace")
     ssim, psnr = _SSIM.search(text), _PSNR.search(text)
     if not ssim or not psnr:
+        log.warning(
+            "picture quality not measured: ffmpeg said %s", last_words(done.stderr) or f"exit {done.returncode}"
+        )
         return None
     return Quality(round(float(ssim[1]), 4), 99.0 if psnr[1] == "inf" else round(float(psnr[1]), 2))

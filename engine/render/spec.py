@@ -28,7 +28,7 @@ class RenderSpec:
     # Caption states: (card path, start s, end s), covering 0..duration_s; empty without captions.
     captions: tuple[tuple[str, float, float], ...] = ()
     motion: bool = False  # fade-in and slow zoom (MoviePy only)
-    crash: bool = False  # test seam: the child dies before rendering, as a broken method would
+    crash: bool = False  # test seam: the method's process dies as it starts (SIGABRT), as a broken one would
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -123,3 +123,36 @@ def test_in_a_512_mb_container_with_nothing_set_a_still_card_is_made_at_1080p(pa
     finally:
         kill_all(cgroup)
         cgroup.remove()
+
+
+def test_an_app_killed_during_the_ffmpeg_method_leaves_no_ffmpeg_running(page, tmp_path):
+    """The app SIGKILLed mid-render: its ffmpeg dies with it at once (parent-death signal)."""
+    import psutil
+
+    from tests.helpers import wait_for
+    from tests.test_faults import LONG, alive, ffmpeg_steps
+
+    env = {"DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak", "MAX_TEXT_CHARS": "6000"}
+    with StreamlitServer(env, tmp_path / "streamlit.log") as server:
+        page.goto(server.url)
+        page.get_by_label("Quote", exact=True).fill(" ".join([LONG] * 24))  # about 300 s of speech
+        page.get_by_role("button", name="Generate video").click()
+        [step] = wait_for(lambda: [p for p in ffmpeg_steps(server.proc.pid) if "-stream_loop" in p.cmdline()], 120)
+        psutil.Process(server.proc.pid).kill()  # the app alone, not its process group
+        wait_for(lambda: not alive(step), timeout_s=0.3)
+
+
+def test_a_visitor_who_closes_the_tab_still_gets_a_recorded_video(server, page, tmp_path):
+    """The job belongs to the app, not to the browser tab: closing the tab mid-generation ends the
+    session, and the video is still made and recorded."""
+    from tests.helpers import wait_for
+
+    store = HistoryStore(f"sqlite:///{tmp_path / 'data' / 'history.db'}")
+    page.goto(server.url)
+    page.get_by_label("Quote", exact=True).fill(LONG_QUOTE)
+    page.get_by_role("button", name="Generate video").click()
+    wait_for(lambda: store.generations(), timeout_s=60)  # the generation has begun
+    page.close()
+    [row] = wait_for(lambda: [g for g in store.generations() if g.status != "running"], timeout_s=120)
+    store.close()
+    assert row.status == "ok" and Path(row.output_path).exists()

@@ -2,6 +2,7 @@
 
 import pytest
 
+from engine.errors import RenderFailed
 from engine.memory.tiers import tier
 from engine.render.ffmpeg import parse_probe, probe
 from engine.render.isolation import run_isolated
@@ -71,7 +72,7 @@ def test_a_failing_method_reports_ffmpegs_reason(tmp_path, speech_wav):
 def test_verify_names_every_mismatch(tmp_path, speech_wav):
     job = make_job(tmp_path, "ffmpeg", "low", speech_wav)
     run_isolated(job, budget_mb=4000)
-    with pytest.raises(Exception, match=r"size is 854x480, not 1920x1080.*duration is"):
+    with pytest.raises(RenderFailed, match=r"size is 854x480, not 1920x1080.*duration is"):
         verify(tmp_path / "out.mp4", 1920, 1080, job.duration_s + 5)
 
 
