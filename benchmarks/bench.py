@@ -126,14 +126,14 @@ def _flatness(settings: Settings, folder: Path, quick: bool, progress, ledger: L
         peaks = []
         for seconds in (short_s, long_s):
             seconds = min(seconds, used.max_duration_s or seconds)
-            job = RenderSpec(
+            spec = RenderSpec(
                 method=method, card_path=str(card), audio_path=str(audio[seconds]), out_path=str(folder / "flat.mp4"),
                 temp_dir=str(folder), width=width, height=height, fps=used.fps, video_kbps=used.video_kbps,
                 audio_kbps=used.audio_kbps, duration_s=seconds, threads=encoder_threads(),
             )  # fmt: skip
             turn = reservation(ledger, cost_model(None), method, used.name, seconds, limited=False)
             with turn() as budget:
-                run = run_isolated(job, budget)
+                run = run_isolated(spec, budget)
             peaks.append((seconds, run.peak_rss_mb, run.wall_s))
         growth = round(peaks[1][1] / peaks[0][1] - 1, 3)
         progress(

@@ -12,19 +12,19 @@ from pathlib import Path
 from engine.render.spec import RenderSpec
 
 
-def render(job: RenderSpec) -> Path:
+def render(spec: RenderSpec) -> Path:
     from moviepy import AudioFileClip, ImageClip
 
-    audio = AudioFileClip(job.audio_path)
-    clip = ImageClip(job.card_path, duration=job.duration_s).with_audio(audio)
-    # MoviePy writes its temp audio beside the output by default; point it at the job folder.
+    audio = AudioFileClip(spec.audio_path)
+    clip = ImageClip(spec.card_path, duration=spec.duration_s).with_audio(audio)
+    # MoviePy writes its temp audio beside the output by default; point it at the spec folder.
     clip.write_videofile(
-        job.out_path, fps=24, codec="libx264", audio_codec="aac", logger=None,
-        temp_audiofile=str(Path(job.temp_dir) / "plain-audio.m4a"),
+        spec.out_path, fps=24, codec="libx264", audio_codec="aac", logger=None,
+        temp_audiofile=str(Path(spec.temp_dir) / "plain-audio.m4a"),
     )  # fmt: skip
     clip.close()
     audio.close()
-    return Path(job.out_path)
+    return Path(spec.out_path)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.errors import InvalidInput, QuoteError, RenderFailed
 from engine.history import HistoryStore
-from engine.history.storage import cleanup, over_quota
-from engine.memory.costs import CostModel, estimated_duration_s, key_for
+from engine.history.storage import cleanup, over_quota, remove_tree
+from engine.memory.costs import CostModel, estimated_duration_s
 from engine.memory.ledger import Grant, Ledger, Waiting, attempt_budget_mb
-from engine.memory.plan import Plan, check_floor, cost_model, make_plan
+from engine.memory.plan import Plan, Step, check_floor, cost_model, make_plan
 from engine.memory.reading import read_memory
-from engine.memory.tiers import Tier
 from engine.models import (
     Attempt,
     AttemptEvent,
@@ -104,7 +103,7 @@ def generate(
     `delivery` ties the history row to the queued job it ran for, on a worker."""
     emit = on_event or (lambda _event: None)
     run = _Run(Result(uuid.uuid4().hex, "running", tier_asked=request.tier, aspect=request.aspect))
-    job_dir = settings.temp_dir / run.known.generation_id
+    work_dir = settings.temp_dir / run.known.generation_id
     history = _History(store, run.known.generation_id)
     history.begin(request, delivery)
     try:
@@ -121,10 +120,10 @@ def generate(
         _planned(run, plan)
         history.admitted(run.known)
         emit(StageEvent("admit", f"tier {plan.tier.name}: {plan.reason}"))
-        job_dir.mkdir(parents=True, exist_ok=True)
+        work_dir.mkdir(parents=True, exist_ok=True)
         emit(StageEvent("speech", "making the speech"))
         with run.stage("speech"):
-            speech = _speech(plan, settings, job_dir)
+            speech = _speech(plan, settings, work_dir)
         run.learn(tts_engine=speech.engine, tts_fallback_reason=speech.fallback_reason)
         plan = plan.spoken(speech.duration_s)
         with _admission(ledger, plan, emit) as grant:
@@ -133,7 +132,7 @@ def generate(
                 plan = plan.stepped_down(grant.index, grant.stepped_down or "")
                 _planned(run, plan)
             budget = _budget(settings, grant)
-            output = _render_chain(run, plan, speech, settings, job_dir, emit, budget)
+            output = _render_chain(run, plan, speech, settings, work_dir, emit, budget)
         result = replace(run.result("ok"), output=output)
         history.finish(result)
         if store is not None and over_quota(settings):
@@ -153,7 +152,7 @@ def generate(
         history.finish(run.result("error", f"internal error: {type(exc).__name__}: {exc}"), "internal")
         raise
     finally:
-        shutil.rmtree(job_dir, ignore_errors=True)
+        remove_tree(work_dir)
 
 
 def _budget(settings: Settings, grant: Grant | None) -> Budget:
@@ -222,11 +221,11 @@ def _admission(ledger: Ledger | None, plan: Plan, emit: OnEvent):
     return ledger.admit(plan.needs(), waiting)
 
 
-def _speech(plan: Plan, settings: Settings, job_dir: Path) -> Speech:
+def _speech(plan: Plan, settings: Settings, work_dir: Path) -> Speech:
     request = plan.request
     engines = engines_for(request.tts or settings.tts_engine, tld=request.tld, slow=request.slow)
     spans = plan.quote.phrase_spans() if request.captions else None
-    speech = speak(request.text, request.lang, engines, job_dir, spans)
+    speech = speak(request.text, request.lang, engines, work_dir, spans)
     if speech.duration_s > settings.max_video_duration_s:
         raise InvalidInput(
             f"the speech lasts {speech.duration_s:.0f} s, longer than the {settings.max_video_duration_s:.0f} s "
@@ -239,8 +238,8 @@ class _Pictures:
     """The cards of one generation, drawn once per frame size: the plain card, and with
     captions one card per phrase with its timing."""
 
-    def __init__(self, run: _Run, plan: Plan, speech: Speech, job_dir: Path, emit: OnEvent) -> None:
-        self.run, self.plan, self.job_dir, self.emit = run, plan, job_dir, emit
+    def __init__(self, run: _Run, plan: Plan, speech: Speech, work_dir: Path, emit: OnEvent) -> None:
+        self.run, self.plan, self.work_dir, self.emit = run, plan, work_dir, emit
         self.states = caption_states(plan.quote, speech) if plan.request.captions else []
         self.drawn: dict[tuple[int, int], tuple[Path, tuple[tuple[str, float, float], ...]]] = {}
 
@@ -250,7 +249,7 @@ class _Pictures:
             highlights = [None, *((s.first, s.last) for s in self.states)]
             with self.run.stage("card"):
                 request = self.plan.request
-                paths = draw_cards(self.plan.quote, size, highlights, self.job_dir,
+                paths = draw_cards(self.plan.quote, size, highlights, self.work_dir,
                                    background(request.background, request.background_image))  # fmt: skip
             captions = tuple((str(p), s.start_s, s.end_s) for p, s in zip(paths[1:], self.states, strict=True))
             self.drawn[size] = (paths[0], captions)
@@ -258,46 +257,42 @@ class _Pictures:
 
 
 def _render_chain(
-    run: _Run, plan: Plan, speech: Speech, settings: Settings, job_dir: Path, emit: OnEvent, budget: Budget
+    run: _Run, plan: Plan, speech: Speech, settings: Settings, work_dir: Path, emit: OnEvent, budget: Budget
 ) -> Path:
     request = plan.request
-    pictures = _Pictures(run, plan, speech, job_dir, emit)
-    for number, method in enumerate(plan.chain, start=1):
-        used = plan.tier_for(method, settings)
-        pictures.for_size(used.size(request.aspect))  # drawn before the render stage is announced
-        emit(StageEvent("render", f"attempt {number}: {method} at {used.name} tier"))
-        attempt_dir = job_dir / f"attempt-{number}-{method}"
+    pictures = _Pictures(run, plan, speech, work_dir, emit)
+    for number, step in enumerate(plan.steps(), start=1):
+        pictures.for_size(step.size)  # drawn before the render stage is announced
+        emit(StageEvent("render", f"attempt {number}: {step.method} at {step.tier.name} tier"))
+        attempt_dir = work_dir / f"attempt-{number}-{step.method}"
         attempt_dir.mkdir()
         try:
-            output = _attempt(run, plan, speech, used, method, pictures, attempt_dir, emit, budget)
+            output = _attempt(run, plan, speech, step, pictures, attempt_dir, emit, budget)
             if output is not None:
                 name = f"quote-{run.known.generation_id}.mp4"
                 return _deliver(output, request.out or settings.outputs_dir / name)
         finally:
-            shutil.rmtree(attempt_dir, ignore_errors=True)
+            remove_tree(attempt_dir)
     reasons = "; ".join(f"{a.method}: {a.error}" for a in run.attempts)
     raise RenderFailed(f"every render method failed ({reasons}); try a lower tier or a shorter quote")
 
 
 def _attempt(
-    run: _Run, plan: Plan, speech: Speech, used: Tier, method: str, pictures: _Pictures,
-    attempt_dir: Path, emit: OnEvent, budget: Budget,
+    run: _Run, plan: Plan, speech: Speech, step: Step, pictures: _Pictures, attempt_dir: Path, emit: OnEvent,
+    budget: Budget,
 ) -> Path | None:  # fmt: skip
-    """Run one method in isolation and verify it; the verified file, or None after recording why."""
-    request = plan.request
+    """Run one step in isolation and verify it; the verified file, or None after recording why."""
+    request, used, method, duration = plan.request, step.tier, step.method, step.duration_s
     limit = budget()
-    duration = min(speech.duration_s, used.max_duration_s or speech.duration_s)
-    width, height = used.size(request.aspect)
-    card, captions = pictures.for_size((width, height))
-    captions = () if method == "emergency" else captions  # the last resort: no captions, no motion
-    job = RenderSpec(
+    width, height = step.size
+    card, cards = pictures.for_size(step.size)
+    spec = RenderSpec(
         method=method, card_path=str(card), audio_path=str(speech.path),
         out_path=str(attempt_dir / "out.mp4"), temp_dir=str(attempt_dir),
         width=width, height=height, fps=used.fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
-        duration_s=round(duration, 3), threads=encoder_threads(), captions=captions,
-        motion=request.motion and method == "moviepy", crash=method in request.crash_methods,
+        duration_s=round(duration, 3), threads=encoder_threads(), captions=cards if step.captions else (),
+        motion=step.motion, crash=method in request.crash_methods,
     )  # fmt: skip
-    predicted = plan.model.predict(key_for(method, used.name, request.aspect, bool(captions), job.motion, duration))
     offset = run.elapsed()
 
     def on_sample(t_s: float, rss_mb: float) -> None:
@@ -305,18 +300,18 @@ def _attempt(
         emit(MemorySample(offset + t_s, rss_mb, limit, method))
 
     with run.stage("render"):
-        isolated = run_isolated(job, limit, on_sample=on_sample)
+        isolated = run_isolated(spec, limit, on_sample=on_sample)
     status, error = isolated.status, isolated.error
     probe = None
     if status == "ok":
         try:
             with run.stage("verify"):
-                probe = verify(Path(job.out_path), width, height, duration)
+                probe = verify(Path(spec.out_path), width, height, duration)
         except RenderFailed as exc:
             status, error = "unverified", str(exc)
     attempt = Attempt(
         method, used.name, status, error, isolated.peak_rss_mb, isolated.wall_s, round(limit, 1),
-        captions=bool(captions), motion=job.motion, predicted_peak_mb=predicted.peak_mb,
+        captions=step.captions, motion=step.motion, predicted_peak_mb=step.predicted.peak_mb,
     )  # fmt: skip
     run.attempts.append(attempt)
     emit(AttemptEvent(attempt))
@@ -328,27 +323,27 @@ def _attempt(
                               f"(asked: {run.known.tier_reason})")  # fmt: skip
     with run.stage("quality"):
         at = min(1.0, duration / 2)
-        shown = next((Path(c) for c, start, end in job.captions if start <= at < end), card)
-        quality = measure(Path(job.out_path), shown, at)
+        shown = next((Path(c) for c, start, end in spec.captions if start <= at < end), card)
+        quality = measure(Path(spec.out_path), shown, at)
     run.learn(
         ssim=quality.ssim if quality else None, psnr_db=quality.psnr_db if quality else None,
         method=method, tier=used.name, width=probe.width, height=probe.height,
         duration_s=round(probe.duration_s, 3), size_bytes=probe.size_bytes,
         video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
-        captions=bool(job.captions), motion=job.motion, notes=_notes(request, job, speech),
+        captions=bool(spec.captions), motion=spec.motion, notes=_notes(request, spec, speech),
     )  # fmt: skip
-    return Path(job.out_path)
+    return Path(spec.out_path)
 
 
-def _notes(request: Request, job: RenderSpec, speech: Speech) -> tuple[str, ...]:
+def _notes(request: Request, spec: RenderSpec, speech: Speech) -> tuple[str, ...]:
     """What the delivered video leaves out of what was asked, and why."""
     notes = []
-    if request.motion and not job.motion:
-        notes.append(f"motion left out: the {job.method} fallback renders a still card (captions kept)")
-    if request.captions and not job.captions:
-        notes.append(f"captions left out: the {job.method} render has none")
-    if job.duration_s < speech.duration_s - 0.01:
-        notes.append(f"cut to {job.duration_s:.0f} s: the {job.method} render is at most that long")
+    if request.motion and not spec.motion:
+        notes.append(f"motion left out: the {spec.method} fallback renders a still card (captions kept)")
+    if request.captions and not spec.captions:
+        notes.append(f"captions left out: the {spec.method} render has none")
+    if spec.duration_s < speech.duration_s - 0.01:
+        notes.append(f"cut to {spec.duration_s:.0f} s: the {spec.method} render is at most that long")
     return tuple(notes)
 
 

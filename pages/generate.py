@@ -12,7 +12,7 @@ from engine.app.resources import shared_ledger, shared_limits, shared_store
 from engine.app.routes import video_url
 from engine.choices import ASPECTS, METHOD_CHOICES, TIER_CHOICES, TTS_CHOICES
 from engine.errors import InvalidInput, LimitReached, Refused
-from engine.jobs.local import BackgroundTask, GenerationView, LocalGeneration
+from engine.jobs.local import BackgroundTask, GenerationView, LocalGeneration, RunningGeneration
 from engine.memory.plan import Plan, preview
 from engine.models import Request, Result
 from engine.render.sweep import sweep
@@ -24,7 +24,7 @@ st.title("Quote to Speak")
 st.caption("Type a quote; get a narrated video. Rendering adapts to the memory this server really has.")
 settings = Settings.from_env()
 store = shared_store(settings)
-job: LocalGeneration | None = st.session_state.get("job")
+job: RunningGeneration | None = st.session_state.get("generation")
 busy = job is not None and not job.done
 
 
@@ -107,14 +107,14 @@ if clicked:
         from engine.jobs.remote import RemoteGeneration  # Celery is loaded only where a queue is used
 
         try:
-            st.session_state["job"] = RemoteGeneration(request, settings).start(visitor)
+            st.session_state["generation"] = RemoteGeneration(request, settings).start(visitor)
             busy = True
         except LimitReached as refusal:
             st.warning(f"{str(refusal).capitalize()}.")
     else:
-        st.session_state["job"] = LocalGeneration(request, settings, store, ledger, visitor).start()
+        st.session_state["generation"] = LocalGeneration(request, settings, store, ledger, visitor).start()
         busy = True
-    job = st.session_state.get("job")
+    job = st.session_state.get("generation")
 
 
 def show_progress(view: GenerationView) -> None:
@@ -129,7 +129,7 @@ def show_progress(view: GenerationView) -> None:
 
 @st.fragment(run_every=0.5)
 def live_progress() -> None:
-    current: LocalGeneration | None = st.session_state.get("job")
+    current: RunningGeneration | None = st.session_state.get("generation")
     if current is None:
         return
     view = current.snapshot()

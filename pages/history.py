@@ -46,6 +46,11 @@ def read_view(url: str, filters: tuple, bucket_s: float) -> dict:
 
 
 @st.cache_data(ttl=CACHE_S, show_spinner=False)
+def read_storage(url: str) -> dict:
+    return storage_report(settings, store)
+
+
+@st.cache_data(ttl=CACHE_S, show_spinner=False)
 def read_page(url: str, filters: tuple, number: int) -> list:
     return views.page(store, Filters(*filters), number, PAGE_ROWS)
 
@@ -116,7 +121,7 @@ else:
             st.caption("No memory timeline: this generation stopped before rendering.")
 
 st.subheader("Storage and memory now")
-report = storage_report(settings, store)
+report = read_storage(store.url)
 cols = st.columns(5)
 cols[0].metric("Outputs", f"{report['outputs']['count']} · {report['outputs']['bytes'] / 1e6:.1f} MB")
 cols[1].metric("Temp", f"{report['temp']['count']} · {report['temp']['bytes'] / 1e6:.1f} MB")
@@ -138,6 +143,7 @@ else:
             else:
                 try:
                     done = cleanup(settings, store, older_than_days=days)
+                    st.cache_data.clear()  # the figures and storage shown were from before
                 except (QuoteError, OSError) as exc:
                     st.error(f"Cleanup failed: {exc}")
                 else:

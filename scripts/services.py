@@ -89,7 +89,8 @@ def _as_postgres(argv: list[str]) -> None:
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
 
 
-def start_postgres(folder: Path, port: int | None = None) -> Postgres:
+def start_postgres(folder: Path, port: int | None = None, durable: bool = True) -> Postgres:
+    """A PostgreSQL server in `folder`. `durable=False` (the tests' throwaway servers) skips fsync."""
     bin_dir = _pg_bin()
     port = port or free_port()
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,8 @@ def start_postgres(folder: Path, port: int | None = None) -> Postgres:
         shutil.chown(folder, "postgres", "postgres")
         folder.chmod(0o700)
     _as_postgres([str(bin_dir / "initdb"), "-D", str(folder), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder} -c fsync=off"
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder}"
+    options += "" if durable else " -c fsync=off"
     _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(folder), "-o", options, "-w", "-l", str(folder / "log"), "start"])
     _wait_port(port)
     _as_postgres([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "quotes"])

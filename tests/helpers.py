@@ -63,19 +63,45 @@ def wait_for(predicate, timeout_s: float = 30.0):
 
 
 def ffmpeg_steps(root: int) -> list[psutil.Process]:
-    """The bare ffmpeg runs of the FFmpeg method among a process's descendants."""
+    """The engine's own ffmpeg runs (the FFmpeg method's steps: they read no stdin) among a
+    process's descendants; not imageio-ffmpeg's one-off `ffmpeg -version` check."""
     found = []
     for proc in psutil.Process(root).children(recursive=True):
         try:
-            if "ffmpeg" in proc.name() and proc.status() != psutil.STATUS_ZOMBIE:
+            if "ffmpeg" in proc.name() and "-nostdin" in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except psutil.Error:
             continue
     return found
 
 
-def alive(proc: psutil.Process) -> bool:
+def alive(proc: psutil.Process | int) -> bool:
+    """Is the process (or pid) still running (gone or a zombie: no)?"""
     try:
-        return proc.status() != psutil.STATUS_ZOMBIE
+        found = psutil.Process(proc) if isinstance(proc, int) else proc
+        return found.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def render_children(root_pid: int, marker: str = "engine.render.child"):
+    try:
+        procs = psutil.Process(root_pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    found = []
+    for proc in procs:
+        try:
+            if marker in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def encoding(child: psutil.Process) -> bool:
+    """Has MoviePy's render child started its ffmpeg writer, that is, begun encoding?"""
+    try:
+        return any("ffmpeg" in " ".join(p.cmdline()) for p in child.children(recursive=True))
     except psutil.Error:
         return False

@@ -11,7 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 # Processes that may outlive one test (a server shared by a module); conftest's leak check skips them.
 LONG_LIVED: set[int] = set()
 

@@ -1,6 +1,7 @@
 """Faults survived: killed renders, missing or failing ffmpeg, a full disk, a locked history,
 an app killed mid-generation, a visitor who leaves. Each ends in a sentence or a video."""
 
+import contextlib
 import json
 import os
 import resource
@@ -19,32 +20,7 @@ from engine.errors import RenderFailed
 from engine.history import HistoryStore
 from engine.models import Request
 from engine.pipeline import generate
-from tests.helpers import LONG, alive, ffmpeg_steps, run_cli, wait_for
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def render_children(root_pid: int, marker: str = "engine.render.child"):
-    try:
-        procs = psutil.Process(root_pid).children(recursive=True)
-    except psutil.Error:
-        return []
-    found = []
-    for proc in procs:
-        try:
-            if marker in " ".join(proc.cmdline()):
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
-
-
-def encoding(child: psutil.Process) -> bool:
-    """Has MoviePy's render child started its ffmpeg writer, that is, begun encoding?"""
-    try:
-        return any("ffmpeg" in " ".join(p.cmdline()) for p in child.children(recursive=True))
-    except psutil.Error:
-        return False
+from tests.helpers import LONG, ROOT, alive, encoding, ffmpeg_steps, render_children, run_cli, wait_for
 
 
 def test_a_render_child_killed_mid_encode_falls_back(settings):
@@ -135,9 +111,18 @@ def test_an_app_killed_mid_generation_leaves_no_orphan_and_is_marked_on_restart(
     [child] = wait_for(lambda: render_children(app.pid))
     wait_for(lambda: encoding(child))  # mid-encode
     tree = [p.pid for p in psutil.Process(app.pid).children(recursive=True)]
+    for grandchild in child.children(recursive=True):  # MoviePy's ffmpeg, stopped: it cannot notice its
+        grandchild.suspend()  # input closing, so only a kill ends it
     app.kill()
     app.wait()
-    wait_for(lambda: not [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"])
+    try:
+        # The render child and MoviePy's own ffmpeg go with the app: the parent-death signal, and the
+        # child taking its process group down with it.
+        wait_for(lambda: not [pid for pid in tree if alive(pid)], timeout_s=10)
+    finally:
+        for pid in tree:  # a stopped process left behind by a failure here would stay forever
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
     done = run_cli("storage", "--json", env={"DATA_DIR": str(data)})  # the restart
     assert done.returncode == 0
     store = HistoryStore(f"sqlite:///{data / 'history.db'}")
@@ -148,22 +133,24 @@ def test_an_app_killed_mid_generation_leaves_no_orphan_and_is_marked_on_restart(
 
 
 def test_a_cli_killed_during_the_ffmpeg_method_leaves_no_ffmpeg_running(tmp_path):
-    """SIGKILL gives the CLI no chance to clean up: the kernel ends its ffmpeg at once (parent-death
-    signal). Without it, the ffmpeg encoding five minutes of speech runs on for a second or more."""
-    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak", "MAX_TEXT_CHARS": "6000"}
-    text = " ".join([LONG] * 24)  # about 300 s of speech: its last step encodes it all
+    """SIGKILL gives the CLI no chance to clean up: the kernel ends its bare ffmpeg (parent-death
+    signal). The ffmpeg is stopped first, so it cannot end by itself: without the signal it stays."""
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak"}
     cli = subprocess.Popen(
-        [sys.executable, "-m", "engine", "generate", text, "--method", "ffmpeg", "--no-fallback"],
+        [sys.executable, "-m", "engine", "generate", LONG, "--method", "ffmpeg", "--no-fallback"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        [step] = wait_for(lambda: [p for p in ffmpeg_steps(cli.pid) if "-stream_loop" in p.cmdline()], 120)
+        [step] = wait_for(lambda: ffmpeg_steps(cli.pid), 120)
+        step.suspend()
         cli.kill()
         cli.wait()
-        wait_for(lambda: not alive(step), timeout_s=0.3)  # at once, not when the step would have ended
+        wait_for(lambda: not alive(step), timeout_s=10)
     finally:
         cli.kill()
         cli.wait()
+        for proc in ffmpeg_steps(os.getpid()):  # a stopped ffmpeg left by a failure here
+            proc.kill()
 
 
 def test_an_unwritable_data_dir_is_a_sentence(settings, tmp_path):

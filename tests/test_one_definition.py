@@ -50,3 +50,20 @@ def test_every_choice_is_offered_by_the_cli_and_labelled_on_the_pages():
     assert set(TTS_LABELS) == set(TTS_CHOICES)
     stats = build_parser()._subparsers._group_actions[0].choices["stats"]
     assert next(a.choices for a in stats._actions if a.dest == "window") == list(WINDOWS)
+
+
+def test_every_attempt_field_is_a_column_and_a_record_field():
+    from engine.history.records import AttemptRecord
+    from engine.history.schema import attempts
+
+    keys = {"generation_id", "number"}
+    assert {f.name for f in fields(Attempt)} | keys == {c.name for c in attempts.columns}
+    assert {f.name for f in fields(AttemptRecord)} == {c.name for c in attempts.columns}
+
+
+def test_refusals_are_every_kind_turned_away_before_work():
+    from engine.errors import Busy, InvalidInput, LimitReached, NotEnoughMemory, RenderFailed
+    from engine.history.stats import REFUSALS
+
+    assert {InvalidInput.kind, NotEnoughMemory.kind, Busy.kind, LimitReached.kind} <= REFUSALS
+    assert RenderFailed.kind not in REFUSALS

@@ -9,33 +9,32 @@ from pathlib import Path
 from engine.app.routes import video_path
 from engine.models import Request
 from engine.pipeline import generate
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [
     *ROOT.glob("engine/**/*.py"), *ROOT.glob("pages/*.py"), ROOT / "streamlit_app.py",
     *ROOT.glob("scripts/*.py"), *ROOT.glob("benchmarks/*.py"),
 ]  # fmt: skip
 SHELLS = {"sh", "bash", "dash", "zsh", "/bin/sh", "/bin/bash", "/usr/bin/env"}
+SHELL_CALLS = {("os", "system"), ("os", "popen"), ("subprocess", "getoutput"), ("subprocess", "getstatusoutput"),
+               ("asyncio", "create_subprocess_shell")}  # fmt: skip
 
 
 def shell_uses(source: str) -> list[str]:
-    """Every way `source` could hand a command line to a shell: shell=True, os.system and os.popen,
-    and an argument list that starts a shell with -c."""
+    """Every way `source` could hand a command line to a shell: `shell=` (anything but a plain
+    False), the calls that take a command line, and an argument list that starts a shell with -c."""
     found = []
     for node in ast.walk(ast.parse(source)):
         explicit_no = isinstance(node, ast.keyword) and isinstance(node.value, ast.Constant) and not node.value.value
         if isinstance(node, ast.keyword) and node.arg == "shell" and not explicit_no:
             found.append("shell=")
-        if (
-            isinstance(node, ast.Attribute)
-            and node.attr in ("system", "popen")
-            and getattr(node.value, "id", "") == "os"
-        ):
-            found.append(f"os.{node.attr}")
+        if isinstance(node, ast.Attribute) and (getattr(node.value, "id", ""), node.attr) in SHELL_CALLS:
+            found.append(f"{getattr(node.value, 'id', '')}.{node.attr}")
         if isinstance(node, (ast.List, ast.Tuple)) and node.elts:
             words = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
-            if words and words[0] in SHELLS and "-c" in words:
-                found.append(f"{words[0]} -c")
+            flags = [w for w in words[1:] if w.startswith("-") and not w.startswith("--") and "c" in w]
+            if words and words[0] in SHELLS and flags:
+                found.append(f"{words[0]} {flags[0]}")
     return found
 
 
@@ -45,6 +44,9 @@ def test_the_shell_finder_finds_every_form():
     assert shell_uses("os.system('ls')") == ["os.system"]
     assert shell_uses("subprocess.run(['sh', '-c', 'ls'])") == ["sh -c"]
     assert shell_uses("subprocess.run(('/bin/bash', '-c', cmd))") == ["/bin/bash -c"]
+    assert shell_uses("subprocess.run(['bash', '-lc', cmd])") == ["bash -lc"]
+    assert shell_uses("subprocess.getoutput('ls')") == ["subprocess.getoutput"]
+    assert shell_uses("await asyncio.create_subprocess_shell(cmd)") == ["asyncio.create_subprocess_shell"]
     assert shell_uses("subprocess.run(['ffmpeg', '-c', 'copy'], shell=False)") == []
 
 
@@ -58,14 +60,18 @@ HOSTILE = "'; rm -rf / ; [0]drawtext=text=pwned:textfile=/etc/passwd, $(reboot) 
 
 
 def test_no_quote_text_reaches_any_process_a_generation_starts(settings, monkeypatch):
-    """Every process a generation starts (speech decoding, the renders, probes, quality) is seen
-    with its argument list, for the FFmpeg and MoviePy methods: the quote and the author are
-    drawn by Pillow and spoken in-process, so none of their text is ever an argument."""
+    """Every process a generation starts (the renders, probes, quality) is seen with its argument
+    list, and the MoviePy child with the spec file it reads (its own ffmpeg gets only what that
+    spec holds), for the FFmpeg and MoviePy methods: the quote and the author are drawn by Pillow
+    and spoken in-process, so none of their text is ever an argument."""
     started: list[list[str]] = []
     real_init = subprocess.Popen.__init__
 
     def watched(self, args, *rest, **options):
-        started.append([str(a) for a in args])
+        argv = [str(a) for a in args]
+        # What a Python child is handed besides its arguments: the render spec file it reads.
+        files = [Path(a).read_text() for a in argv if a.endswith(".json") and Path(a).is_file()]
+        started.append(argv + files)
         real_init(self, args, *rest, **options)
 
     monkeypatch.setattr(subprocess.Popen, "__init__", watched)

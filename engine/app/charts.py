@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from engine.choices import TIERS
 from engine.history import AttemptRecord, GenerationRecord
 from engine.memory.plan import margin_mb
 
@@ -116,7 +117,7 @@ def quality_figure(df: pd.DataFrame) -> go.Figure:
     rated = df[df["ssim"].notna()]
     fig = px.box(rated, x="tier", y="ssim", color="method", points="all", title="Picture quality by tier",
                  labels={"ssim": "SSIM against the card (1 = identical)"},
-                 category_orders={"tier": ["high", "medium", "low", "emergency"]})  # fmt: skip
+                 category_orders={"tier": [*TIERS, "emergency"]})  # fmt: skip
     return fig.update_layout(**LAYOUT)
 
 

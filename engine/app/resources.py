@@ -60,3 +60,10 @@ def recent(key: object, compute: Callable[[], T], ttl_s: float = 5.0) -> T:
     with _RECENT_LOCK:
         _RECENT[key] = (now, value)
     return value
+
+
+def forget_recent(database_url: str) -> None:
+    """Drop what `recent` keeps for a database (after a cleanup changed it)."""
+    with _RECENT_LOCK:
+        for key in [k for k in _RECENT if isinstance(k, tuple) and k and k[0] == database_url]:
+            del _RECENT[key]

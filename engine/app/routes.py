@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from engine.app.resources import recent, shared_store
+from engine.app.resources import forget_recent, recent, shared_store
 from engine.choices import WINDOWS
 from engine.history.stats import Filters, stats
 from engine.history.storage import cleanup, storage_report
@@ -51,7 +51,8 @@ def api_routes(load_settings: Callable[[], Settings] = Settings.from_env) -> lis
 
     def get_storage(_request: Request) -> JSONResponse:
         settings = load_settings()
-        return JSONResponse(storage_report(settings, shared_store(settings)))
+        store = shared_store(settings)
+        return JSONResponse(recent((store.url, "storage"), lambda: storage_report(settings, store)))
 
     async def post_cleanup(request: Request) -> JSONResponse:
         settings = load_settings()
@@ -63,7 +64,9 @@ def api_routes(load_settings: Callable[[], Settings] = Settings.from_env) -> lis
             days = float(raw) if raw is not None else None
         except ValueError:
             return JSONResponse({"error": f"older_than_days={raw!r} is not a number"}, 400)
-        report = cleanup(settings, shared_store(settings), older_than_days=days)
+        store = shared_store(settings)
+        report = cleanup(settings, store, older_than_days=days)
+        forget_recent(store.url)
         return JSONResponse(report.to_json())
 
     def get_video(request: Request) -> Response:

@@ -22,9 +22,11 @@ import numpy as np
 import sqlalchemy as sa
 
 from engine.choices import WINDOWS
+from engine.errors import KINDS, InvalidInput, Refused
 from engine.history import HistoryStore, schema
 
-REFUSALS = {"invalid_input", "not_enough_memory", "busy", "limit", "refused"}  # turned away before any work
+# Turned away before any work: invalid input, and every kind of refusal (too small, busy, a limit).
+REFUSALS = {InvalidInput.kind} | {cls.kind for cls in KINDS.values() if issubclass(cls, Refused)}
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,12 @@ class CleanupReport:
 
 
 def storage_report(settings: Settings, store: HistoryStore) -> dict:
-    outputs = _files(settings.outputs_dir)
-    temp = _files(settings.temp_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     reading = read_memory(settings.max_memory_mb)
+    outputs, temp = _usage(settings.outputs_dir), _usage(settings.temp_dir)
     return {
-        "outputs": {"count": len(outputs), "bytes": sum(size for _, size, _ in outputs)},
-        "temp": {"count": len(temp), "bytes": sum(size for _, size, _ in temp)},
+        "outputs": {"count": outputs[0], "bytes": outputs[1]},
+        "temp": {"count": temp[0], "bytes": temp[1]},
         "database_bytes": store.database_bytes(),
         "disk_free_bytes": shutil.disk_usage(settings.data_dir).free,
         "quota_bytes": settings.max_storage_mb * 1024 * 1024 if settings.max_storage_mb else None,
@@ -77,7 +76,7 @@ def cleanup(
     for generation_id in interrupted:
         # A crashed app's renders: end any process still working in the job's folder, then the folder.
         kill_workers_in(settings.temp_dir / generation_id)
-        shutil.rmtree(settings.temp_dir / generation_id, ignore_errors=True)
+        remove_tree(settings.temp_dir / generation_id)
     running = store.running_ids()
     kept = {Path(p).resolve() for p in keep}
     outputs = [f for f in _files(settings.outputs_dir) if _removable(f[0], root, running) and f[0] not in kept]
@@ -123,6 +122,25 @@ def over_quota(settings: Settings) -> bool:
     return sum(size for _, size, _ in _files(settings.outputs_dir)) > settings.max_storage_mb * 1024 * 1024
 
 
+def _usage(folder: Path) -> tuple[int, int]:
+    """How many regular files `folder` holds and their bytes, not following symlinks: one
+    scandir pass, whose entries carry what they need (cheap at 100,000 outputs)."""
+    count = size = 0
+    pending = [folder]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        count += 1
+                        size += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue  # gone, or not a folder
+    return count, size
+
+
 def _files(folder: Path) -> list[tuple[Path, int, float]]:
     """Regular files under `folder` (path, bytes, mtime), not following symlinks."""
     found: list[tuple[Path, int, float]] = []
@@ -152,6 +170,17 @@ def _unlink(path: Path) -> bool:
     except OSError as exc:
         log.warning("could not remove %s: %s", path, exc)
         return False
+
+
+def remove_tree(folder: Path) -> None:
+    """Remove a scratch folder and all it holds; what cannot be removed is logged (the start-up
+    sweep tries again), a folder already gone is no failure."""
+
+    def failed(_function: object, path: str, info: tuple) -> None:
+        if not isinstance(info[1], FileNotFoundError):
+            log.warning("could not remove %s: %s", path, info[1])
+
+    shutil.rmtree(folder, onerror=failed)
 
 
 def _sweep_temp(temp_dir: Path, root: Path, running: set[str], now: float) -> tuple[int, int]:

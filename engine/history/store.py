@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import psutil
@@ -113,22 +113,9 @@ class HistoryStore:
             if result.attempts:
                 conn.execute(
                     sa.insert(schema.attempts),
-                    [
-                        dict(
-                            generation_id=result.generation_id,
-                            number=n,
-                            method=a.method,
-                            tier=a.tier,
-                            status=a.status,
-                            error=a.error,
-                            peak_rss_mb=a.peak_rss_mb,
-                            wall_s=a.wall_s,
-                            budget_mb=a.budget_mb,
-                            captions=a.captions,
-                            motion=a.motion,
-                            predicted_peak_mb=a.predicted_peak_mb,
-                        )
-                        for n, a in enumerate(result.attempts, start=1)
+                    [  # every Attempt field is a column of the same name (tests/test_one_definition.py)
+                        {"generation_id": result.generation_id, "number": n, **asdict(attempt)}
+                        for n, attempt in enumerate(result.attempts, start=1)
                     ],
                 )
             points = downsample(result.timeline, MAX_TIMELINE_POINTS)

@@ -19,6 +19,7 @@ from celery import Celery
 from engine.jobs.leases import DEFAULT_LEASE_S, transport_options
 
 TASK = "quote_to_speak.generate"
+SOCKET_TIMEOUT_S = 5.0
 MAX_DELIVERIES = 2  # the first run, and one retry on another worker after a lost one
 DELIVERIES_KEY = "quote_to_speak:deliveries:{}"
 
@@ -34,8 +35,11 @@ def make_app(broker_url: str, lease_s: float = DEFAULT_LEASE_S, results: bool = 
         result_extended=True,
         result_expires=7 * 86400,
         broker_transport_options=transport_options(lease_s),
-        # A few quick retries, not the default minutes: callers poll again anyway.
+        # A few quick retries, not the default minutes: callers poll again anyway. A Redis host that
+        # vanishes without a reset must not hold a caller for minutes: sockets time out in seconds.
         result_backend_transport_options={"retry_policy": {"max_retries": 3, "interval_max": 1}},
+        redis_socket_timeout=SOCKET_TIMEOUT_S,
+        redis_socket_connect_timeout=SOCKET_TIMEOUT_S,
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         result_serializer="json",
@@ -51,7 +55,7 @@ def worker_name() -> str:
     return host_name()
 
 
-def _generate(task, job: dict) -> dict:
+def _generate(task, payload: dict) -> dict:
     """Run one generation on this worker; progress goes to the result backend as it happens."""
     from engine.app.resources import shared_ledger, shared_store
     from engine.errors import QuoteError
@@ -61,7 +65,7 @@ def _generate(task, job: dict) -> dict:
     from engine.settings import Settings
 
     settings = Settings.from_env()
-    request = request_from_payload(job)
+    request = request_from_payload(payload)
     me = worker_name()
     task_id = task.request.id  # memory samples arrive on the sampler's thread, where Celery's request is empty
     delivery = _count_delivery(task, task_id)

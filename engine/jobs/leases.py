@@ -25,7 +25,12 @@ DEFAULT_LEASE_S = 20
 
 def transport_options(lease_s: float) -> dict:
     # The restore mutex is held for milliseconds; if its holder dies, others wait out its expiry.
-    return {"visibility_timeout": lease_s, "unacked_mutex_expire": max(5, int(lease_s))}
+    return {
+        "visibility_timeout": lease_s,
+        "unacked_mutex_expire": max(5, int(lease_s)),
+        "socket_timeout": 5.0,  # a vanished Redis host must not hold a caller for minutes
+        "socket_connect_timeout": 5.0,
+    }
 
 
 class Leases:

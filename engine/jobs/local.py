@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from engine.errors import QuoteError
 from engine.history import HistoryStore
@@ -32,6 +33,20 @@ class GenerationView:
     done: bool
     result: Result | None
     error: QuoteError | None
+
+
+class RunningGeneration(Protocol):
+    """What the page and the CLI use of a generation, wherever it runs (LocalGeneration here,
+    RemoteGeneration on the workers)."""
+
+    request: Request
+
+    @property
+    def done(self) -> bool: ...
+
+    def wait(self, timeout_s: float | None = None) -> bool: ...
+
+    def snapshot(self) -> GenerationView: ...
 
 
 class _OffThread:

@@ -7,19 +7,21 @@ the page and the CLI do not care where the render runs.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from contextlib import AbstractContextManager
 from functools import cache
 
 from engine.errors import QueueUnreachable, QuoteError, rebuild
-from engine.jobs.celery_app import TASK, make_app
+from engine.jobs.celery_app import SOCKET_TIMEOUT_S, TASK, make_app
 from engine.jobs.local import GenerationView
 from engine.jobs.wire import request_to_payload, result_from_json
 from engine.memory.limits import VisitorLimits
 from engine.models import Attempt, MemorySample, Request
 from engine.settings import Settings
 
+log = logging.getLogger(__name__)
 QUEUE = "celery"  # Celery's default queue: a Redis list, pushed on the left, taken from the right
 
 
@@ -40,7 +42,7 @@ def _results(broker_url: str):
 def _redis(broker_url: str):
     import redis
 
-    return redis.Redis.from_url(broker_url)
+    return redis.Redis.from_url(broker_url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
 
 
 class RemoteGeneration:
@@ -53,6 +55,9 @@ class RemoteGeneration:
         self._final: GenerationView | None = None
         self._silence_s = settings.queue_silence_s
         self._heard = time.monotonic()  # when the queue last answered
+        self._seen = time.monotonic()  # when the job was last seen queued or taken
+        self._lease_s = settings.job_lease_s
+        self._complained = False
 
     def start(self, visitor: tuple[VisitorLimits, str] | None = None) -> RemoteGeneration:
         """Send the job. With `visitor`, it counts against that visitor's limits until it ends, as a
@@ -85,6 +90,9 @@ class RemoteGeneration:
             meta = _results(self._url).get_task_meta(self.task_id, cache=False)
             return meta["status"], meta.get("result")
         except Exception:  # Redis restarting: the job goes on; say so and look again
+            if not self._complained:
+                log.warning("cannot read job %s from the queue; looking again", self.task_id, exc_info=True)
+                self._complained = True
             return "UNKNOWN", None
 
     @property
@@ -122,6 +130,8 @@ class RemoteGeneration:
             error = QuoteError(f"the worker failed ({info}); please try again")
             self._final = GenerationView("error", str(error), elapsed, (), (), True, None, error)
             return self._final
+        if state != "PENDING":  # started, running: the job is somewhere
+            self._seen = time.monotonic()
         if state == "PROGRESS" and isinstance(info, dict):
             self.worker = info.get("worker")
             samples = tuple(MemorySample(t, rss, budget, method) for t, rss, budget, method in info.get("samples", ()))
@@ -130,6 +140,18 @@ class RemoteGeneration:
             message = f"{info.get('message', '')} (on {info.get('worker')}{retry})"
             return GenerationView(info.get("stage", "started"), message, elapsed, samples, attempts, False, None, None)
         position = self.queue_position()
+        if position:
+            self._seen = time.monotonic()
+        # Neither queued nor started for longer than a lost worker's job takes to come back (its
+        # lease, a sweep) and the silence bound: the queue lost it (Redis restarted without it).
+        missing = time.monotonic() - self._seen
+        if missing > max(self._silence_s, 2 * self._lease_s + 10):
+            lost = QueueUnreachable(
+                f"the job has been neither in the queue nor on a worker for {missing:.0f} s: the queue lost it "
+                "(Redis restarted without it?); please make the video again"
+            )
+            self._final = GenerationView("error", str(lost), elapsed, (), (), True, None, lost)
+            return self._final
         waiting = f"position {position} in the queue" if position else "waiting for a worker"
         return GenerationView("queued", waiting, elapsed, (), (), False, None, None)
 
@@ -138,6 +160,7 @@ class RemoteGeneration:
         try:
             messages = _redis(self._url).lrange(QUEUE, 0, -1)
         except Exception:  # the queue is only informative; the job goes on without it
+            log.debug("cannot read the queue's length", exc_info=True)
             return None
         for index, raw in enumerate(messages):
             try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import socket
 import threading
@@ -36,6 +37,8 @@ import psutil
 from engine.errors import Busy
 from engine.memory.reading import read_memory
 from engine.memory.sampler import renders_anon_mb
+
+log = logging.getLogger(__name__)
 
 SAFETY_MARGIN_MB = 16.0
 SAFETY_MARGIN_SHARE = 0.10
@@ -269,9 +272,13 @@ class Ledger:
         dropped (their reservations are lost, not honoured: the watchdog still guards)."""
         try:
             state = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+        except FileNotFoundError:
+            return {"seq": 0, "tickets": {}}
+        except (OSError, ValueError) as exc:
+            log.warning("the memory ledger %s is unreadable (%s); starting it afresh", self.path, exc)
             return {"seq": 0, "tickets": {}}
         if not isinstance(state, dict) or not isinstance(state.get("seq"), int):
+            log.warning("the memory ledger %s is malformed; starting it afresh", self.path)
             return {"seq": 0, "tickets": {}}
         tickets = state.get("tickets")
         good = {

@@ -56,6 +56,20 @@ class Option:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One attempt of the chain as planned: which method renders at which tier and size, with what
+    of the request it can render (the emergency render: no captions, no motion, at most 60 s)."""
+
+    method: str
+    tier: Tier
+    size: tuple[int, int]
+    captions: bool
+    motion: bool
+    duration_s: float  # the speech's, cut to the tier's limit
+    predicted: Cost
+
+
+@dataclass(frozen=True)
 class Plan:
     request: Request
     quote: QuoteText  # its words and phrases, read once for speech, captions and cards
@@ -68,6 +82,7 @@ class Plan:
     available_mb: float
     duration_s: float  # of the speech: estimated from the text until it is spoken
     model: CostModel = field(repr=False, compare=False)
+    emergency: Tier | None = None  # the last resort's tier (480p, at most 60 s)
     too_small: str | None = None  # in a preview: the refusal this request would get now
 
     @property
@@ -82,9 +97,18 @@ class Plan:
     def size(self) -> tuple[int, int]:
         return self.tier.size(self.request.aspect)
 
-    def tier_for(self, method: str, settings: Settings) -> Tier:
-        """The tier an attempt by `method` renders at: the plan's, or the emergency tier."""
-        return tier("emergency", settings) if method == "emergency" else self.tier
+    def steps(self) -> tuple[Step, ...]:
+        """The attempts of the chain, in order, each as it will render."""
+        return tuple(self._step(method) for method in self.chain)
+
+    def _step(self, method: str) -> Step:
+        used = self.emergency if method == "emergency" and self.emergency is not None else self.tier
+        last_resort = method == "emergency"
+        captions = self.request.captions and not last_resort
+        motion = self.request.motion and method == "moviepy"
+        duration = min(self.duration_s, used.max_duration_s or self.duration_s)
+        key = key_for(method, used.name, self.request.aspect, captions, motion, duration)
+        return Step(method, used, used.size(self.request.aspect), captions, motion, duration, self.model.predict(key))
 
     def needs(self) -> list[Need]:
         return [option.need() for option in self.options]
@@ -145,7 +169,8 @@ def make_plan(
 
     seed = seed_tier_name(available_mb)
     quote = QuoteText.of(request.text, request.author)
-    plan = Plan(request, quote, settings.tier_policy, chain, (), "", seed, capacity_mb, available_mb, duration_s, model)
+    plan = Plan(request, quote, settings.tier_policy, chain, (), "", seed, capacity_mb, available_mb, duration_s, model,
+                tier("emergency", settings))  # fmt: skip
     if request.tier != "auto":
         return replace(plan, options=(option(request.tier),), reason=f"forced by the request ({request.tier})")
     if settings.tier_policy == "seed":

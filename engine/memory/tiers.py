@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from engine.choices import ASPECTS
+from engine.choices import ASPECTS, TIER_CHOICES
 from engine.errors import InvalidInput
 from engine.settings import Settings
 
@@ -47,7 +47,7 @@ _SEED_TIERS = {
 def tier(name: str, settings: Settings) -> Tier:
     """A tier by name, with MAX_RESOLUTION_HEIGHT and DEFAULT_BITRATE applied."""
     if name not in _SEED_TIERS:
-        raise InvalidInput(f"tier {name!r} is not offered; choose auto, high, medium or low")
+        raise InvalidInput(f"tier {name!r} is not offered; choose one of: {', '.join(TIER_CHOICES)}")
     base = _SEED_TIERS[name]
     if name == "high":
         base = replace(base, video_kbps=settings.default_bitrate_kbps)

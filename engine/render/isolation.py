@@ -48,16 +48,16 @@ class _Step:
 
 
 def run_isolated(
-    job: RenderSpec,
+    spec: RenderSpec,
     budget_mb: float,
     on_sample: OnSample | None = None,
     timeout_s: float = 900.0,
     child: str = "engine.render.child",
 ) -> IsolatedRun:
-    """Run one attempt; `child` is the module a Python child runs the job with (MoviePy's)."""
+    """Run one attempt; `child` is the module a Python child runs the spec with (MoviePy's)."""
     started = time.monotonic()
     try:
-        steps, scratch = _plan(job, child)
+        steps, scratch = _plan(spec, child)
     except RenderFailed as exc:  # ffmpeg missing: this method fails, the chain goes on
         return IsolatedRun("failed", str(exc), 0.0, 0.0, ())
     peak, timeline, status, error = 0.0, [], "ok", None
@@ -81,14 +81,14 @@ def run_isolated(
     return IsolatedRun(status, error, round(peak, 1), round(time.monotonic() - started, 3), tuple(timeline))
 
 
-def _plan(job: RenderSpec, child: str) -> tuple[list[_Step], list[Path]]:
+def _plan(spec: RenderSpec, child: str) -> tuple[list[_Step], list[Path]]:
     """The commands of an attempt, and the scratch files to remove after it."""
-    if job.method in ("ffmpeg", "emergency"):
-        commands, scratch = still_loop.commands(job)
-        return [_Step(argv, True, crash=job.crash and n == 0) for n, argv in enumerate(commands)], scratch
-    job_file = Path(job.temp_dir) / f"job-{job.method}.json"
-    job_file.write_text(job.to_json())
-    return [_Step([sys.executable, "-m", child, str(job_file)], False)], [job_file]
+    if spec.method in still_loop.METHODS:
+        commands, scratch = still_loop.commands(spec)
+        return [_Step(argv, True, crash=spec.crash and n == 0) for n, argv in enumerate(commands)], scratch
+    spec_file = Path(spec.temp_dir) / f"spec-{spec.method}.json"
+    spec_file.write_text(spec.to_json())
+    return [_Step([sys.executable, "-m", child, str(spec_file)], False)], [spec_file]
 
 
 def _run_step(step: _Step, budget_mb: float, on_sample: OnSample, remaining_s: float, timeout_s: float):

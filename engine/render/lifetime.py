@@ -26,6 +26,16 @@ def _prctl() -> Callable[..., int] | None:
 _PRCTL = _prctl()
 
 
+def take_group_down_with_parent() -> None:
+    """In a child that starts children of its own (MoviePy's render child and its ffmpeg): when our
+    parent dies, take our whole process group down, not just ourselves. The parent-death signal
+    becomes SIGTERM, whose handler SIGKILLs the group; `die_with_parent` covered the time until now."""
+    if _PRCTL is None:
+        return
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: os.killpg(0, signal.SIGKILL))
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def die_with_parent() -> Callable[[], None] | None:
     """A `preexec_fn` for subprocess.Popen that ties the child's life to this process's."""
     if _PRCTL is None:

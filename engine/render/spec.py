@@ -1,4 +1,4 @@
-"""The render job: plain data that crosses into the child process (and, later, a queue)."""
+"""The render spec: plain data that crosses into the child process (and, later, a queue)."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from engine.render import ffmpeg
 from engine.render.spec import X264_STILL, RenderSpec
 
+METHODS = ("ffmpeg", "emergency")  # the methods this module renders: bare ffmpeg runs, no Python child
 SEGMENT_S = 2
 # Quality by CRF, with the tier's bitrate as a cap whose buffer holds a whole keyframe: a
 # tight buffer starves the keyframe, and a still card shows that keyframe for two seconds.
@@ -25,55 +26,55 @@ CRF = 23
 PRESET = "superfast"
 
 
-def commands(job: RenderSpec) -> tuple[list[list[str]], list[Path]]:
+def commands(spec: RenderSpec) -> tuple[list[list[str]], list[Path]]:
     """The ffmpeg runs that make the video, and the scratch files they leave for the caller to remove."""
-    temp = Path(job.temp_dir)
-    states = job.frame_bounds()
+    temp = Path(spec.temp_dir)
+    states = spec.frame_bounds()
     runs: list[list[str]] = []
     scratch: list[Path] = []
     if len(states) == 1:
         # One still picture: encode a short segment once, loop it by stream copy.
-        segment = temp / f"segment-{job.method}.mp4"
-        runs += _encode(job, job.card_path, job.fps * SEGMENT_S, segment, scratch)
+        segment = temp / f"segment-{spec.method}.mp4"
+        runs += _encode(spec, spec.card_path, spec.fps * SEGMENT_S, segment, scratch)
         video_in = ["-stream_loop", "-1", "-i", str(segment)]
     else:
         # Captions: one segment per caption state, of exactly its frames, joined by the concat
         # demuxer with stream copy. Encoding one still segment at a time keeps memory flat.
         segments = [temp / f"state-{index:03d}.mp4" for index in range(len(states))]
         for (card, first, last), segment in zip(states, segments, strict=True):
-            runs += _encode(job, card, last - first, segment, scratch)
+            runs += _encode(spec, card, last - first, segment, scratch)
         listing = temp / "states.txt"
         listing.write_text("".join(f"file '{path.name}'\n" for path in segments))  # our own names only
         scratch.append(listing)
         video_in = ["-f", "concat", "-safe", "0", "-i", str(listing)]
     runs.append(ffmpeg.command([
-        *video_in, "-i", job.audio_path,
+        *video_in, "-i", spec.audio_path,
         "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-        "-c:a", "aac", "-aac_coder", "fast", "-b:a", f"{job.audio_kbps}k",
-        "-t", f"{job.duration_s:.3f}", "-threads", str(job.threads),
-        "-movflags", "+faststart", job.out_path,
+        "-c:a", "aac", "-aac_coder", "fast", "-b:a", f"{spec.audio_kbps}k",
+        "-t", f"{spec.duration_s:.3f}", "-threads", str(spec.threads),
+        "-movflags", "+faststart", spec.out_path,
     ]))  # fmt: skip
     return runs, scratch
 
 
-def _encode(job: RenderSpec, card: str, frames: int, out: Path, scratch: list[Path]) -> list[list[str]]:
+def _encode(spec: RenderSpec, card: str, frames: int, out: Path, scratch: list[Path]) -> list[list[str]]:
     """Two runs: the card decoded once to a raw YUV frame, then `frames` frames of it encoded,
     starting on a keyframe. Quality by CRF, the tier's bitrate as the cap."""
     raw = out.with_suffix(".yuv")
     scratch += [raw, out]
-    size = f"{job.width}x{job.height}"
+    size = f"{spec.width}x{spec.height}"
     return [
         ffmpeg.command([
-            "-threads", "1", "-i", card, "-vf", f"scale={job.width}:{job.height}:flags=bicubic,format=yuv420p",
+            "-threads", "1", "-i", card, "-vf", f"scale={spec.width}:{spec.height}:flags=bicubic,format=yuv420p",
             "-frames:v", "1", "-f", "rawvideo", str(raw),
         ]),
         ffmpeg.command([
             "-threads", "1", "-filter_threads", "1",
-            "-stream_loop", "-1", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", size, "-framerate", str(job.fps),
+            "-stream_loop", "-1", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", size, "-framerate", str(spec.fps),
             "-i", str(raw), "-frames:v", str(frames),
             "-c:v", "libx264", "-preset", PRESET, "-tune", "stillimage", "-crf", str(CRF),
-            "-maxrate", f"{job.video_kbps}k", "-bufsize", f"{4 * job.video_kbps}k",
-            "-g", str(job.fps * SEGMENT_S), "-x264-params", X264_STILL,
+            "-maxrate", f"{spec.video_kbps}k", "-bufsize", f"{4 * spec.video_kbps}k",
+            "-g", str(spec.fps * SEGMENT_S), "-x264-params", X264_STILL,
             "-threads", "1", "-an", str(out),
         ]),
     ]  # fmt: skip

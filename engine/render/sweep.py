@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.choices import METHODS, TIERS
 from engine.memory.costs import CostModel, key_for
 from engine.memory.ledger import Ledger, Need, Waiting
 from engine.memory.limits import VisitorLimits
@@ -105,7 +106,8 @@ def _say_wait(progress: Callable[[str], None]) -> Callable[[Waiting], None]:
     return said
 
 
-SWEEP = [*((t, m) for t in ("high", "medium", "low") for m in ("moviepy", "ffmpeg")), ("emergency", "emergency")]
+# Every tier with each full method, then the last resort at its own tier.
+SWEEP = [*((t, m) for t in TIERS for m in METHODS if m != "emergency"), ("emergency", "emergency")]
 Admit = Callable[[], AbstractContextManager[float]]
 
 
@@ -149,13 +151,13 @@ def measure_cell(
     measured, quality = [], None
     for attempt in range(runs):
         out = folder / f"{method}-{tier_name}-{attempt}.mp4"
-        job = RenderSpec(
+        spec = RenderSpec(
             method=method, card_path=str(card), audio_path=str(speech.path), out_path=str(out), temp_dir=str(folder),
             width=width, height=height, fps=used.fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
             duration_s=round(duration, 3), threads=encoder_threads(),
         )  # fmt: skip
         with (admit or (lambda: nullcontext(NO_LIMIT_MB)))() as budget:
-            run = run_isolated(job, budget, child=child)
+            run = run_isolated(spec, budget, child=child)
         if run.status != "ok":
             out.unlink(missing_ok=True)
             if strict:

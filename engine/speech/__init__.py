@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from engine.choices import TTS_CHOICES
 from engine.errors import InvalidInput, SpeechFailed
 from engine.speech.base import Speech, SpeechEngine, WordTiming
 from engine.speech.espeak import EspeakEngine
@@ -22,7 +23,7 @@ def engines_for(choice: str, tld: str = "com", slow: bool = False, timeout_s: fl
     gtts = GttsEngine(tld=tld, slow=slow, timeout_s=timeout_s)
     chains: dict[str, list[SpeechEngine]] = {"auto": [gtts, EspeakEngine()], "gtts": [gtts], "espeak": [EspeakEngine()]}
     if choice not in chains:
-        raise InvalidInput(f"speech engine {choice!r} is not offered; choose auto, gtts or espeak")
+        raise InvalidInput(f"speech engine {choice!r} is not offered; choose one of: {', '.join(TTS_CHOICES)}")
     return chains[choice]
 
 

@@ -1,20 +1,16 @@
 """The running app in a real headless Chromium (Debian's, driven by Playwright): generate a video,
 watch it load, find it on the history page. Screenshots go to test-artifacts/."""
 
-import time
 from pathlib import Path
 
 import pytest
 
 from engine.history import HistoryStore
 from engine.memory.plan import margin_mb
+from tests.helpers import LONG
 from tests.server import ROOT, StreamlitServer
 
 CHROMIUM = Path("/usr/bin/chromium")
-LONG_QUOTE = (
-    "Twenty years from now you will be more disappointed by the things that you didn't do than by the ones "
-    "you did do. So throw off the bowlines. Sail away from the safe harbor. Catch the trade winds in your sails."
-)
 ARTIFACTS = ROOT / "test-artifacts"
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -59,7 +55,7 @@ def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
     ).json_value()
     assert 1.0 < duration < 5.0
     page.get_by_text("Done in").wait_for()
-    time.sleep(0.5)
+    page.get_by_text("Report", exact=True).wait_for()  # the last part of the result drawn
     page.screenshot(path=ARTIFACTS / "generate-result.png", full_page=True)
 
     store = HistoryStore(f"sqlite:///{tmp_path / 'data' / 'history.db'}")
@@ -69,7 +65,7 @@ def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
     # A longer render (MoviePy at 1080p) shows the live memory chart while it runs.
     page.get_by_text("High", exact=True).click()
     page.get_by_text("MoviePy", exact=True).click()
-    page.get_by_label("Quote", exact=True).fill(LONG_QUOTE)
+    page.get_by_label("Quote", exact=True).fill(LONG)
     page.get_by_role("button", name="Generate video").click()
     try:
         page.get_by_text("Render: attempt").wait_for(timeout=30_000)
@@ -90,7 +86,7 @@ def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
     assert made.id in csv
     assert {g.method for g in store.generations()} == {"ffmpeg", "moviepy"}
     store.close()
-    time.sleep(0.5)
+    page.locator(".js-plotly-plot").nth(9).wait_for()  # every chart drawn
     page.screenshot(path=ARTIFACTS / "history.png", full_page=True)
 
 
@@ -132,14 +128,19 @@ def test_an_app_killed_during_the_ffmpeg_method_leaves_no_ffmpeg_running(page, t
     from tests.helpers import wait_for
     from tests.test_faults import LONG, alive, ffmpeg_steps
 
-    env = {"DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak", "MAX_TEXT_CHARS": "6000"}
+    env = {"DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak"}
     with StreamlitServer(env, tmp_path / "streamlit.log") as server:
         page.goto(server.url)
-        page.get_by_label("Quote", exact=True).fill(" ".join([LONG] * 24))  # about 300 s of speech
+        page.get_by_label("Quote", exact=True).fill(LONG)
         page.get_by_role("button", name="Generate video").click()
-        [step] = wait_for(lambda: [p for p in ffmpeg_steps(server.proc.pid) if "-stream_loop" in p.cmdline()], 120)
+        [step] = wait_for(lambda: ffmpeg_steps(server.proc.pid), 120)
+        step.suspend()  # stopped, it cannot end by itself: only the parent-death signal ends it
         psutil.Process(server.proc.pid).kill()  # the app alone, not its process group
-        wait_for(lambda: not alive(step), timeout_s=0.3)
+        try:
+            wait_for(lambda: not alive(step), timeout_s=10)
+        finally:
+            if alive(step):
+                step.kill()
 
 
 def test_a_visitor_who_closes_the_tab_still_gets_a_recorded_video(server, page, tmp_path):
@@ -149,7 +150,7 @@ def test_a_visitor_who_closes_the_tab_still_gets_a_recorded_video(server, page, 
 
     store = HistoryStore(f"sqlite:///{tmp_path / 'data' / 'history.db'}")
     page.goto(server.url)
-    page.get_by_label("Quote", exact=True).fill(LONG_QUOTE)
+    page.get_by_label("Quote", exact=True).fill(LONG)
     page.get_by_role("button", name="Generate video").click()
     wait_for(lambda: store.generations(), timeout_s=60)  # the generation has begun
     page.close()

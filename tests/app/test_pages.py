@@ -25,7 +25,7 @@ def app() -> AppTest:
 
 
 def finish_job(at: AppTest) -> AppTest:
-    job = at.session_state["job"]
+    job = at.session_state["generation"]
     assert job.wait(120), "the generation did not finish"
     return at.run()
 
@@ -61,7 +61,7 @@ def test_every_control_changes_the_request(env):
     at.toggle(key="motion").set_value(True).run()
     assert "Output: **480×854**" in " ".join(c.value for c in at.caption)
     at.button(key="generate").click().run()
-    request = at.session_state["job"].request
+    request = at.session_state["generation"].request
     assert (request.text, request.author, request.tts, request.lang) == (
         "Stay hungry.",
         "Steve Jobs",

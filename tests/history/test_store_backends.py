@@ -4,7 +4,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,17 @@ from engine.history.migrations import LATEST, MIGRATIONS
 from engine.history.stats import stats
 from engine.history.store import host_name
 from engine.models import Attempt, QueueDelivery, Request
-from tests.helpers import result
+from tests.helpers import ROOT, result
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-from services import start_postgres  # noqa: E402
+from services import start_postgres
 
 
 @pytest.fixture(scope="module")
 def postgres_url():
     folder = Path(tempfile.mkdtemp(prefix="qts-pg-"))
     folder.chmod(0o711)
-    server = start_postgres(folder / "pg")
+    server = start_postgres(folder / "pg", durable=False)
     yield server.url
     server.stop()
     shutil.rmtree(folder, ignore_errors=True)
@@ -168,12 +166,11 @@ for i in range(25):
 
 def test_two_processes_write_at_once(url):
     HistoryStore(url).close()  # migrate first, as the app does at start-up
-    started = time.monotonic()
     writers = [
         subprocess.Popen([sys.executable, "-c", WRITER, url], cwd=ROOT, stderr=subprocess.PIPE) for _ in range(2)
     ]
     errors = [w.communicate(timeout=120)[1].decode() for w in writers]
     assert [w.returncode for w in writers] == [0, 0], errors
     store = HistoryStore(url)
-    assert len(store.generations()) == 50 and time.monotonic() - started < 120
+    assert len(store.generations()) == 50
     store.close()

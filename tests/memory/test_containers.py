@@ -5,7 +5,6 @@ told so in one sentence. Needs root (cgroups); `make test` runs as root in CI.""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import psutil
 import pytest
@@ -13,8 +12,8 @@ import pytest
 from engine.history import HistoryStore
 from engine.memory.plan import margin_mb
 from scripts.cgroup import Cgroup, available, kill_all, start_in_cgroup
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 MEMORY_SETTINGS = ("MAX_MEMORY_MB", "MIN_REQUIRED_MEMORY_MB", "TIER_POLICY")
 QUOTES = [
     "Stay hungry. Stay foolish.",

@@ -17,9 +17,7 @@ from engine.memory.ledger import Ledger, Need
 from engine.memory.limits import VisitorLimits
 from engine.models import AttemptEvent, Request, StageEvent
 from engine.pipeline import generate
-from tests.helpers import wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, wait_for
 
 
 def ledger(folder: Path, capacity: float, **options) -> Ledger:

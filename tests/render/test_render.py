@@ -30,30 +30,30 @@ def make_job(tmp_path, method, tier_name, speech_wav, **changes) -> RenderSpec:
 @pytest.mark.parametrize("tier_name", ["high", "medium", "low"])
 @pytest.mark.parametrize("method", ["moviepy", "ffmpeg"])
 def test_method_at_tier_makes_a_verified_mp4(tmp_path, speech_wav, method, tier_name):
-    job = make_job(tmp_path, method, tier_name, speech_wav)
-    run = run_isolated(job, budget_mb=4000)
+    spec = make_job(tmp_path, method, tier_name, speech_wav)
+    run = run_isolated(spec, budget_mb=4000)
     assert run.status == "ok", run.error
-    found = verify(tmp_path / "out.mp4", job.width, job.height, job.duration_s)
+    found = verify(tmp_path / "out.mp4", spec.width, spec.height, spec.duration_s)
     assert found.size_bytes > 10_000
     assert run.peak_rss_mb > 20 and run.wall_s > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["card.png", "out.mp4"]  # no temp file left
 
 
 def test_emergency_is_480p_and_cut_to_its_duration(tmp_path, speech_wav):
-    job = make_job(tmp_path, "emergency", "emergency", speech_wav, duration_s=1.0)
-    assert run_isolated(job, budget_mb=4000).status == "ok"
+    spec = make_job(tmp_path, "emergency", "emergency", speech_wav, duration_s=1.0)
+    assert run_isolated(spec, budget_mb=4000).status == "ok"
     found = probe(tmp_path / "out.mp4")
     assert (found.width, found.height) == (854, 480)
     assert found.duration_s == pytest.approx(1.0, abs=0.25)
 
 
 def test_watchdog_kills_the_whole_group_and_reports_it(tmp_path, speech_wav):
-    job = make_job(tmp_path, "moviepy", "high", speech_wav)
-    run = run_isolated(job, budget_mb=40)
+    spec = make_job(tmp_path, "moviepy", "high", speech_wav)
+    run = run_isolated(spec, budget_mb=40)
     assert run.status == "killed"
     assert "over its 40 MB budget" in run.error
     assert run.peak_rss_mb > 40
-    assert not (tmp_path / "job-moviepy.json").exists()
+    assert not (tmp_path / "spec-moviepy.json").exists()
 
 
 def test_a_crashing_method_is_reported_as_crashed(tmp_path, speech_wav):
@@ -63,17 +63,17 @@ def test_a_crashing_method_is_reported_as_crashed(tmp_path, speech_wav):
 
 
 def test_a_failing_method_reports_ffmpegs_reason(tmp_path, speech_wav):
-    job = make_job(tmp_path, "ffmpeg", "low", speech_wav, card_path=str(tmp_path / "missing.png"))
-    run = run_isolated(job, budget_mb=4000)
+    spec = make_job(tmp_path, "ffmpeg", "low", speech_wav, card_path=str(tmp_path / "missing.png"))
+    run = run_isolated(spec, budget_mb=4000)
     assert run.status == "failed"
     assert "ffmpeg failed" in run.error and "missing.png" in run.error
 
 
 def test_verify_names_every_mismatch(tmp_path, speech_wav):
-    job = make_job(tmp_path, "ffmpeg", "low", speech_wav)
-    run_isolated(job, budget_mb=4000)
+    spec = make_job(tmp_path, "ffmpeg", "low", speech_wav)
+    run_isolated(spec, budget_mb=4000)
     with pytest.raises(RenderFailed, match=r"size is 854x480, not 1920x1080.*duration is"):
-        verify(tmp_path / "out.mp4", 1920, 1080, job.duration_s + 5)
+        verify(tmp_path / "out.mp4", 1920, 1080, spec.duration_s + 5)
 
 
 def test_parse_probe_reads_streams():

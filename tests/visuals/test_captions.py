@@ -132,12 +132,12 @@ def test_ffmpeg_memory_is_flat_in_the_number_of_captions(tmp_path, speech_wav):
             cards = draw_cards(QuoteText.of(QUOTES["long"]), (1280, 720), [(i, i + 1) for i in range(count)], folder)
             duration = 20.0
             states = tuple((str(p), i * duration / count, (i + 1) * duration / count) for i, p in enumerate(cards))
-            job = RenderSpec(
+            spec = RenderSpec(
                 method="ffmpeg", card_path=str(cards[0]), audio_path=str(speech_wav),
                 out_path=str(folder / "out.mp4"), temp_dir=str(folder), width=1280, height=720, fps=24,
                 video_kbps=500, audio_kbps=64, duration_s=duration, captions=states,
             )  # fmt: skip
-            run = run_isolated(job, budget_mb=4000)
+            run = run_isolated(spec, budget_mb=4000)
             assert run.status == "ok", run.error
             peaks[count].append(run.peak_rss_mb)
     few, many = min(peaks[2]), min(peaks[40])
