@@ -67,7 +67,7 @@ def test_every_method_failing_says_why(settings):
     with pytest.raises(RenderFailed) as caught:
         generate(request, settings)
     assert [a.method for a in caught.value.result.attempts] == ["ffmpeg", "emergency"]
-    assert "ffmpeg: the render process died" in str(caught.value)
+    assert "ffmpeg: the process died" in str(caught.value)
 
 
 def test_emergency_is_at_most_60_seconds(settings):
