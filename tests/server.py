@@ -70,6 +70,7 @@ class StreamlitServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         LONG_LIVED.discard(self.proc.pid)
+        print(self.log_path.read_text(errors="replace")[-4000:])  # pytest shows it when the test fails
 
 
 def request(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
