@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.speech import speech_engines, speech_lines
 from engine.memory.ledger import Ledger
 from engine.memory.plan import cost_model
 from engine.memory.sampler import TreeSampler
@@ -27,6 +28,7 @@ from engine.render.isolation import run_isolated
 from engine.render.spec import RenderSpec, encoder_threads
 from engine.render.sweep import Cell, cell_lines, measure_cell, reservation, scratch_root
 from engine.settings import Settings
+from engine.speech.base import SpeechOrder
 from engine.speech.espeak import EspeakEngine
 from engine.visuals.card import draw_card
 
@@ -35,21 +37,31 @@ TARGETS = {"ffmpeg": (20.0, 5.0), "moviepy": (2.0, 2.0)}  # (x faster, x less me
 
 
 def run_bench(
-    settings: Settings, quick: bool = False, runs: int | None = None, progress=print, ledger: Ledger | None = None
+    settings: Settings,
+    quick: bool = False,
+    runs: int | None = None,
+    progress=print,
+    ledger: Ledger | None = None,
+    speech_only: bool = False,
 ) -> dict:
-    """Every cell against plain MoviePy. With `ledger`, each render reserves its predicted need in the
-    host's memory ledger (so the app's renders account for it), but is never cut short."""
+    """Every cell against plain MoviePy, and the offline voices side by side. With `ledger`, each
+    render reserves its predicted need in the host's memory ledger (so the app's renders account for
+    it), but is never cut short."""
     runs = runs or (1 if quick else 3)
     model = cost_model(None)
-    cases = json.loads(QUOTES_FILE.read_text())["cases"]
+    every = json.loads(QUOTES_FILE.read_text())["cases"]
+    cases = [c for c in every if not c.get("speech_only")]
     if quick:
         cases = [c for c in cases if c["name"] == "long"]
     tiers = ["high"] if quick else ["high", "medium", "low"]
     folder = Path(tempfile.mkdtemp(prefix="bench-", dir=scratch_root(settings)))
     try:
+        voices = speech_engines(every if not quick else cases, folder, runs, progress, ledger)
+        if speech_only:
+            return {"machine": _machine(runs, quick), "speech": voices}
         cells: list[Cell] = []
         for case in cases:
-            speech = EspeakEngine().synthesize(case["text"], "en", folder)
+            speech = EspeakEngine().synthesize(SpeechOrder(case["text"], "en", folder))
             for tier_name in [*tiers, "emergency"]:
                 methods = ["emergency"] if tier_name == "emergency" else ["plain", "moviepy", "ffmpeg"]
                 for method in methods:
@@ -65,8 +77,9 @@ def run_bench(
         cells = _with_ratios(cells)
         extra = _flatness(settings, folder, quick, progress, ledger)
         report = {
-            "machine": {"cpus": os.cpu_count(), "encoder_threads": encoder_threads(), "runs": runs, "quick": quick},
+            "machine": _machine(runs, quick),
             "cells": [asdict(c) for c in cells],
+            "speech": voices,
             "targets": _targets(cells),
             **extra,
             "sampling_overhead": sampling_overhead(),
@@ -75,6 +88,10 @@ def run_bench(
         return report
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _machine(runs: int, quick: bool) -> dict:
+    return {"cpus": os.cpu_count(), "encoder_threads": encoder_threads(), "runs": runs, "quick": quick}
 
 
 def _with_ratios(cells: list[Cell]) -> list[Cell]:
@@ -113,7 +130,7 @@ def _targets(cells: list[Cell]) -> list[dict]:
 def _flatness(settings: Settings, folder: Path, quick: bool, progress, ledger: Ledger | None) -> dict:
     """Peak memory of each method on a short and a long video at 1080p (emergency: its own 480p, 60 s cap)."""
     short_s, long_s = (10.0, 60.0) if quick else (10.0, 300.0)
-    speech = EspeakEngine().synthesize("Stay hungry. Stay foolish.", "en", folder)
+    speech = EspeakEngine().synthesize(SpeechOrder("Stay hungry. Stay foolish.", "en", folder))
     audio = {}
     for seconds in (short_s, long_s, 60.0):  # each run reads audio of exactly its own length
         audio[seconds] = folder / f"speech-{seconds:.0f}s.wav"
@@ -194,8 +211,10 @@ def leak_check(settings: Settings, generations: int, ledger: Ledger | None = Non
 
 
 def table(report: dict) -> str:
-    lines = cell_lines(report["cells"])
-    lines.append("")
+    lines = cell_lines(report["cells"]) if "cells" in report else []
+    lines += ["", *speech_lines(report["speech"]), ""]
+    if "cells" not in report:
+        return "\n".join(lines).strip()
     for t in report["targets"]:
         lines.append(
             f"target {t['method']}: {t['faster_x']}x faster (target {t['target_faster_x']}x), "

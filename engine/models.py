@@ -13,7 +13,7 @@ class Request:
     lang: str = "en"
     tts: str | None = None  # None: the TTS_ENGINE setting
     tld: str = "com"  # gTTS accent, e.g. "co.uk"
-    slow: bool = False
+    speed: str = "normal"  # speaking rate: slower, normal or faster
     tier: str = "auto"
     method: str = "auto"
     fallback: bool = True  # False runs the chosen method alone, for tuning
@@ -68,6 +68,10 @@ class Result:
     method: str | None = None
     tts_engine: str | None = None
     tts_fallback_reason: str | None = None
+    tts_peak_mb: float | None = None  # of a voice that speaks in a process of its own (Piper)
+    speed: str = "normal"
+    loudness_lufs: float | None = None  # of the mastered speech, integrated (EBU R128)
+    true_peak_dbtp: float | None = None
     aspect: str = "16:9"
     width: int = 0
     height: int = 0

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine.audio.master import master
 from engine.errors import InvalidInput, QuoteError, RenderFailed
 from engine.history import HistoryStore
 from engine.history.storage import cleanup, over_quota, remove_tree
@@ -27,6 +28,7 @@ from engine.memory.costs import CostModel, estimated_duration_s
 from engine.memory.ledger import Grant, Ledger, Waiting, attempt_budget_mb
 from engine.memory.plan import Plan, Step, check_floor, cost_model, make_plan
 from engine.memory.reading import read_memory
+from engine.memory.voice import voice_need, voice_room
 from engine.models import (
     Attempt,
     AttemptEvent,
@@ -43,7 +45,7 @@ from engine.render.quality import measure
 from engine.render.spec import RenderSpec, encoder_threads
 from engine.render.verify import verify
 from engine.settings import Settings
-from engine.speech import Speech, engines_for, speak
+from engine.speech import Speech, SpeechOrder, engines_for, speak
 from engine.validate import validate
 from engine.visuals.background import background
 from engine.visuals.captions import caption_states
@@ -102,7 +104,7 @@ def generate(
     the render waits its turn on this host until its predicted peak fits the memory free.
     `delivery` ties the history row to the queued job it ran for, on a worker."""
     emit = on_event or (lambda _event: None)
-    run = _Run(Result(uuid.uuid4().hex, "running", tier_asked=request.tier, aspect=request.aspect))
+    run = _Run(Result(uuid.uuid4().hex, "running", tier_asked=request.tier, aspect=request.aspect, speed=request.speed))
     work_dir = settings.temp_dir / run.known.generation_id
     history = _History(store, run.known.generation_id)
     history.begin(request, delivery)
@@ -123,8 +125,13 @@ def generate(
         work_dir.mkdir(parents=True, exist_ok=True)
         emit(StageEvent("speech", "making the speech"))
         with run.stage("speech"):
-            speech = _speech(plan, settings, work_dir)
-        run.learn(tts_engine=speech.engine, tts_fallback_reason=speech.fallback_reason)
+            speech = _speech(run, plan, settings, work_dir, emit, ledger, model)
+        run.learn(tts_engine=speech.engine, tts_fallback_reason=speech.fallback_reason,
+                  tts_peak_mb=speech.peak_rss_mb or None)  # fmt: skip
+        with run.stage("master"):
+            mastered = master(speech, work_dir / "speech-mastered.wav")
+        speech = mastered.speech
+        run.learn(loudness_lufs=mastered.loudness.integrated_lufs, true_peak_dbtp=mastered.loudness.true_peak_dbtp)
         plan = plan.spoken(speech.duration_s)
         with _admission(ledger, plan, emit) as grant:
             if grant is not None:
@@ -221,11 +228,28 @@ def _admission(ledger: Ledger | None, plan: Plan, emit: OnEvent):
     return ledger.admit(plan.needs(), waiting)
 
 
-def _speech(plan: Plan, settings: Settings, work_dir: Path) -> Speech:
+def _speech(
+    run: _Run, plan: Plan, settings: Settings, work_dir: Path, emit: OnEvent, ledger: Ledger | None, model: CostModel
+) -> Speech:
+    """Speak the quote with the chain the request asked for; the neural voice takes its turn for
+    memory like a render, and its memory is on the generation's timeline."""
     request = plan.request
-    engines = engines_for(request.tts or settings.tts_engine, tld=request.tld, slow=request.slow)
-    spans = plan.quote.phrase_spans() if request.captions else None
-    speech = speak(request.text, request.lang, engines, work_dir, spans)
+    offset = run.elapsed()
+    need = voice_need(model, len(request.text))
+
+    def on_sample(t_s: float, rss_mb: float) -> None:
+        run.timeline.append((round(offset + t_s, 3), round(rss_mb, 1)))
+        emit(MemorySample(offset + t_s, rss_mb, need.need_mb, "piper"))
+
+    def waiting(state: Waiting) -> None:
+        emit(StageEvent("queued", f"the neural voice waits for memory: {state.running} render(s) running, "
+                                  f"needs {state.need_mb:.0f} MB, {max(0.0, state.free_mb):.0f} MB free"))  # fmt: skip
+
+    reserve = voice_room(need, ledger, settings.max_memory_mb, waiting)
+    engines = engines_for(request.tts or settings.tts_engine, reserve, tld=request.tld, on_sample=on_sample)
+    order = SpeechOrder(request.text, request.lang, work_dir, plan.quote.phrase_spans(), request.captions,
+                        request.speed)  # fmt: skip
+    speech = speak(order, engines)
     if speech.duration_s > settings.max_video_duration_s:
         raise InvalidInput(
             f"the speech lasts {speech.duration_s:.0f} s, longer than the {settings.max_video_duration_s:.0f} s "

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from dataclasses import replace
 
-from engine.choices import ASPECTS, METHOD_CHOICES, TIER_CHOICES, TTS_CHOICES
+from engine.choices import ASPECTS, METHOD_CHOICES, SPEEDS, TIER_CHOICES, TTS_CHOICES
 from engine.errors import InvalidInput
 from engine.models import Request
 from engine.settings import Settings
@@ -40,6 +40,7 @@ def validate(request: Request, settings: Settings) -> Request:
     _one_of("aspect", request.aspect, tuple(ASPECTS))
     tts = request.tts or settings.tts_engine
     _one_of("speech engine", tts, TTS_CHOICES)
+    _one_of("speed", request.speed, SPEEDS)
     background(request.background, request.background_image)  # InvalidInput for a bad name or upload
     if not _LANG.fullmatch(request.lang):
         raise InvalidInput(f"language {request.lang!r} is not a language code; use one like en, fr or pt-BR")

@@ -7,10 +7,10 @@ from urllib.parse import urlsplit
 import streamlit as st
 
 from engine.app.charts import live_figure
-from engine.app.labels import METHOD_LABELS, TIER_LABELS, TTS_LABELS
+from engine.app.labels import METHOD_LABELS, SPEED_LABELS, TIER_LABELS, TTS_LABELS
 from engine.app.resources import shared_ledger, shared_limits, shared_store
 from engine.app.routes import video_url
-from engine.choices import ASPECTS, METHOD_CHOICES, TIER_CHOICES, TTS_CHOICES
+from engine.choices import ASPECTS, METHOD_CHOICES, SPEEDS, TIER_CHOICES, TTS_CHOICES
 from engine.errors import InvalidInput, LimitReached, Refused
 from engine.jobs.local import BackgroundTask, GenerationView, LocalGeneration, RunningGeneration
 from engine.memory.plan import Plan, preview
@@ -61,6 +61,9 @@ with quote_col:
     if st.session_state.get("lang") not in languages:
         st.session_state["lang"] = default_lang
     lang = lang_col.selectbox("Language", list(languages), key="lang", format_func=lambda c: languages[c])
+    speed = st.segmented_control(
+        "Speaking rate", SPEEDS, key="speed", default="normal", format_func=SPEED_LABELS.get
+    ) or "normal"  # fmt: skip
     aspect = st.segmented_control("Format", list(ASPECTS), key="aspect", default="16:9") or "16:9"
     look_col, upload_col = st.columns(2)
     with look_col:
@@ -81,7 +84,7 @@ with tuning_col:
         help="For tuning: the chosen method runs alone and the generation fails if it fails.",
     )  # fmt: skip
     request = Request(
-        text=text, author=author, lang=lang, tts=tts, tier=tier, method=method,
+        text=text, author=author, lang=lang, tts=tts, speed=speed, tier=tier, method=method,
         fallback=not (no_fallback and method != "auto"), aspect=aspect, captions=captions, motion=motion,
         background=shade, background_image=upload.getvalue() if upload is not None else None,
     )  # fmt: skip
@@ -180,7 +183,13 @@ def show_report(result: Result) -> None:
                 if result.predicted_peak_mb and result.predicted_wall_s is not None and render_s is not None
                 else "-"
             ),
-            "speech engine": speech,
+            "speech engine": speech + (f", peak {result.tts_peak_mb:.0f} MB" if result.tts_peak_mb else ""),
+            "sound": (
+                f"{result.loudness_lufs:.1f} LUFS integrated, true peak {result.true_peak_dbtp:.1f} dBTP, "
+                f"spoken {result.speed}"
+                if result.loudness_lufs is not None and result.true_peak_dbtp is not None
+                else "-"
+            ),
             "stage times": ", ".join(f"{k} {v:.2f} s" for k, v in result.stage_s.items()),
         }
         st.table({"": list(rows), "value": list(rows.values())})

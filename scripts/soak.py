@@ -34,7 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the engine package is beside this folder
 from scripts.cgroup import Cgroup, kill_all, run_in_cgroup, start_in_cgroup  # noqa: E402
 
-QUOTES = [case["text"] for case in json.loads((ROOT / "benchmarks/bench-quotes.json").read_text())["cases"]]
+QUOTES = [
+    case["text"]
+    for case in json.loads((ROOT / "benchmarks/bench-quotes.json").read_text())["cases"]
+    if not case.get("speech_only")
+]
 
 
 def requests(count: int, seed: int = 7):

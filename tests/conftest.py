@@ -12,6 +12,7 @@ import pytest
 from engine.history import HistoryStore
 from engine.render import ffmpeg
 from engine.settings import Settings
+from engine.speech.base import SpeechOrder
 from engine.speech.espeak import EspeakEngine
 
 
@@ -73,7 +74,7 @@ def _nothing_left_behind(request: pytest.FixtureRequest):
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 2 s of real offline speech, made once for the session."""
     folder = tmp_path_factory.mktemp("speech")
-    return EspeakEngine().synthesize("Stay hungry. Stay foolish.", "en", folder).path
+    return EspeakEngine().synthesize(SpeechOrder("Stay hungry. Stay foolish.", "en", folder)).path
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@ thing to happen (never a bare sleep)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +18,10 @@ import psutil
 from engine.models import Attempt, Result
 
 ROOT = Path(__file__).resolve().parents[1]
+# The benchmark quotes (29, 155 and 529 characters) by name: short, medium, long.
+QUOTES = {
+    case["name"]: case["text"] for case in json.loads((ROOT / "benchmarks/bench-quotes.json").read_text())["cases"]
+}
 # About 14 s of offline speech.
 LONG = (
     "Twenty years from now you will be more disappointed by the things that you didn't do than by the ones "
@@ -33,6 +39,16 @@ def result(generation_id: str, **changes) -> Result:
         timeline=tuple((i / 50, float(i % 97)) for i in range(1000)),
     )  # fmt: skip
     return replace(base, **changes)
+
+
+GTTS_URL = "https://translate.google.com/_/TranslateWebserverUi/data/batchexecute"
+
+
+def google_answer(audio: bytes) -> str:
+    """The batchexecute answer as Google frames it, carrying `audio` base64-encoded."""
+    inner = json.dumps([base64.b64encode(audio).decode()])
+    payload = json.dumps([["wrb.fr", "jQ1olc", inner, None, None, None, "generic"]], separators=(",", ":"))
+    return f')]}}\'\n\n{len(payload)}\n{payload}\n25\n[["e",4,null,null,154]]\n'
 
 
 def wav_seconds(path: Path) -> float:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from engine.choices import ASPECTS, METHOD_CHOICES, TIER_CHOICES, TTS_CHOICES, WINDOWS
+from engine.choices import ASPECTS, METHOD_CHOICES, SPEEDS, TIER_CHOICES, TTS_CHOICES, WINDOWS
 from engine.errors import InvalidInput, QuoteError
 from engine.jobs.wire import result_json
 from engine.models import Request, Result, StageEvent
@@ -36,10 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tts",
         choices=TTS_CHOICES,
         default=None,
-        help="speech engine (default: TTS_ENGINE, else auto: gTTS, then offline)",
+        help="speech engine (default: TTS_ENGINE, else auto: gTTS, then the neural Piper voice, then eSpeak NG)",
     )
     gen.add_argument("--tld", default="com", help="gTTS accent by Google domain, e.g. co.uk")
-    gen.add_argument("--slow", action="store_true", help="slower gTTS speech")
+    gen.add_argument("--speed", choices=SPEEDS, default="normal", help="speaking rate (default normal)")
+    gen.add_argument("--slow", action="store_const", const="slower", dest="speed", help="the same as --speed slower")
     gen.add_argument(
         "--tier",
         choices=TIER_CHOICES,
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--runs", type=int, default=None, help="runs per cell; the median is kept (default 3)")
     be.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for the JSON report")
     be.add_argument("--json", action="store_true", help="print the JSON report")
+    be.add_argument("--speech-only", action="store_true", help="the offline voices only, on every bench quote")
 
     sw = commands.add_parser("sweep", help="render a quote at every tier and method, side by side, with frames")
     sw.add_argument("text", help="the quote")
@@ -138,7 +140,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     request = Request(
-        text=args.text, author=args.author, lang=args.lang, tts=args.tts, tld=args.tld, slow=args.slow,
+        text=args.text, author=args.author, lang=args.lang, tts=args.tts, tld=args.tld, speed=args.speed,
         tier=args.tier, method=args.method, fallback=not args.no_fallback, aspect=args.aspect,
         captions=args.captions, motion=args.motion, background=args.background, background_image=picture,
         out=args.out,
@@ -211,7 +213,9 @@ def _describe(result: Result) -> str:
             f"{result.output}",
             f"  {result.width}x{result.height}, {result.duration_s:.1f} s, {result.size_bytes / 1024:.0f} KB, "
             f"{result.video_kbps}k video / {result.audio_kbps}k audio",
-            f"  tier {result.tier} ({result.tier_reason}); method {result.method}; speech {result.tts_engine}",
+            f"  tier {result.tier} ({result.tier_reason}); method {result.method}; speech {result.tts_engine}"
+            + (f" (after {result.tts_fallback_reason})" if result.tts_fallback_reason else "")
+            + (f", mastered to {result.loudness_lufs:.1f} LUFS" if result.loudness_lufs is not None else ""),
             f"  the seed's thresholds would have chosen {result.seed_tier}",
             f"  peak {result.peak_rss_mb:.0f} MB (predicted {result.predicted_peak_mb or 0:.0f} MB) of a "
             f"{result.budget_mb:.0f} MB render budget; {result.wall_s:.1f} s",
@@ -327,7 +331,10 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
     from engine.app.resources import shared_ledger
 
-    report = run_bench(settings, quick=args.quick, runs=args.runs, progress=say, ledger=shared_ledger(settings))
+    report = run_bench(
+        settings, quick=args.quick, runs=args.runs, progress=say, ledger=shared_ledger(settings),
+        speech_only=args.speech_only,
+    )  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(report, indent=2))

@@ -20,7 +20,7 @@ def _v1(conn: Connection) -> None:
     later_columns = {
         "finished_at", "error_kind", "tts_fallback_reason", "method_asked", "fell_back", "app_rss_mb",
         "stage_s", "file_removed", "host", "pid", "budget_mb", "ssim", "psnr_db", "job_id", "delivery",
-        *V5_GENERATIONS, *V5_ATTEMPTS,
+        *V5_GENERATIONS, *V5_ATTEMPTS, *V7_GENERATIONS,
     }  # fmt: skip
     for table in (schema.meta, schema.generations, schema.attempts):
         sa.Table(table.name, v1, *(c._copy() for c in table.columns if c.name not in later_columns))
@@ -80,7 +80,16 @@ def _v6(conn: Connection) -> None:
     conn.execute(sa.text(f"CREATE INDEX ix_generations_figures ON generations ({columns})"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+V7_GENERATIONS = ["tts_peak_mb", "speed", "loudness_lufs", "true_peak_dbtp"]
+
+
+def _v7(conn: Connection) -> None:
+    """Version 7: the voice's own peak (Piper speaks in a process of its own, which the cost model
+    learns from), the speaking rate, and the loudness the speech was mastered to."""
+    _add_columns(conn, {"generations": V7_GENERATIONS})
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 LATEST = len(MIGRATIONS)
 
 

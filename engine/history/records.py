@@ -51,6 +51,10 @@ class GenerationRecord:
     predicted_peak_mb: float | None = None
     predicted_wall_s: float | None = None
     prediction_source: str | None = None
+    tts_peak_mb: float | None = None
+    speed: str | None = None
+    loudness_lufs: float | None = None
+    true_peak_dbtp: float | None = None
 
     @classmethod
     def from_row(cls, row) -> GenerationRecord:

@@ -68,6 +68,11 @@ generations = sa.Table(
     sa.Column("predicted_peak_mb", sa.Float),
     sa.Column("predicted_wall_s", sa.Float),
     sa.Column("prediction_source", sa.String(16)),
+    # version 7
+    sa.Column("tts_peak_mb", sa.Float),
+    sa.Column("speed", sa.String(8)),
+    sa.Column("loudness_lufs", sa.Float),
+    sa.Column("true_peak_dbtp", sa.Float),
 )
 
 attempts = sa.Table(

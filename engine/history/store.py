@@ -84,6 +84,7 @@ class HistoryStore:
                     method_asked=request.method,
                     aspect=request.aspect,
                     tts_engine=request.tts,
+                    speed=request.speed,
                     host=host_name(),
                     pid=os.getpid(),
                     fell_back=False,
@@ -217,6 +218,20 @@ class HistoryStore:
         )
         with self.engine.connect() as conn:
             return [tuple(row) for row in conn.execute(query)]
+
+    def recent_speech_peaks(self, host: str, generations: int = 200) -> list[tuple[str, float]]:
+        """(engine, peak MB) of this host's newest generations whose voice spoke in a process of
+        its own (Piper): what the cost model learns the voice's need from."""
+        g = schema.generations
+        query = (
+            sa.select(g.c.tts_engine, g.c.tts_peak_mb)
+            .where(sa.or_(g.c.host == host, g.c.host.startswith(f"{host}/", autoescape=True)))
+            .where(g.c.tts_peak_mb > 0)
+            .order_by(g.c.created_at.desc())
+            .limit(generations)
+        )
+        with self.engine.connect() as conn:
+            return [(engine, peak) for engine, peak in conn.execute(query)]
 
     def generation(self, generation_id: str) -> GenerationRecord | None:
         g = schema.generations

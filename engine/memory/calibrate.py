@@ -20,8 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,6 +46,7 @@ _LONG = (
 )
 # One text per duration band (offline speech: about 9 s and 32 s).
 TEXTS = (_MEDIUM, _LONG)
+LONGEST = " ".join([_LONG] * 4)[:2000].rsplit(" ", 1)[0]  # MAX_TEXT_CHARS's default, for the neural voice
 # (method, captions, motion): what each method can render.
 VARIANTS = (
     ("moviepy", False, False), ("moviepy", True, False), ("moviepy", False, True), ("moviepy", True, True),
@@ -106,7 +107,8 @@ def calibrate(
                             f"{cell['band']:9} {method:9} {key.tier:9} {aspect:5} captions={captions!s:5} "
                             f"motion={motion!s:5} {cell['peak_mb']:7.1f} MB {cell['s_per_video_s']:.4f} s/s"
                         )
-        speech = [_speech_cost(name, texts[-1], folder) for name in ("espeak", "gtts")]
+        speech = [speech_cost(name, texts[-1], folder) for name in ("espeak", "gtts")]
+        speech.append(_piper_cost(folder, 1 if quick else 3, ledger))
         for row in speech:
             progress(f"speech {row['engine']:7} {row['peak_mb']:7.1f} MB")
     finally:
@@ -134,27 +136,30 @@ def write_prior(prior: dict, path: Path = PRIOR_FILE) -> Path:
 _SPEAKER = """
 import sys
 from pathlib import Path
+from engine.speech.base import SpeechOrder
 from engine.speech.espeak import EspeakEngine
 from engine.render import ffmpeg
 engine, text, folder = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 print("ready", flush=True)
 sys.stdin.readline()
 if engine == "espeak":
-    EspeakEngine().synthesize(text, "en", folder)
+    EspeakEngine().synthesize(SpeechOrder(text, "en", folder))
 else:  # gTTS: what this machine does with its MP3 (the download itself is on Google's side)
     ffmpeg.run(["-i", str(folder / "speech.mp3"), "-ac", "1", "-ar", "24000", str(folder / "decoded.wav")])
 print("done", flush=True)
 """
 
 
-def _speech_cost(engine: str, text: str, folder: Path) -> dict:
+def speech_cost(engine: str, text: str, folder: Path) -> dict:
+    """One engine speaking `text` in a child of its own: its peak above the child's idle baseline."""
     own = folder / f"speech-{engine}"
     own.mkdir()
     if engine == "gtts":  # an MP3 of the longest text, as gTTS delivers it
         from engine.render import ffmpeg
+        from engine.speech.base import SpeechOrder
         from engine.speech.espeak import EspeakEngine
 
-        wav = EspeakEngine().synthesize(text, "en", own).path
+        wav = EspeakEngine().synthesize(SpeechOrder(text, "en", own)).path
         ffmpeg.run(["-i", str(wav), "-c:a", "libmp3lame", "-b:a", "32k", str(own / "speech.mp3")])
     root = str(Path(__file__).resolve().parents[2])
     child = subprocess.Popen(
@@ -174,6 +179,30 @@ def _speech_cost(engine: str, text: str, folder: Path) -> dict:
         child.kill()
         child.wait()
     return {"engine": engine, "peak_mb": round(max(0.0, sampler.peak_mb - baseline), 1), "runs": 1}
+
+
+def _piper_cost(folder: Path, runs: int, ledger: Ledger | None) -> dict:
+    """The neural voice's peak: its own process, speaking the longest quote allowed (its memory
+    follows the longest piece it speaks, and a longer quote has more pieces to find it in)."""
+    from engine.speech.base import SpeechOrder
+    from engine.speech.piper import PiperEngine
+    from engine.visuals.text import QuoteText
+
+    text = LONGEST
+    own = folder / "speech-piper"
+    own.mkdir()
+
+    @contextmanager
+    def room() -> Iterator[float]:
+        with ledger.admit([Need("calibrate piper", 300.0, 20)]) if ledger is not None else nullcontext():
+            yield 1000.0  # measured, not limited
+
+    peaks = []
+    for _ in range(runs):
+        speech = PiperEngine(room).synthesize(SpeechOrder(text, "en", own, QuoteText.of(text).phrase_spans()))
+        peaks.append(speech.peak_rss_mb)
+        speech.path.unlink()
+    return {"engine": "piper", "peak_mb": round(p95(peaks), 1), "runs": runs}
 
 
 def describe(prior: dict) -> str:

@@ -120,8 +120,8 @@ class CostModel:
         emergency = [c.peak_mb for k, c in {**self.prior, **self.learned}.items() if k.method == "emergency"]
         return max(emergency) if emergency else UNKNOWN
 
-    def with_learned(self, learned: dict[CostKey, Cost]) -> CostModel:
-        return CostModel(self.prior, self.speech_mb, learned)
+    def with_learned(self, learned: dict[CostKey, Cost], speech_mb: dict[str, float] | None = None) -> CostModel:
+        return CostModel(self.prior, {**self.speech_mb, **(speech_mb or {})}, learned)
 
 
 @cache
@@ -152,3 +152,11 @@ def learn(rows: Iterable[tuple[CostKey, float, float | None]]) -> dict[CostKey, 
             peak = round(p95(peak for peak, _ in runs), 1)
             learned[key] = Cost(peak, round(statistics.median(rates), 4), len(runs), "history")
     return learned
+
+
+def learn_speech(rows: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """Each voice's p95 peak, from (engine, peak MB), for voices with at least MIN_RUNS runs."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for engine, peak_mb in rows:
+        groups[engine].append(peak_mb)
+    return {engine: round(p95(peaks), 1) for engine, peaks in groups.items() if len(peaks) >= MIN_RUNS}

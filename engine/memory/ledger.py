@@ -157,9 +157,12 @@ class Ledger:
     # admission
 
     @contextmanager
-    def admit(self, needs: Sequence[Need], on_wait: Callable[[Waiting], None] | None = None) -> Iterator[Grant]:
+    def admit(
+        self, needs: Sequence[Need], on_wait: Callable[[Waiting], None] | None = None, max_wait_s: float | None = None
+    ) -> Iterator[Grant]:
         """Wait for room for `needs[0]` (or, past the step-down bound, a later one that fits),
-        hold it while the body runs, and free it after; Busy when the wait runs out."""
+        hold it while the body runs, and free it after; Busy when the wait (`max_wait_s`, else
+        the ledger's) runs out."""
         if not needs:
             raise ValueError("admit needs at least one need")
         ticket = uuid.uuid4().hex
@@ -172,7 +175,9 @@ class Ledger:
                 "need_mb": needs[0].need_mb, "label": needs[0].label, "since": time.time(), "ends": None,
             }  # fmt: skip
         try:
-            grant = self._wait_turn(ticket, needs, started, on_wait)
+            grant = self._wait_turn(
+                ticket, needs, started, on_wait, self.max_wait_s if max_wait_s is None else max_wait_s
+            )
         except BaseException:
             self._drop(ticket)
             raise
@@ -182,8 +187,9 @@ class Ledger:
             self._drop(ticket)
 
     def _wait_turn(
-        self, ticket: str, needs: Sequence[Need], started: float, on_wait: Callable[[Waiting], None] | None
-    ) -> Grant:
+        self, ticket: str, needs: Sequence[Need], started: float, on_wait: Callable[[Waiting], None] | None,
+        max_wait_s: float,
+    ) -> Grant:  # fmt: skip
         owners: set[int] = set()
         while True:
             # Memory is measured outside the lock (a few milliseconds), from the owners seen last time.
@@ -194,7 +200,7 @@ class Ledger:
                 if now_owners - owners:  # a render started since: measure again before deciding
                     decision: Grant | Waiting | Busy | None = None
                 else:
-                    decision = self._decide(state, ticket, needs, time.monotonic() - started, capacity)
+                    decision = self._decide(state, ticket, needs, time.monotonic() - started, capacity, max_wait_s)
                     if isinstance(decision, Grant):
                         state["tickets"][ticket].update(
                             state="running", need_mb=decision.need.need_mb, label=decision.need.label,
@@ -211,7 +217,7 @@ class Ledger:
             time.sleep(self.poll_s)
 
     def _decide(
-        self, state: dict, ticket: str, needs: Sequence[Need], waited: float, capacity: float
+        self, state: dict, ticket: str, needs: Sequence[Need], waited: float, capacity: float, max_wait_s: float
     ) -> Grant | Waiting | Busy:
         tickets = state["tickets"]
         running = [t for t in tickets.values() if t["state"] == "running"]
@@ -223,7 +229,7 @@ class Ledger:
             grant = self._pick(needs, free, capacity, running, expected, waited, ticket)
             if grant is not None:
                 return grant
-        if waited >= self.max_wait_s:
+        if waited >= max_wait_s:
             return Busy(len(running), position - 1, waited, needs[0].need_mb, free)
         return Waiting(position, waited, needs[0].need_mb, free, len(running), expected)
 

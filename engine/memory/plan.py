@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from engine.choices import METHODS, TIERS
 from engine.errors import NotEnoughMemory
 from engine.history import HistoryStore
-from engine.memory.costs import Cost, CostModel, estimated_duration_s, key_for, learn, load_prior
+from engine.memory.costs import Cost, CostModel, estimated_duration_s, key_for, learn, learn_speech, load_prior
 from engine.memory.ledger import Ledger, Need, attempt_budget_mb
 from engine.memory.reading import read_memory
 from engine.memory.tiers import SEED_FLOOR_MB, Tier, capped, seed_reason, seed_tier_name, tier
@@ -210,7 +210,7 @@ def cost_model(store: HistoryStore | None) -> CostModel:
             socket.gethostname()
         )
     ]  # fmt: skip
-    return prior.with_learned(learn(rows))
+    return prior.with_learned(learn(rows), learn_speech(store.recent_speech_peaks(socket.gethostname())))
 
 
 def preview(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +29,15 @@ def ffmpeg_exe() -> str:
     return path
 
 
-def command(args: list[str]) -> list[str]:
+def command(args: list[str], loglevel: str = "error") -> list[str]:
     """The full argv of an ffmpeg run: quiet but for errors, never reading stdin, overwriting."""
-    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", loglevel, "-y", *args]
 
 
-def run(args: list[str], timeout_s: float = 600.0) -> None:
-    """Run ffmpeg with `args` (no shell); RenderFailed with its last error line on failure."""
-    cmd = command(args)
+def run(args: list[str], timeout_s: float = 600.0, loglevel: str = "error") -> str:
+    """Run ffmpeg with `args` (no shell); its log (what a measuring filter reports at "info"), or
+    RenderFailed with its last error line on failure."""
+    cmd = command(args, loglevel)
     try:
         done = subprocess.run(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout_s, preexec_fn=die_with_parent()
@@ -44,8 +46,11 @@ def run(args: list[str], timeout_s: float = 600.0) -> None:
         raise RenderFailed(f"ffmpeg took longer than {timeout_s:.0f} s and was stopped") from None
     except OSError as exc:
         raise RenderFailed(f"ffmpeg could not start ({exc.strerror}); reinstall the requirements") from None
+    if done.returncode == -signal.SIGXFSZ:  # over the file size limit: killed before it could say so
+        raise RenderFailed(disk_full("SIGXFSZ"))
     if done.returncode != 0:
         raise RenderFailed(f"ffmpeg failed: {explain(done.stderr) or f'exit {done.returncode}'}")
+    return done.stderr.decode(errors="replace")
 
 
 DISK_FULL = ("No space left on device", "File too large", "Disk quota exceeded")
@@ -78,11 +83,14 @@ class Probe:
     height: int
     audio_codec: str | None
     size_bytes: int
+    audio_profile: str | None = None  # "LC" for AAC-LC
+    audio_rate: int = 0  # Hz
+    audio_channels: str | None = None  # "mono", "stereo", ...
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _VIDEO = re.compile(r"Stream #\S+: Video: (\w+).*?, (\d{2,5})x(\d{2,5})")
-_AUDIO = re.compile(r"Stream #\S+: Audio: (\w+)")
+_AUDIO = re.compile(r"Stream #\S+: Audio: (\w+)(?: \(([^)]*)\))?[^,]*, (\d+) Hz, ([\w.()]+)")
 
 
 def probe(path: Path) -> Probe:
@@ -114,4 +122,7 @@ def parse_probe(text: str, size_bytes: int) -> Probe:
         height=int(video[3]) if video else 0,
         audio_codec=audio[1] if audio else None,
         size_bytes=size_bytes,
+        audio_profile=audio[2] if audio else None,
+        audio_rate=int(audio[3]) if audio else 0,
+        audio_channels=audio[4] if audio else None,
     )

@@ -1,7 +1,7 @@
 """The MoviePy method, with memory-safe settings.
 
-Explicit threads, a light x264 preset and short lookahead, RGB frames (no mask),
-AAC audio, MoviePy's temp audio file inside the spec's temp folder, every clip closed.
+Explicit threads, a light x264 preset and short lookahead, RGB frames (no mask), the mastered
+speech handed to MoviePy's ffmpeg as a file (no audio decoded in Python), every clip closed.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from pathlib import Path
 
-from engine.render.spec import X264_STILL, RenderSpec
+from engine.render.spec import X264_STILL, RenderSpec, aac
 
 FADE_IN_S = 0.8
 STILL_FPS = 4
@@ -18,14 +18,13 @@ ZOOM = 0.06  # the picture grows by 6% over the whole video: a slow push-in
 
 
 def render(spec: RenderSpec) -> Path:
-    from moviepy import AudioFileClip, ImageClip, VideoClip  # heavy: imported only in the render child
+    from moviepy import ImageClip, VideoClip  # heavy: imported only in the render child
 
-    audio = AudioFileClip(spec.audio_path)
     still = not (spec.motion or spec.captions)
     if still:
-        clip = ImageClip(spec.card_path, duration=spec.duration_s).with_audio(audio)
+        clip = ImageClip(spec.card_path, duration=spec.duration_s)
     else:
-        clip = VideoClip(_Frames(spec), duration=spec.duration_s).with_audio(audio)
+        clip = VideoClip(_Frames(spec), duration=spec.duration_s)
     try:
         clip.write_videofile(
             spec.out_path,
@@ -34,12 +33,15 @@ def render(spec: RenderSpec) -> Path:
             # 7.6 s down to 6.2 s for 32 s at 1080p). Motion and captions need every frame.
             fps=STILL_FPS if still else spec.fps,
             codec="libx264",
+            # The speech file goes straight to MoviePy's ffmpeg, encoded as the FFmpeg method does:
+            # MoviePy's own audio path decodes it through Python and encodes with the default AAC
+            # coder, which at 64k let true peaks reach +1.4 dBTP (measured; the fast coder: -2.1).
+            audio=spec.audio_path,
             audio_codec="aac",
-            audio_bitrate=f"{spec.audio_kbps}k",
             preset="ultrafast",  # measured: 1.25x faster and 28 MB less than veryfast at 1080p
             threads=spec.threads,
-            temp_audiofile=str(Path(spec.temp_dir) / "moviepy-audio.m4a"),
             ffmpeg_params=[
+                *aac(spec.audio_kbps),
                 "-r",
                 str(spec.fps),
                 "-crf",
@@ -58,7 +60,6 @@ def render(spec: RenderSpec) -> Path:
         )
     finally:
         clip.close()
-        audio.close()
     return Path(spec.out_path)
 
 

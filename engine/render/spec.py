@@ -7,6 +7,20 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+AUDIO_RATE = 48000  # Hz: what the platforms' upload specifications ask for (AAC-LC at 44.1 or 48 kHz)
+
+
+# The mastered mono speech on both channels at its own level (`-ac 2` would lower it by 3 dB).
+MONO_TO_STEREO = "pan=stereo|c0=c0|c1=c0"
+
+
+def aac(kbps: int) -> list[str]:
+    """ffmpeg's output options for the sound of every method, from the mastered mono speech: AAC-LC,
+    48 kHz stereo. The fast coder: as good to the ear for speech, 2.7x quicker, and its true peaks
+    stay where mastering put them (the default two-loop coder overshot by 3.5 dB at 64k, measured)."""
+    return ["-af", MONO_TO_STEREO, "-c:a", "aac", "-aac_coder", "fast", "-b:a", f"{kbps}k", "-ar", str(AUDIO_RATE)]
+
+
 # A still picture gains nothing from B-frames, extra references or lookahead; each costs frames of memory.
 X264_STILL = "rc-lookahead=0:sync-lookahead=0:bframes=0:ref=1"
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.render import ffmpeg
-from engine.render.spec import X264_STILL, RenderSpec
+from engine.render.spec import X264_STILL, RenderSpec, aac
 
 METHODS = ("ffmpeg", "emergency")  # the methods this module renders: bare ffmpeg runs, no Python child
 SEGMENT_S = 2
@@ -50,7 +50,7 @@ def commands(spec: RenderSpec) -> tuple[list[list[str]], list[Path]]:
     runs.append(ffmpeg.command([
         *video_in, "-i", spec.audio_path,
         "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-        "-c:a", "aac", "-aac_coder", "fast", "-b:a", f"{spec.audio_kbps}k",
+        *aac(spec.audio_kbps),
         "-t", f"{spec.duration_s:.3f}", "-threads", str(spec.threads),
         "-movflags", "+faststart", spec.out_path,
     ]))  # fmt: skip

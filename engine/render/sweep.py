@@ -26,6 +26,7 @@ from engine.render.isolation import run_isolated
 from engine.render.quality import measure
 from engine.render.spec import RenderSpec, encoder_threads
 from engine.settings import Settings
+from engine.speech.base import SpeechOrder
 from engine.speech.espeak import EspeakEngine
 from engine.visuals.card import draw_card
 
@@ -78,7 +79,7 @@ def sweep(
     model = cost_model(None)
     try:
         with limits.hold(who):
-            speech = EspeakEngine().synthesize(text, "en", folder)
+            speech = EspeakEngine().synthesize(SpeechOrder(text, "en", folder))
             done = []
             for tier_name, method in SWEEP:
                 frame = frames_dir / f"{tier_name}-{method}.jpg"

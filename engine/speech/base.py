@@ -19,21 +19,41 @@ class WordTiming:
     position: int = -1
 
 
+# Speaking rate against normal, per choice (engine.choices.SPEEDS); each engine turns it into its own setting.
+RATES = {"slower": 0.8, "normal": 1.0, "faster": 1.2}
+
+
+@dataclass(frozen=True)
+class SpeechOrder:
+    """What to speak, and how: the quote as read once by the plan (its phrases), where to write."""
+
+    text: str
+    lang: str
+    out_dir: Path
+    phrases: tuple[tuple[int, int], ...] = ()  # character spans of the quote's phrases
+    timed: bool = False  # captions need each phrase's timing
+    speed: str = "normal"
+
+    @property
+    def rate(self) -> float:
+        return RATES[self.speed]
+
+
 @dataclass(frozen=True)
 class Speech:
     path: Path  # a 16-bit PCM WAV file
     duration_s: float
-    engine: str  # "gtts" or "espeak"
+    engine: str  # "gtts", "piper" or "espeak"
     words: tuple[WordTiming, ...] = ()
     fallback_reason: str | None = None  # why an earlier engine was passed over
+    peak_rss_mb: float = 0.0  # of a voice that speaks in a child process of its own (Piper)
 
 
 class SpeechEngine(Protocol):
     name: str
 
-    def synthesize(self, text: str, lang: str, out_dir: Path, phrases: list[tuple[int, int]] | None = None) -> Speech:
-        """Speak `text` into a WAV file in `out_dir`; SpeechFailed or InvalidInput on failure.
-        `phrases` (character spans) asks for timings per phrase where the engine has no word events."""
+    def synthesize(self, order: SpeechOrder) -> Speech:
+        """Speak the order's text into a WAV file in its folder; SpeechFailed or InvalidInput on failure."""
         ...
 
 

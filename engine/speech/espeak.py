@@ -10,10 +10,9 @@ import ctypes
 import threading
 import unicodedata
 import wave
-from pathlib import Path
 
 from engine.errors import InvalidInput, SpeechFailed
-from engine.speech.base import Speech, WordTiming
+from engine.speech.base import Speech, SpeechOrder, WordTiming
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000
@@ -105,8 +104,9 @@ def languages() -> list[str]:
 class EspeakEngine:
     name = "espeak"
 
-    def synthesize(self, text: str, lang: str, out_dir: Path, phrases: list[tuple[int, int]] | None = None) -> Speech:
-        del phrases  # word events time every word already
+    def synthesize(self, order: SpeechOrder) -> Speech:
+        """Word events time every word, so phrases need no separate synthesis."""
+        text, lang, out_dir = order.text, order.lang, order.out_dir
         pcm = bytearray()
         marks: list[tuple[int, int, int]] = []  # (text position, length, audio ms)
 
@@ -127,7 +127,7 @@ class EspeakEngine:
             lib = _library()
             if lib.espeak_SetVoiceByName(lang.encode()) != 0:
                 raise InvalidInput(f"language {lang!r} is not offered by the offline voice; choose another language")
-            lib.espeak_SetParameter(_PARAM_RATE, _WORDS_PER_MINUTE, 0)
+            lib.espeak_SetParameter(_PARAM_RATE, round(_WORDS_PER_MINUTE * order.rate), 0)
             lib.espeak_SetSynthCallback(callback)
             status = lib.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
             rate = _sample_rate

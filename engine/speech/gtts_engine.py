@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.errors import InvalidInput, RenderFailed, SpeechFailed
 from engine.render import ffmpeg
-from engine.speech.base import Speech, WordTiming, join_wavs, wav_duration_s
+from engine.speech.base import Speech, SpeechOrder, WordTiming, join_wavs, wav_duration_s
 
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 24000
@@ -20,22 +20,25 @@ SAMPLE_RATE = 24000
 class GttsEngine:
     name = "gtts"
 
-    def __init__(self, tld: str = "com", slow: bool = False, timeout_s: float = 10.0) -> None:
+    def __init__(self, tld: str = "com", timeout_s: float = 10.0) -> None:
         self.tld = tld
-        self.slow = slow
         self.timeout_s = timeout_s
 
-    def synthesize(self, text: str, lang: str, out_dir: Path, phrases: list[tuple[int, int]] | None = None) -> Speech:
-        """The whole text in one go; or, with `phrases` (character spans), phrase by phrase,
-        measuring each piece so captions know when each phrase starts."""
+    def synthesize(self, order: SpeechOrder) -> Speech:
+        """The whole text in one go; or, when captions need timings, phrase by phrase, measuring
+        each piece so captions know when each phrase starts. Google speaks slower on request;
+        faster is its normal speech quickened (ffmpeg's atempo, pitch kept) as it is decoded."""
+        text, lang, out_dir = order.text, order.lang, order.out_dir
+        pace = (order.speed == "slower", order.rate if order.speed == "faster" else 1.0)  # (slow, tempo)
+        phrases = order.phrases if order.timed else ()
         if not phrases or len(phrases) == 1:
-            wav = self._one(text, lang, out_dir, "speech")
+            wav = self._one(text, lang, out_dir, "speech", pace)
             duration = wav_duration_s(wav)
             return Speech(wav, duration, self.name, (WordTiming(text, 0.0, duration, 0),))
         pieces, timings, clock = [], [], 0.0
         try:
             for index, (start, end) in enumerate(phrases):
-                piece = self._one(text[start:end], lang, out_dir, f"phrase-{index:03d}")
+                piece = self._one(text[start:end], lang, out_dir, f"phrase-{index:03d}", pace)
                 length = wav_duration_s(piece)
                 pieces.append(piece)
                 timings.append(WordTiming(text[start:end], round(clock, 3), round(clock + length, 3), start))
@@ -46,12 +49,12 @@ class GttsEngine:
                 piece.unlink(missing_ok=True)
         return Speech(wav, wav_duration_s(wav), self.name, tuple(timings))
 
-    def _one(self, text: str, lang: str, out_dir: Path, stem: str) -> Path:
+    def _one(self, text: str, lang: str, out_dir: Path, stem: str, pace: tuple[bool, float]) -> Path:
         from gtts import gTTS, gTTSError  # imported here: requests is heavy for a render child
 
         mp3 = out_dir / f"{stem}.mp3"
         try:
-            tts = gTTS(text, lang=lang, tld=self.tld, slow=self.slow, timeout=self.timeout_s)
+            tts = gTTS(text, lang=lang, tld=self.tld, slow=pace[0], timeout=self.timeout_s)
         except ValueError:
             raise InvalidInput(f"language {lang!r} is not offered by gTTS; choose another language") from None
         try:
@@ -65,7 +68,8 @@ class GttsEngine:
             raise SpeechFailed("gTTS answered without audio (an empty file)")
         wav = out_dir / f"{stem}.wav"
         try:
-            ffmpeg.run(["-i", str(mp3), "-ac", "1", "-ar", str(SAMPLE_RATE), str(wav)], timeout_s=120)
+            tempo = ["-filter:a", f"atempo={pace[1]}"] if pace[1] != 1.0 else []
+            ffmpeg.run(["-i", str(mp3), *tempo, "-ac", "1", "-ar", str(SAMPLE_RATE), str(wav)], timeout_s=120)
         except RenderFailed as exc:
             wav.unlink(missing_ok=True)
             raise SpeechFailed(f"gTTS audio could not be decoded ({exc})") from None

@@ -38,9 +38,9 @@ class QuoteText:
         tokens = tuple(tokenize(text, is_spaced))
         return cls(text, author, tokens, tuple(_phrases(tokens, is_spaced)), is_spaced, script_for(text + author))
 
-    def phrase_spans(self) -> list[tuple[int, int]]:
+    def phrase_spans(self) -> tuple[tuple[int, int], ...]:
         """Character spans of the phrases, for engines that speak phrase by phrase."""
-        return [(self.tokens[first].start, self.tokens[last - 1].end) for first, last in self.phrases]
+        return tuple((self.tokens[first].start, self.tokens[last - 1].end) for first, last in self.phrases)
 
     def line(self, first: int, last: int) -> str:
         """The text of tokens [first, last), its white space folded to single spaces."""

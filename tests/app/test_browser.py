@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.app.labels import TTS_LABELS
 from engine.history import HistoryStore
 from engine.memory.plan import margin_mb
-from tests.helpers import LONG
+from tests.helpers import LONG, QUOTES
 from tests.server import ROOT, StreamlitServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -90,8 +91,10 @@ def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
     page.screenshot(path=ARTIFACTS / "history.png", full_page=True)
 
 
-def test_in_a_512_mb_container_with_nothing_set_a_still_card_is_made_at_1080p(page, tmp_path):
-    """The public demo's promise: no memory settings, a 512 MB container, a 1080p video."""
+@pytest.mark.parametrize("voice", ["espeak", "piper"])
+def test_in_a_512_mb_container_with_nothing_set_a_still_card_is_made_at_1080p(page, tmp_path, voice):
+    """The public demo's promise: no memory settings, a 512 MB container, a 1080p video; with the
+    neural voice chosen on the page too (it runs under the same ledger, then the render)."""
     from scripts.cgroup import Cgroup, available, kill_all
 
     if available() is not None:
@@ -102,7 +105,10 @@ def test_in_a_512_mb_container_with_nothing_set_a_still_card_is_made_at_1080p(pa
     try:
         with StreamlitServer(env, tmp_path / "streamlit.log", cgroup=cgroup, drop=drop) as server:
             page.goto(server.url)
-            page.get_by_label("Quote", exact=True).fill("Stay hungry. Stay foolish.")
+            page.get_by_label("Quote", exact=True).fill(QUOTES["long"])
+            if voice == "piper":
+                page.get_by_label("Speech engine").click()
+                page.get_by_role("option", name=TTS_LABELS["piper"]).click()
             page.get_by_text("1920×1080", exact=True).wait_for()  # the plan, before the click
             page.get_by_role("button", name="Generate video").click()
             done = page.get_by_text("Done in")
@@ -113,6 +119,7 @@ def test_in_a_512_mb_container_with_nothing_set_a_still_card_is_made_at_1080p(pa
         [made] = store.generations()
         assert (made.status, made.tier, made.width, made.height) == ("ok", "high", 1920, 1080)
         assert made.tier_policy == "measured" and made.seed_tier == "low"
+        assert (made.tts_engine, made.tts_fallback_reason) == (voice, None)
         assert made.peak_rss_mb <= made.predicted_peak_mb + margin_mb(made.predicted_peak_mb)
         store.close()
         assert cgroup.oom_kills() == 0

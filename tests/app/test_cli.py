@@ -38,7 +38,8 @@ def test_offline_by_default_when_there_is_no_network(env):
     env |= {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
     done = run_cli("generate", "Stay hungry.", "--tier", "low", "--json", env=env)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["tts_engine"] == "espeak"
+    data = json.loads(done.stdout)
+    assert data["tts_engine"] == "piper" and data["tts_fallback_reason"].startswith("gtts: ")  # the neural voice
 
 
 def test_human_output(env):

@@ -36,8 +36,9 @@ def test_generate_page_has_every_control(env):
     assert at.text_area(key="text").max_chars == env.max_text_chars
     assert at.text_input(key="author").max_chars == 120
     assert at.selectbox(key="tts").options == [
-        "Auto (gTTS, offline if it fails)", "gTTS (online)", "Offline (eSpeak NG)",
+        "Auto (gTTS, then offline voices)", "gTTS (online)", "Neural, offline (Piper)", "Robotic, offline (eSpeak NG)",
     ]  # fmt: skip
+    assert at.segmented_control(key="speed").options == ["Slower", "Normal", "Faster"]
     assert at.radio(key="tier").options == ["Auto", "High", "Medium", "Low"]
     assert at.radio(key="method").options == ["Auto", "MoviePy", "FFmpeg", "Emergency"]
     assert at.checkbox(key="no_fallback").disabled  # meaningless with the automatic chain

@@ -86,7 +86,7 @@ def test_calibrate_writes_a_prior_the_engine_reads(tmp_path, settings):
     out = tmp_path / "prior.json"
     done = run_cli("calibrate", "--quick", "--out", str(out), env={"DATA_DIR": str(settings.data_dir)})
     assert done.returncode == 0, done.stderr
-    assert "3 render cells and 2 speech engines" in done.stdout
+    assert "3 render cells and 3 speech engines" in done.stdout
     data = json.loads(out.read_text())
     assert data["written_by"] == "python -m engine calibrate --quick"
     model = load_prior(out)

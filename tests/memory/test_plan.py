@@ -96,7 +96,7 @@ def test_the_shipped_prior_has_every_cell():
                         assert CostKey("moviepy", name, aspect, captions, motion, duration_band) in model.prior
                     assert CostKey("ffmpeg", name, aspect, captions, False, duration_band) in model.prior
             assert CostKey("emergency", "emergency", aspect, False, False, duration_band) in model.prior
-    assert set(model.speech_mb) == {"espeak", "gtts"}
+    assert set(model.speech_mb) == {"espeak", "gtts", "piper"}
 
 
 def test_with_the_shipped_prior_a_still_card_gets_1080p_on_a_512_mb_container():

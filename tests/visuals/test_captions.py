@@ -1,28 +1,30 @@
 """Captions and formats: golden cards, phrase timing against the speech and the frames, flat memory."""
 
 import itertools
-import json
 import os
 import wave
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from engine.audio.master import master
 from engine.models import Request
 from engine.pipeline import generate
 from engine.render import ffmpeg
 from engine.render.isolation import run_isolated
 from engine.render.spec import RenderSpec
-from engine.speech.espeak import EspeakEngine
+from engine.speech import Speech, engines_for
+from engine.speech.base import SpeechOrder
 from engine.visuals.captions import caption_states
 from engine.visuals.card import draw_cards
 from engine.visuals.text import QuoteText
+from tests.helpers import QUOTES
 
 GOLDEN = Path(__file__).parent / "golden"
-BENCH = Path(__file__).parents[2] / "benchmarks/bench-quotes.json"
-QUOTES = {case["name"]: case["text"] for case in json.loads(BENCH.read_text())["cases"]}
+
 SIXTY_S = QUOTES["long"] + " " + QUOTES["long"]  # over 60 s of offline speech
 
 
@@ -64,10 +66,24 @@ def test_phrases_cut_at_punctuation_without_orphans():
     assert [QUOTES["short"][a:b] for a, b in spans] == ["Stay hungry.", "Stay foolish.", "Go"]
 
 
-def test_caption_states_follow_the_speech(tmp_path):
+def spoken(text: str, voice: str, folder: Path) -> Speech:
+    """The speech a captioned generation makes of `text`, mastered: the same engine and order as
+    the pipeline's (both voices are deterministic), so the test knows the states it drew."""
+    order = SpeechOrder(text, "en", folder, QuoteText.of(text).phrase_spans(), timed=True)
+    raw = engines_for(voice, unlimited)[0].synthesize(order)
+    return master(raw, folder / "mastered.wav").speech
+
+
+@contextmanager
+def unlimited():
+    yield 2000.0
+
+
+@pytest.mark.parametrize("voice", ["espeak", "piper"])
+def test_caption_states_follow_the_speech(tmp_path, voice):
     """Each sentence's first phrase starts when its first word is heard: silence just before,
     speech within 100 ms after (measured on the audio itself)."""
-    speech = EspeakEngine().synthesize(QUOTES["long"], "en", tmp_path)
+    speech = spoken(QUOTES["long"], voice, tmp_path)
     quote = QuoteText.of(QUOTES["long"])
     states = caption_states(quote, speech)
     tokens = quote.tokens
@@ -87,16 +103,21 @@ def test_caption_states_follow_the_speech(tmp_path):
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """The first channel of a 16-bit WAV, and its rate."""
     with wave.open(str(path)) as wav:
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).astype(float), wav.getframerate()
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, wav.getnchannels())
+        return samples[:, 0].astype(float), wav.getframerate()
 
 
-def test_frames_follow_the_captions_over_60_seconds(settings, tmp_path):
+@pytest.mark.parametrize("voice", ["espeak", "piper"])
+def test_frames_follow_the_captions_over_60_seconds(settings, tmp_path, voice):
     """Render a 60 s captioned quote; 100 ms after each state starts and 100 ms before it
     ends, the frame shows that state's card, not its neighbours'."""
-    result = generate(Request(SIXTY_S, tier="low", captions=True, method="ffmpeg", fallback=False), settings)
-    assert result.captions and result.duration_s > 60
-    speech = EspeakEngine().synthesize(SIXTY_S, "en", tmp_path)
+    request = Request(SIXTY_S, tts=voice, tier="low", captions=True, method="ffmpeg", fallback=False)
+    result = generate(request, settings)
+    assert result.captions and result.duration_s > 60 and result.tts_engine == voice
+    speech = spoken(SIXTY_S, voice, tmp_path)
+    assert speech.duration_s == pytest.approx(result.duration_s, abs=0.05)
     states = caption_states(QuoteText.of(SIXTY_S), speech)
     highlights = [(s.first, s.last) for s in states]
     # Where each state's card is gold (the highlighted phrase): red well above blue.

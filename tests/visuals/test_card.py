@@ -1,15 +1,10 @@
-import json
-from pathlib import Path
-
 import pytest
 from PIL import Image, ImageStat
 
 from engine.errors import InvalidInput
 from engine.visuals.card import check_coverage, draw_card, fit
 from engine.visuals.text import QuoteText
-
-BENCH = Path(__file__).parents[2] / "benchmarks/bench-quotes.json"  # a copy of shared/bench-quotes.json
-QUOTES = {case["name"]: case["text"] for case in json.loads(BENCH.read_text())["cases"]}
+from tests.helpers import QUOTES
 
 
 @pytest.mark.parametrize("size", [(1920, 1080), (1280, 720), (854, 480)])

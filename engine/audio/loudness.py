@@ -1,0 +1,52 @@
+"""Loudness as the platforms measure it (ITU-R BS.1770 / EBU R128), by ffmpeg's `ebur128` filter:
+integrated loudness in LUFS and true peak in dBTP (4× oversampled)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import RenderFailed
+from engine.render import ffmpeg
+
+TARGET_LUFS = -14.0  # what YouTube, Spotify and most short-video platforms normalise to
+TOLERANCE_LU = 1.0
+MAX_TRUE_PEAK_DBTP = -1.0
+
+# The meter as a filter: it passes the sound on, and prints its summary when the run ends.
+# A mono file counts as the two identical channels it is played on (no effect on stereo).
+METER = "ebur128=peak=true:framelog=quiet:dualmono=true"
+
+
+@dataclass(frozen=True)
+class Loudness:
+    integrated_lufs: float  # -inf for silence
+    true_peak_dbtp: float
+
+    def meets_target(self) -> bool:
+        return abs(self.integrated_lufs - TARGET_LUFS) <= TOLERANCE_LU and self.true_peak_dbtp <= MAX_TRUE_PEAK_DBTP
+
+
+def measure(path: Path) -> Loudness:
+    """The loudness of a media file's first audio stream; RenderFailed when it has none."""
+    log = ffmpeg.run(["-i", str(path), "-filter_complex", f"[0:a:0]{METER}", "-f", "null", "-"], 600, "info")
+    return parse_summary(log)
+
+
+_INTEGRATED = re.compile(r"I:\s+(-?(?:[\d.]+|inf))\s+LUFS")
+_PEAK = re.compile(r"Peak:\s+(-?(?:[\d.]+|inf))\s+dBFS")
+
+
+def parse_summary(log: str) -> Loudness:
+    """The figures of the last summary `ebur128` printed in an ffmpeg log."""
+    at = log.rfind("Summary:")
+    integrated, peak = _INTEGRATED.search(log, at), _PEAK.search(log, at)
+    if at < 0 or integrated is None or peak is None:
+        raise RenderFailed("ffmpeg measured no loudness: the file has no audio to measure")
+    return Loudness(_number(integrated[1]), _number(peak[1]))
+
+
+def _number(text: str) -> float:
+    return -math.inf if text == "-inf" else float(text)

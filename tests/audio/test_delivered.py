@@ -1,0 +1,29 @@
+"""The sound of the delivered MP4, whichever voice spoke: AAC-LC, 48 kHz, stereo, -14 LUFS (±1 LU)
+and true peak at most -1 dBTP, measured on the file by ffmpeg's EBU R128 meter."""
+
+import pytest
+import responses
+
+from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, measure
+from engine.models import Request
+from engine.pipeline import generate
+from engine.render.ffmpeg import probe
+from tests.helpers import GTTS_URL, QUOTES, google_answer
+
+
+@pytest.mark.parametrize("voice", ["espeak", "piper", "gtts"])
+@pytest.mark.parametrize("method", ["ffmpeg", "moviepy"])
+def test_every_voice_and_method_delivers_streaming_loudness(settings, speech_mp3, voice, method):
+    with responses.RequestsMock(assert_all_requests_are_fired=voice == "gtts") as google:
+        google.post(GTTS_URL, body=google_answer(speech_mp3))  # a recorded answer: the only fake
+        request = Request(QUOTES["medium"], tts=voice, tier="low", method=method, fallback=False)
+        result = generate(request, settings)
+    assert (result.tts_engine, result.method) == (voice, method)
+    found = probe(result.output)
+    assert (found.audio_codec, found.audio_profile, found.audio_rate, found.audio_channels) == (
+        "aac", "LC", 48000, "stereo",
+    )  # fmt: skip
+    sound = measure(result.output)
+    assert abs(sound.integrated_lufs - TARGET_LUFS) <= TOLERANCE_LU, sound
+    assert sound.true_peak_dbtp <= MAX_TRUE_PEAK_DBTP, sound
+    assert abs(result.loudness_lufs - sound.integrated_lufs) < 0.5  # what the history records is what was made

@@ -1,0 +1,87 @@
+"""Mastering, measured by ffmpeg's EBU R128 meter: -14 LUFS (±1 LU), true peak at most -1 dBTP,
+silence at the ends trimmed to an even pad, word timings moved with it; on real speech and on
+signals made to be hard (quiet, clipped, silent)."""
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, measure
+from engine.audio.master import EDGE_S, PAD_S, master, voiced_span
+from engine.render.ffmpeg import probe
+from engine.speech.base import Speech, SpeechOrder, WordTiming
+from engine.speech.espeak import EspeakEngine
+
+RATE = 22050
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = RATE) -> Path:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(np.clip(samples, -32768, 32767).astype("<i2").tobytes())
+    return path
+
+
+def tone(seconds: float, level: float, rate: int = RATE) -> np.ndarray:
+    """A 220 Hz tone with its third and fifth harmonics, pulsing like syllables, at `level` of full scale."""
+    t = np.arange(int(seconds * rate)) / rate
+    voice = np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 660 * t) + 0.3 * np.sin(2 * np.pi * 1100 * t)
+    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)
+    return level * 32767 * voice * envelope / np.abs(voice).max()
+
+
+def silence(seconds: float, rate: int = RATE) -> np.ndarray:
+    return np.zeros(int(seconds * rate))
+
+
+def assert_mastered(path: Path) -> None:
+    found = measure(path)
+    assert abs(found.integrated_lufs - TARGET_LUFS) <= TOLERANCE_LU, found
+    assert found.true_peak_dbtp <= MAX_TRUE_PEAK_DBTP, found
+
+
+def test_offline_speech_is_mastered_to_streaming_loudness(tmp_path):
+    speech = EspeakEngine().synthesize(SpeechOrder("Stay hungry. Stay foolish. Go home and rest.", "en", tmp_path))
+    before = measure(speech.path)
+    assert before.integrated_lufs < TARGET_LUFS - 3  # eSpeak NG speaks quieter than the target
+    done = master(speech, tmp_path / "mastered.wav")
+    assert_mastered(done.speech.path)
+    again = measure(done.speech.path)  # what it reports is what is there
+    assert done.loudness.integrated_lufs == pytest.approx(again.integrated_lufs, abs=0.2)
+    assert done.loudness.true_peak_dbtp == pytest.approx(again.true_peak_dbtp, abs=0.2)
+    found = probe(done.speech.path)
+    assert (found.audio_rate, found.audio_channels) == (probe(speech.path).audio_rate, "mono")  # 48 kHz at encoding
+
+
+@pytest.mark.parametrize("level", [0.02, 1.0], ids=["quiet", "clipped"])
+def test_a_quiet_and_a_clipped_voice_both_end_at_the_target(tmp_path, level):
+    signal = tone(6.0, level)
+    if level == 1.0:
+        signal = np.clip(signal * 4, -32767, 32767)  # square-ish: true peaks above the samples
+    source = write_wav(tmp_path / "in.wav", signal)
+    done = master(Speech(source, 6.0, "espeak"), tmp_path / "out.wav")
+    assert_mastered(done.speech.path)
+
+
+def test_silence_at_the_ends_is_trimmed_to_an_even_pad_and_words_move_with_it(tmp_path):
+    signal = np.concatenate([silence(1.2), tone(2.0, 0.3), silence(0.4), tone(1.0, 0.3), silence(2.5)])
+    source = write_wav(tmp_path / "in.wav", signal)
+    words = (WordTiming("one", 1.2, 3.2, 0), WordTiming("two", 3.6, 4.6, 4))
+    done = master(Speech(source, len(signal) / RATE, "espeak", words), tmp_path / "out.wav")
+    start, end = voiced_span(done.speech.path)
+    lead, trail = start, done.speech.duration_s - end
+    assert lead == pytest.approx(PAD_S, abs=0.03) and trail == pytest.approx(PAD_S, abs=0.03)
+    assert done.speech.duration_s == pytest.approx(3.4 + 2 * (PAD_S + EDGE_S), abs=0.02)  # 10 ms frames
+    assert [w.start_s for w in done.speech.words] == pytest.approx([PAD_S + EDGE_S, PAD_S + EDGE_S + 2.4], abs=0.02)
+    assert_mastered(done.speech.path)
+
+
+def test_a_silent_recording_is_left_silent_without_an_error(tmp_path):
+    source = write_wav(tmp_path / "in.wav", silence(1.0))
+    done = master(Speech(source, 1.0, "espeak"), tmp_path / "out.wav")
+    assert done.speech.duration_s == pytest.approx(1.0 + 2 * PAD_S, abs=0.02)
+    assert done.loudness.integrated_lufs < -60
