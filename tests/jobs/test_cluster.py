@@ -224,7 +224,7 @@ def test_a_job_that_loses_two_workers_is_not_tried_a_third_time(cluster):
 def test_a_worker_on_another_host_picks_its_own_tier_and_its_lost_job_is_taken_over_here(cluster):
     for name in ("w1", "w2"):  # only the other host's worker at first
         stop_group(cluster["workers"].pop(name))
-    far = cluster["start_worker"]("w3", host="q2s-host-b", MAX_MEMORY_MB="420")  # about 280 MB for a render
+    far = cluster["start_worker"]("w3", host="q2s-host-b", MAX_MEMORY_MB="290")  # about 160 MB for a render
     job = RemoteGeneration(replace(SLOW, tier="auto"), cluster["settings"]).start()
     assert _rendering_on(job, timeout_s=120) == "w3"
     _kill(cluster, "w3")
@@ -235,7 +235,7 @@ def test_a_worker_on_another_host_picks_its_own_tier_and_its_lost_job_is_taken_o
     store = history(cluster)
     rows = sorted((g for g in store.generations() if g.job_id == job.task_id), key=lambda g: g.created_at)
     store.close()
-    # Each worker chose the tier from its own memory: MoviePy at 1080p (about 300 MB) fits here, not there.
+    # Each worker chose the tier from its own memory: MoviePy at 1080p (about 200 MB) fits here, not there.
     assert [(g.host, g.tier, g.status) for g in rows] == [
         ("q2s-host-b/w3", "medium", "interrupted"), (f"{socket.gethostname()}/w1", "high", "ok"),
     ], rows  # fmt: skip

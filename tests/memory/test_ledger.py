@@ -187,7 +187,7 @@ def test_one_generation_at_a_time_per_visitor_and_a_rate_limit():
 
 def test_concurrent_generations_take_turns_through_the_ledger(settings):
     """Four requesters, room for one render at a time: all succeed, never two renders at once."""
-    book = Ledger(settings.data_dir, capacity_mb=lambda: 100.0, poll_s=0.02)
+    book = Ledger(settings.data_dir, capacity_mb=lambda: 60.0, poll_s=0.02)
     results, queued, errors = [], [], []
     running = {"now": 0, "most": 0}
     lock = threading.Lock()

@@ -55,11 +55,11 @@ def test_the_sweep_waits_its_turn_and_runs_under_the_watchdog(settings, tmp_path
     from engine.memory.ledger import Ledger, Need
     from engine.render.sweep import sweep
 
-    book = Ledger(settings.data_dir, capacity_mb=lambda: 100.0, poll_s=0.02)
+    book = Ledger(settings.data_dir, capacity_mb=lambda: 70.0, poll_s=0.02)
     seen, holding, release = [], threading.Event(), threading.Event()
 
     def another_render():
-        with book.admit([Need("another render", 90, 1)]):
+        with book.admit([Need("another render", 60, 1)]):
             holding.set()
             release.wait(30)
 
@@ -76,7 +76,7 @@ def test_the_sweep_waits_its_turn_and_runs_under_the_watchdog(settings, tmp_path
     other.join()
     assert seen[0].startswith("waiting for memory: position 1, 1 render(s) running")
     outcome = {(c.tier, c.method): c for c, _ in cells}
-    high = outcome[("high", "moviepy")]  # about 250 MB: over the whole 100 MB
+    high = outcome[("high", "moviepy")]  # about 105 MB of its own: over the whole 70 MB
     assert high.status == "killed" and "watchdog" in high.error and high.size_bytes == 0
     assert outcome[("low", "ffmpeg")].status == "ok" and outcome[("emergency", "emergency")].status == "ok"
     assert any("killed by the watchdog" in line for line in seen)

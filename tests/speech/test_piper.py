@@ -98,9 +98,9 @@ def test_the_speaking_rate_changes_how_long_the_quote_lasts(tmp_path, voice):
 
 
 def test_without_room_for_the_voice_the_generation_is_spoken_by_espeak_and_says_why(tmp_path):
-    """MAX_MEMORY_MB leaves about 190 MB beside this process: the renders fit, the voice (about
-    200 MB with its margin) does not, so eSpeak NG speaks and the report says why."""
-    limit = round(tree_rss_mb(os.getpid()) + 190)
+    """MAX_MEMORY_MB leaves about 130 MB beside this process: the renders fit, the voice (about
+    160 MB with its margin) does not, so eSpeak NG speaks and the report says why."""
+    limit = round(tree_rss_mb(os.getpid()) + 130)
     settings = Settings.from_env({"DATA_DIR": str(tmp_path / "data"), "MAX_MEMORY_MB": str(limit)})
     result = generate(Request(QUOTES["short"], tts="piper", tier="low"), settings)
     assert result.status == "ok" and result.tts_engine == "espeak" and result.tts_peak_mb is None
