@@ -27,6 +27,7 @@ if __name__ == "__main__":
     navigation = st.navigation(
         [
             st.Page("pages/generate.py", title="Generate", icon=":material/mic:", default=True),
+            st.Page("pages/batch.py", title="Batch", icon=":material/playlist_play:", url_path="batch"),
             st.Page("pages/history.py", title="History", icon=":material/monitoring:", url_path="history"),
         ]
     )

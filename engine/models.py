@@ -18,10 +18,15 @@ class Request:
     method: str = "auto"
     fallback: bool = True  # False runs the chosen method alone, for tuning
     aspect: str = "16:9"
+    preset: str | None = None  # reels, youtube or square: sets the aspect (and reels 30 fps)
     captions: bool = False
+    caption_style: str = "phrase"  # or "word": the word being spoken highlighted within its phrase
+    subtitles: bool = False  # .srt and .vtt beside the MP4, and a subtitle track inside it
     motion: bool = False
     background: str = "midnight"  # a name from engine.visuals.background.PALETTE
     background_image: bytes | None = field(default=None, repr=False)  # JPEG, PNG or WebP, checked by content
+    music: str = "none"  # a bed's name, "none", or "upload" with `music_upload`
+    music_upload: bytes | None = field(default=None, repr=False)  # MP3, WAV, OGG or M4A, checked by content
     out: Path | None = None
     crash_methods: tuple[str, ...] = ()  # test seam: these methods' children die on start
 
@@ -52,7 +57,8 @@ class Attempt:
 # the row's key, the output (stored as `output_path`), stage times (as JSON), attempts and the
 # timeline (tables of their own), and notes (shown, not kept). Every other field is stored as
 # is: the store writes them by name, and a test checks that the table and its record follow.
-NOT_STORED = ("generation_id", "output", "stage_s", "attempts", "timeline", "notes")
+# The cover and subtitle files sit beside the output under its name, so they are not stored either.
+NOT_STORED = ("generation_id", "output", "stage_s", "attempts", "timeline", "notes", "cover", "subtitles")
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ class Result:
     generation_id: str
     status: str  # "ok" or "error"
     output: Path | None = None
+    cover: Path | None = None  # a JPEG of the card beside the MP4
+    subtitles: tuple[Path, ...] = ()  # the .srt and .vtt beside the MP4, when asked
     tier: str | None = None
     tier_asked: str = "auto"
     tier_reason: str | None = None
@@ -88,6 +96,10 @@ class Result:
     attempts: tuple[Attempt, ...] = ()
     timeline: tuple[tuple[float, float], ...] = ()
     captions: bool = False  # as delivered, which a fallback may have changed
+    caption_style: str = "phrase"
+    preset: str | None = None
+    music: str = "none"
+    fps: int = 0
     motion: bool = False
     notes: tuple[str, ...] = ()  # what the video leaves out of what was asked, and why
     ssim: float | None = None  # picture quality of a frame against its card

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +19,9 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.audio.master import master
+from engine.audio.mix import mix
+from engine.audio.music import music_file
+from engine.choices import PRESETS
 from engine.errors import InvalidInput, QuoteError, RenderFailed
 from engine.history import HistoryStore
 from engine.history.storage import cleanup, over_quota, remove_tree
@@ -39,6 +40,7 @@ from engine.models import (
     Result,
     StageEvent,
 )
+from engine.render.deliver import cover, deliver, with_subtitles
 from engine.render.ffmpeg import disk_full
 from engine.render.isolation import run_isolated
 from engine.render.quality import measure
@@ -50,6 +52,7 @@ from engine.validate import validate
 from engine.visuals.background import background
 from engine.visuals.captions import caption_states
 from engine.visuals.card import draw_cards
+from engine.visuals.subtitles import cues, srt, vtt
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +107,17 @@ def generate(
     the render waits its turn on this host until its predicted peak fits the memory free.
     `delivery` ties the history row to the queued job it ran for, on a worker."""
     emit = on_event or (lambda _event: None)
-    run = _Run(Result(uuid.uuid4().hex, "running", tier_asked=request.tier, aspect=request.aspect, speed=request.speed))
+    run = _Run(Result(
+        uuid.uuid4().hex, "running", tier_asked=request.tier, aspect=request.aspect, speed=request.speed,
+        preset=request.preset, caption_style=request.caption_style,
+    ))  # fmt: skip
     work_dir = settings.temp_dir / run.known.generation_id
     history = _History(store, run.known.generation_id)
     history.begin(request, delivery)
     try:
         with run.stage("validate"):
             request = validate(request, settings)
+        run.learn(aspect=request.aspect, music=request.music)
         model = model or cost_model(store)
         headroom = ledger.headroom_mb() if ledger is not None else read_memory(settings.max_memory_mb).available_mb
         capacity = attempt_budget_mb(headroom)
@@ -131,7 +138,13 @@ def generate(
         with run.stage("master"):
             mastered = master(speech, work_dir / "speech-mastered.wav")
         speech = mastered.speech
+        music = music_file(request.music, request.music_upload, settings.data_dir, work_dir)
+        if music is not None:
+            emit(StageEvent("music", "mixing the music under the voice"))
+            with run.stage("music"):
+                mastered = replace(mix(speech, music, work_dir / "speech-music.wav"), speech=mastered.speech)
         run.learn(loudness_lufs=mastered.loudness.integrated_lufs, true_peak_dbtp=mastered.loudness.true_peak_dbtp)
+        sound = work_dir / "speech-music.wav" if music is not None else speech.path
         plan = plan.spoken(speech.duration_s)
         with _admission(ledger, plan, emit) as grant:
             if grant is not None:
@@ -139,11 +152,11 @@ def generate(
                 plan = plan.stepped_down(grant.index, grant.stepped_down or "")
                 _planned(run, plan)
             budget = _budget(settings, grant)
-            output = _render_chain(run, plan, speech, settings, work_dir, emit, budget)
+            output = _render_chain(run, plan, speech, sound, settings, work_dir, emit, budget)
         result = replace(run.result("ok"), output=output)
         history.finish(result)
         if store is not None and over_quota(settings):
-            cleanup(settings, store, keep=[output])
+            cleanup(settings, store, keep=[output, *([result.cover] if result.cover else []), *result.subtitles])
         emit(StageEvent("done", f"done in {run.elapsed():.1f} s"))
         return result
     except QuoteError as exc:
@@ -264,56 +277,88 @@ class _Pictures:
 
     def __init__(self, run: _Run, plan: Plan, speech: Speech, work_dir: Path, emit: OnEvent) -> None:
         self.run, self.plan, self.work_dir, self.emit = run, plan, work_dir, emit
-        self.states = caption_states(plan.quote, speech) if plan.request.captions else []
+        style = plan.request.caption_style
+        self.states = caption_states(plan.quote, speech, style) if plan.request.captions else []
         self.drawn: dict[tuple[int, int], tuple[Path, tuple[tuple[str, float, float], ...]]] = {}
 
-    def for_size(self, size: tuple[int, int]) -> tuple[Path, tuple[tuple[str, float, float], ...]]:
-        if size not in self.drawn:
-            self.emit(StageEvent("card", f"drawing {1 + len(self.states)} card(s) at {size[0]}x{size[1]}"))
-            highlights = [None, *((s.first, s.last) for s in self.states)]
+    def for_size(self, size: tuple[int, int], captions: bool) -> tuple[Path, tuple[tuple[str, float, float], ...]]:
+        """The plain card at `size`, and the caption cards when `captions` (a render without them,
+        the emergency one, needs only the first)."""
+        states = self.states if captions else []
+        if size not in self.drawn or (states and not self.drawn[size][1]):
+            self.emit(StageEvent("card", f"drawing {1 + len(states)} card(s) at {size[0]}x{size[1]}"))
+            highlights = [None, *(s.highlight for s in states)]
             with self.run.stage("card"):
                 request = self.plan.request
                 paths = draw_cards(self.plan.quote, size, highlights, self.work_dir,
                                    background(request.background, request.background_image))  # fmt: skip
-            captions = tuple((str(p), s.start_s, s.end_s) for p, s in zip(paths[1:], self.states, strict=True))
-            self.drawn[size] = (paths[0], captions)
+            timed = tuple((str(p), s.start_s, s.end_s) for p, s in zip(paths[1:], states, strict=True))
+            self.drawn[size] = (paths[0], timed)
         return self.drawn[size]
 
 
 def _render_chain(
-    run: _Run, plan: Plan, speech: Speech, settings: Settings, work_dir: Path, emit: OnEvent, budget: Budget
-) -> Path:
+    run: _Run, plan: Plan, speech: Speech, sound: Path, settings: Settings, work_dir: Path, emit: OnEvent,
+    budget: Budget,
+) -> Path:  # fmt: skip
+    """Try the plan's steps in order; the first verified video is delivered with the files beside it.
+    `speech` times the captions; `sound` is what the video carries (the speech, or the mix with music)."""
     request = plan.request
     pictures = _Pictures(run, plan, speech, work_dir, emit)
     for number, step in enumerate(plan.steps(), start=1):
-        pictures.for_size(step.size)  # drawn before the render stage is announced
+        pictures.for_size(step.size, step.captions)  # drawn before the render stage is announced
         emit(StageEvent("render", f"attempt {number}: {step.method} at {step.tier.name} tier"))
         attempt_dir = work_dir / f"attempt-{number}-{step.method}"
         attempt_dir.mkdir()
         try:
-            output = _attempt(run, plan, speech, step, pictures, attempt_dir, emit, budget)
+            output = _attempt(run, plan, speech, sound, step, pictures, attempt_dir, emit, budget)
             if output is not None:
-                name = f"quote-{run.known.generation_id}.mp4"
-                return _deliver(output, request.out or settings.outputs_dir / name)
+                target = (request.out or settings.outputs_dir / f"quote-{run.known.generation_id}.mp4").resolve()
+                with run.stage("deliver"):
+                    return _deliver(run, plan, step, speech, output, pictures.for_size(step.size, False)[0], target)
         finally:
             remove_tree(attempt_dir)
     reasons = "; ".join(f"{a.method}: {a.error}" for a in run.attempts)
     raise RenderFailed(f"every render method failed ({reasons}); try a lower tier or a shorter quote")
 
 
+def _deliver(run: _Run, plan: Plan, step: Step, speech: Speech, video: Path, card: Path, target: Path) -> Path:
+    """The video, its cover and (when asked) its subtitles, made beside the render and put in place
+    together; subtitles end where the video does (the emergency render may cut it), and the video
+    with its subtitle track is verified again."""
+    request, made = plan.request, video.parent
+    files = {cover(card, made / "cover.jpg"): target.with_suffix(".jpg")}
+    subtitles: tuple[Path, ...] = ()
+    stale = [target.with_suffix(".srt"), target.with_suffix(".vtt")]  # an earlier video's, at a reused --out
+    if request.subtitles:
+        found = cues(plan.quote, speech, until_s=step.duration_s)
+        (made / "cues.srt").write_text(srt(found), encoding="utf-8")
+        (made / "cues.vtt").write_text(vtt(found), encoding="utf-8")
+        video = with_subtitles(video, made / "cues.srt", made / "subtitled.mp4", request.lang)
+        verify(video, *step.size, step.duration_s)
+        subtitles, stale = tuple(stale), []
+        files |= {made / "cues.srt": subtitles[0], made / "cues.vtt": subtitles[1]}
+    deliver({video: target, **files})
+    for old in stale:
+        old.unlink(missing_ok=True)
+    run.learn(cover=target.with_suffix(".jpg"), subtitles=subtitles)
+    return target
+
+
 def _attempt(
-    run: _Run, plan: Plan, speech: Speech, step: Step, pictures: _Pictures, attempt_dir: Path, emit: OnEvent,
-    budget: Budget,
+    run: _Run, plan: Plan, speech: Speech, sound: Path, step: Step, pictures: _Pictures, attempt_dir: Path,
+    emit: OnEvent, budget: Budget,
 ) -> Path | None:  # fmt: skip
     """Run one step in isolation and verify it; the verified file, or None after recording why."""
     request, used, method, duration = plan.request, step.tier, step.method, step.duration_s
     limit = budget()
     width, height = step.size
-    card, cards = pictures.for_size(step.size)
+    card, cards = pictures.for_size(step.size, step.captions)
+    fps = PRESETS[request.preset][1] or used.fps if request.preset else used.fps
     spec = RenderSpec(
-        method=method, card_path=str(card), audio_path=str(speech.path),
+        method=method, card_path=str(card), audio_path=str(sound), audio_stereo=sound != speech.path,
         out_path=str(attempt_dir / "out.mp4"), temp_dir=str(attempt_dir),
-        width=width, height=height, fps=used.fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
+        width=width, height=height, fps=fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
         duration_s=round(duration, 3), threads=encoder_threads(), captions=cards if step.captions else (),
         motion=step.motion, crash=method in request.crash_methods,
     )  # fmt: skip
@@ -330,7 +375,7 @@ def _attempt(
     if status == "ok":
         try:
             with run.stage("verify"):
-                probe = verify(Path(spec.out_path), width, height, duration)
+                probe = verify(Path(spec.out_path), width, height, duration, fps)
         except RenderFailed as exc:
             status, error = "unverified", str(exc)
     attempt = Attempt(
@@ -353,7 +398,7 @@ def _attempt(
         ssim=quality.ssim if quality else None, psnr_db=quality.psnr_db if quality else None,
         method=method, tier=used.name, width=probe.width, height=probe.height,
         duration_s=round(probe.duration_s, 3), size_bytes=probe.size_bytes,
-        video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
+        video_kbps=used.video_kbps, audio_kbps=used.audio_kbps, fps=fps,
         captions=bool(spec.captions), motion=spec.motion, notes=_notes(request, spec, speech),
     )  # fmt: skip
     return Path(spec.out_path)
@@ -369,23 +414,3 @@ def _notes(request: Request, spec: RenderSpec, speech: Speech) -> tuple[str, ...
     if spec.duration_s < speech.duration_s - 0.01:
         notes.append(f"cut to {spec.duration_s:.0f} s: the {spec.method} render is at most that long")
     return tuple(notes)
-
-
-def _deliver(rendered: Path, target: Path) -> Path:
-    """Move the verified file into place atomically: a temp name beside the target, then rename."""
-    target = target.resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        shutil.copyfile(rendered, partial) if _other_device(rendered, target.parent) else os.replace(rendered, partial)
-        os.replace(partial, target)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise RenderFailed(
-            f"could not write the video to {target} ({exc.strerror}); check the folder and free disk"
-        ) from None
-    return target
-
-
-def _other_device(a: Path, folder: Path) -> bool:
-    return a.stat().st_dev != folder.stat().st_dev

@@ -34,6 +34,7 @@ class Settings:
     tier_policy: str = "measured"  # "seed": the seed's fixed thresholds (1 GB, 512 MB) and 400 MB floor
     admission_wait_s: int = 120  # the longest a request waits its turn for memory before "busy"
     queue_silence_s: int = 30  # how long a caller waits for a silent job queue before it gives up
+    max_batch_rows: int = 12  # rows one visitor may start in a batch on the page (the per-visitor window's)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +58,7 @@ class Settings:
             tier_policy=get.choice("TIER_POLICY", "measured", TIER_POLICIES),
             admission_wait_s=get.integer("ADMISSION_WAIT_S", 120, low=1, high=3600),
             queue_silence_s=get.integer("QUEUE_SILENCE_S", 30, low=1, high=3600),
+            max_batch_rows=get.integer("MAX_BATCH_ROWS", 12, low=1, high=100_000),
         )
 
     @property

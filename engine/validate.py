@@ -6,7 +6,17 @@ import re
 import unicodedata
 from dataclasses import replace
 
-from engine.choices import ASPECTS, METHOD_CHOICES, SPEEDS, TIER_CHOICES, TTS_CHOICES
+from engine.audio.music import check_upload
+from engine.choices import (
+    ASPECTS,
+    CAPTION_STYLES,
+    METHOD_CHOICES,
+    MUSIC_CHOICES,
+    PRESETS,
+    SPEEDS,
+    TIER_CHOICES,
+    TTS_CHOICES,
+)  # fmt: skip
 from engine.errors import InvalidInput
 from engine.models import Request
 from engine.settings import Settings
@@ -38,15 +48,29 @@ def validate(request: Request, settings: Settings) -> Request:
     _one_of("tier", request.tier, TIER_CHOICES)
     _one_of("method", request.method, METHOD_CHOICES)
     _one_of("aspect", request.aspect, tuple(ASPECTS))
+    aspect = request.aspect
+    if request.preset is not None:
+        _one_of("preset", request.preset, tuple(PRESETS))
+        aspect = PRESETS[request.preset][0]
+    _one_of("caption style", request.caption_style, CAPTION_STYLES)
+    music = request.music
+    if request.music_upload is not None:
+        check_upload(request.music_upload, settings.temp_dir)  # a short MP3, WAV, OGG or M4A, else a sentence
+        music = "upload"
+    else:
+        _one_of("music", music, MUSIC_CHOICES)
     tts = request.tts or settings.tts_engine
     _one_of("speech engine", tts, TTS_CHOICES)
     _one_of("speed", request.speed, SPEEDS)
     background(request.background, request.background_image)  # InvalidInput for a bad name or upload
+    if request.out is not None and request.out.suffix.lower() != ".mp4":
+        # The cover and subtitles are written beside it under the same name: .jpg, .srt, .vtt.
+        raise InvalidInput(f"the output {request.out.name!r} must end in .mp4; name the video file")
     if not _LANG.fullmatch(request.lang):
         raise InvalidInput(f"language {request.lang!r} is not a language code; use one like en, fr or pt-BR")
     if not _TLD.fullmatch(request.tld):
         raise InvalidInput(f"accent {request.tld!r} is not a Google domain ending; use one like com, co.uk or com.au")
-    return replace(request, text=text, author=author, tts=tts)
+    return replace(request, text=text, author=author, tts=tts, aspect=aspect, music=music)
 
 
 # Bidirectional embeddings, overrides and isolates: they can make a card read differently

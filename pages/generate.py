@@ -2,15 +2,34 @@
 
 import shutil
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import streamlit as st
 
 from engine.app.charts import live_figure
-from engine.app.labels import METHOD_LABELS, SPEED_LABELS, TIER_LABELS, TTS_LABELS
+from engine.app.labels import (
+    CAPTION_STYLE_LABELS,
+    METHOD_LABELS,
+    MUSIC_LABELS,
+    PRESET_LABELS,
+    SPEED_LABELS,
+    TIER_LABELS,
+    TTS_LABELS,
+)  # fmt: skip
 from engine.app.resources import shared_ledger, shared_limits, shared_store
 from engine.app.routes import video_url
-from engine.choices import ASPECTS, METHOD_CHOICES, SPEEDS, TIER_CHOICES, TTS_CHOICES
+from engine.app.visitor import visitor_id
+from engine.choices import (
+    ASPECTS,
+    CAPTION_STYLES,
+    METHOD_CHOICES,
+    MUSIC_CHOICES,
+    PRESETS,
+    SPEEDS,
+    TIER_CHOICES,
+    TTS_CHOICES,
+)  # fmt: skip
 from engine.errors import InvalidInput, LimitReached, Refused
 from engine.jobs.local import BackgroundTask, GenerationView, LocalGeneration, RunningGeneration
 from engine.memory.plan import Plan, preview
@@ -31,11 +50,12 @@ busy = job is not None and not job.done
 def show_plan(plan: Plan, tier: str) -> None:
     """What the request would get now: the tier and why, its size, its predicted cost."""
     t, cost = plan.tier, plan.predicted
+    fps = PRESETS[plan.request.preset][1] or t.fps if plan.request.preset else t.fps
     if tier == "auto":
         st.caption(f"Memory now gives **{t.name}** ({plan.policy} policy): {plan.reason}.")
     width, height = plan.size
     st.caption(
-        f"Output: **{width}×{height}**, up to {t.video_kbps}k video, {t.audio_kbps}k audio, {t.fps} fps. "
+        f"Output: **{width}×{height}**, up to {t.video_kbps}k video, {t.audio_kbps}k audio, {fps} fps. "
         f"Predicted peak **{cost.peak_mb:.0f} MB** ({cost.describe()}) against a render budget of "
         f"**{plan.capacity_mb:.0f} MB**, about {cost.wall_s(plan.duration_s):.1f} s to render; "
         f"the seed's fixed thresholds would have chosen {plan.seed_tier}."
@@ -64,16 +84,45 @@ with quote_col:
     speed = st.segmented_control(
         "Speaking rate", SPEEDS, key="speed", default="normal", format_func=SPEED_LABELS.get
     ) or "normal"  # fmt: skip
-    aspect = st.segmented_control("Format", list(ASPECTS), key="aspect", default="16:9") or "16:9"
+    preset_col, aspect_col = st.columns(2)
+    preset = preset_col.selectbox(
+        "Platform", ["none", *PRESETS], key="preset", format_func=PRESET_LABELS.get,
+        help="Sets the frame (and 30 fps for Reels, TikTok and Shorts); the tier still sets the size.",
+    )  # fmt: skip
+    aspect = aspect_col.segmented_control(
+        "Format", list(ASPECTS), key="aspect", default="16:9", disabled=preset != "none"
+    ) or "16:9"  # fmt: skip
+    if preset != "none":
+        aspect = PRESETS[preset][0]
     look_col, upload_col = st.columns(2)
     with look_col:
         shade = st.selectbox("Background", list(PALETTE), key="background", format_func=str.capitalize)
-        captions = st.toggle("Captions", key="captions", help="Highlight each phrase while it is spoken.")
+        captions = st.toggle("Captions", key="captions", help="Highlight the words while they are spoken.")
+        caption_style = st.segmented_control(
+            "Caption style", CAPTION_STYLES, key="caption_style", default="phrase",
+            format_func=CAPTION_STYLE_LABELS.get, disabled=not captions,
+        ) or "phrase"  # fmt: skip
+        subtitles = st.toggle(
+            "Subtitles", key="subtitles", help="An .srt and a .vtt to download, and a track in the MP4."
+        )
         motion = st.toggle("Motion", key="motion", help="Fade-in and slow zoom, rendered by MoviePy.")
-    upload = upload_col.file_uploader(
-        "Background picture (optional)", type=["jpg", "jpeg", "png", "webp"], key="upload",
-        help="JPEG, PNG or WebP under 10 MB; cropped to fill the card and darkened.",
-    )  # fmt: skip
+    with upload_col:
+        upload = st.file_uploader(
+            "Background picture (optional)", type=["jpg", "jpeg", "png", "webp"], key="upload",
+            help="JPEG, PNG or WebP under 10 MB; cropped to fill the card and darkened.",
+        )  # fmt: skip
+        music = st.selectbox(
+            "Music", [*MUSIC_CHOICES, "upload"], key="music", format_func=MUSIC_LABELS.get,
+            help="Under the voice, ducked while it speaks; the mix is mastered like the speech.",
+        )  # fmt: skip
+        music_file = None
+        if music == "upload":
+            music_file = st.file_uploader(
+                "Music file", type=["mp3", "wav", "ogg", "m4a"], key="music_upload", max_upload_size=20,
+                help="MP3, WAV, OGG or M4A, under 20 MB and 10 minutes; looped or cut to the speech.",
+            )  # fmt: skip
+            if music_file is None:
+                st.caption("Choose a file, or the video is made without music.")
 
 with tuning_col:
     st.markdown("**Tuning**")
@@ -85,22 +134,17 @@ with tuning_col:
     )  # fmt: skip
     request = Request(
         text=text, author=author, lang=lang, tts=tts, speed=speed, tier=tier, method=method,
-        fallback=not (no_fallback and method != "auto"), aspect=aspect, captions=captions, motion=motion,
+        fallback=not (no_fallback and method != "auto"), aspect=aspect, preset=None if preset == "none" else preset,
+        captions=captions, caption_style=caption_style, subtitles=subtitles, motion=motion,
         background=shade, background_image=upload.getvalue() if upload is not None else None,
+        music="none" if music == "upload" and music_file is None else music,
+        music_upload=music_file.getvalue() if music == "upload" and music_file is not None else None,
     )  # fmt: skip
     ledger = shared_ledger(settings)
     try:
         show_plan(preview(request, settings, store, ledger), tier)
     except InvalidInput as problem:  # the text as typed so far; Generate refuses it with the same sentence
         st.caption(f"{str(problem).capitalize()}.")
-
-
-def visitor_id() -> str:
-    """Who the per-visitor limits count: the client's address when Streamlit knows it (so new
-    tabs do not reset the count), else this browser session."""
-    if "visitor" not in st.session_state:
-        st.session_state["visitor"] = st.context.ip_address or uuid.uuid4().hex
-    return st.session_state["visitor"]
 
 
 clicked = st.button("Generate video", type="primary", disabled=busy, key="generate", width="stretch")
@@ -153,13 +197,24 @@ def show_result(result: Result) -> None:
     for note in result.notes:
         st.info(note.capitalize() + ".")
     st.video(url)
-    st.link_button("Download MP4", f"{url}?download=1", icon="⬇️")
+    downloads = st.columns(4)
+    downloads[0].link_button("Download MP4", f"{url}?download=1", icon="⬇️")
+    for col, (label, path, mime) in zip(downloads[1:], sidecars(result), strict=False):
+        if path.is_file():
+            col.download_button(label, path.read_bytes(), file_name=path.name, mime=mime, icon="⬇️")
     cols = st.columns(4)
     cols[0].metric("Tier", result.tier)
     cols[1].metric("Method", result.method)
     cols[2].metric("Peak memory", f"{result.peak_rss_mb:.0f} MB")
     cols[3].metric("Time", f"{result.wall_s:.1f} s")
     show_report(result)
+
+
+def sidecars(result: Result) -> list[tuple[str, Path, str]]:
+    """The files beside the video: its cover, and its subtitles when asked."""
+    found = [("Cover (JPEG)", result.cover, "image/jpeg")] if result.cover else []
+    mimes = {".srt": "application/x-subrip", ".vtt": "text/vtt"}
+    return found + [(f"Subtitles ({p.suffix[1:].upper()})", p, mimes[p.suffix]) for p in result.subtitles]
 
 
 def show_report(result: Result) -> None:

@@ -32,12 +32,13 @@ def test_a_quote_becomes_a_verified_mp4(settings):
     assert stages[0] == "admit" and stages[-1] == "done" and "render" in stages
     assert any(isinstance(e, MemorySample) for e in events)
     assert sum(isinstance(e, AttemptEvent) for e in events) == 1
-    assert list(settings.outputs_dir.iterdir()) == [result.output]
+    assert sorted(settings.outputs_dir.iterdir()) == [result.cover, result.output]  # the MP4 and its cover
+    assert result.cover == result.output.with_suffix(".jpg") and result.subtitles == ()
 
 
 def test_watchdog_kills_moviepy_and_the_next_method_succeeds(settings):
     app = read_memory().app_rss_mb
-    tight = replace(settings, max_memory_mb=int(app + 150), min_required_memory_mb=50)  # MoviePy ~160 MB
+    tight = replace(settings, max_memory_mb=int(app + 90), min_required_memory_mb=50)  # MoviePy holds ~105 MB
     request = Request("Stay hungry. Stay foolish.", tier="high", method="moviepy")
     result = generate(request, tight)
     first, last = result.attempts[0], result.attempts[-1]
@@ -111,6 +112,10 @@ def test_with_nothing_set_the_floor_comes_from_the_cost_model(settings):
         (Request("Hello", tier="ultra"), "tier 'ultra'"),
         (Request("Hello", method="magic"), "method 'magic'"),
         (Request("Hello", aspect="4:3"), "aspect '4:3'"),
+        (Request("Hello", preset="vine"), "preset 'vine'"),
+        (Request("Hello", caption_style="letter"), "caption style 'letter'"),
+        (Request("Hello", music="jazz"), "music 'jazz'"),
+        (Request("Hello", music_upload=b"<html>not music</html>"), "not an MP3, WAV, OGG or M4A"),
         (Request("Hello", lang="english!"), "not a language code"),
         (Request("Hello", tld="evil.example/x"), "accent"),
         (Request("Hello 🦜"), "cannot draw"),
@@ -127,7 +132,7 @@ def test_out_path_is_written_atomically(settings, tmp_path):
     target = tmp_path / "videos" / "mine.mp4"
     result = generate(Request("Stay hungry.", tier="low", out=target), settings)
     assert result.output == target and probe(target).duration_s > 0.5
-    assert [p.name for p in target.parent.iterdir()] == ["mine.mp4"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["mine.jpg", "mine.mp4"]  # no partial file left
 
 
 def test_budget_keeps_a_margin():

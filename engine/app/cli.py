@@ -6,13 +6,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from engine.choices import ASPECTS, METHOD_CHOICES, SPEEDS, TIER_CHOICES, TTS_CHOICES, WINDOWS
+from engine.audio.music import MAX_MUSIC_BYTES
+from engine.choices import (
+    ASPECTS,
+    CAPTION_STYLES,
+    METHOD_CHOICES,
+    MUSIC_CHOICES,
+    PRESETS,
+    SPEEDS,
+    TIER_CHOICES,
+    TTS_CHOICES,
+    WINDOWS,
+)  # fmt: skip
 from engine.errors import InvalidInput, QuoteError
 from engine.jobs.wire import result_json
 from engine.models import Request, Result, StageEvent
@@ -56,11 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-fallback", action="store_true", help="run the chosen method alone (for tuning)")
     gen.add_argument("--aspect", choices=list(ASPECTS), default="16:9", help="frame shape (default 16:9)")
     gen.add_argument(
+        "--preset", choices=list(PRESETS), default=None,
+        help="platform preset: reels (9:16, 30 fps: Reels, TikTok, Shorts), youtube (16:9), square (1:1)",
+    )  # fmt: skip
+    gen.add_argument(
         "--captions",
         action=argparse.BooleanOptionalAction,
         default=False,
         help="highlight each phrase on the card while it is spoken",
     )
+    gen.add_argument(
+        "--caption-style", choices=CAPTION_STYLES, default="phrase",
+        help="phrase: the phrase being spoken; word: the word being spoken, within its phrase",
+    )  # fmt: skip
+    gen.add_argument("--subtitles", action="store_true", help="an .srt and a .vtt beside the MP4, and a track in it")
+    gen.add_argument(
+        "--music", default="none", metavar="NAME|PATH|none",
+        help=f"music under the voice: a bed ({', '.join(MUSIC_CHOICES[1:])}), an MP3, WAV, OGG or M4A file, or none",
+    )  # fmt: skip
     gen.add_argument(
         "--motion",
         action=argparse.BooleanOptionalAction,
@@ -73,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--out", type=Path, default=None, help="where to write the MP4 (default: DATA_DIR/outputs)")
     gen.add_argument("--json", action="store_true", help="print one JSON object")
+
+    ba = commands.add_parser("batch", help="a CSV or JSON Lines file of quotes into a folder of videos")
+    ba.add_argument("file", type=Path, help="CSV with a `text` column, or JSON Lines; any generate option by name")
+    ba.add_argument("--out", type=Path, default=Path("batch-out"), help="folder for the videos and manifest.csv")
+    ba.add_argument("--workers", type=int, default=None, help="rows at once (default: the CPUs; memory decides too)")
+    ba.add_argument("--json", action="store_true", help="print one JSON object at the end")
 
     st = commands.add_parser("stats", help="success rate, fallback rates, memory per generation by tier and method")
     st.add_argument("--window", choices=list(WINDOWS), default="all", help="time window (default all)")
@@ -124,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "storage": _storage,
         "cleanup": _cleanup,
         "bench": _bench,
+        "batch": _batch,
         "sweep": _sweep,
         "calibrate": _calibrate,
     }
@@ -136,13 +168,15 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         picture = _read_upload(args.background_image)
+        music, music_upload = _music(args.music)
     except QuoteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     request = Request(
         text=args.text, author=args.author, lang=args.lang, tts=args.tts, tld=args.tld, speed=args.speed,
-        tier=args.tier, method=args.method, fallback=not args.no_fallback, aspect=args.aspect,
-        captions=args.captions, motion=args.motion, background=args.background, background_image=picture,
+        tier=args.tier, method=args.method, fallback=not args.no_fallback, aspect=args.aspect, preset=args.preset,
+        captions=args.captions, caption_style=args.caption_style, subtitles=args.subtitles, motion=args.motion,
+        background=args.background, background_image=picture, music=music, music_upload=music_upload,
         out=args.out,
     )  # fmt: skip
     try:
@@ -176,6 +210,50 @@ def _print_waiting():
     return on_event
 
 
+def _batch(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.app.resources import shared_ledger, start_up
+    from engine.jobs.batch import MANIFEST, read_rows, run_batch
+    from engine.pipeline import generate
+
+    try:
+        rows = read_rows(args.file)
+    except QuoteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    workers = args.workers or max(1, len(os.sched_getaffinity(0)))
+    if settings.broker_url:
+        run = lambda request: _remote(request, settings)  # noqa: E731 - the workers make them
+    else:
+        store, ledger = start_up(settings), shared_ledger(settings)
+        run = lambda request: generate(request, settings, store=store, ledger=ledger)  # noqa: E731
+    bar = None
+    if sys.stderr.isatty() and not args.json:
+        from tqdm import tqdm  # a progress bar on a terminal; one line per row otherwise
+
+        bar = tqdm(total=len(rows), unit="video", file=sys.stderr)
+
+    def progress(row, entry: dict[str, str]) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"row {row.number}: {entry['status']}")
+        elif not args.json:
+            why = f" ({entry['error']})" if entry.get("error") else ""
+            print(f"row {row.number}: {entry['status']} {entry.get('output') or ''}{why}".rstrip(), flush=True)
+
+    try:
+        report = run_batch(rows, args.out, run, workers, progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = {**asdict(report), "manifest": str(args.out / MANIFEST), "exit_code": report.exit_code}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{report.made} made, {report.skipped} already made, {report.failed} failed of {report.rows} rows; "
+              f"manifest: {args.out / MANIFEST}")  # fmt: skip
+    return report.exit_code
+
+
 def _remote(request: Request, settings: Settings) -> Result:
     from engine.jobs.remote import RemoteGeneration
 
@@ -203,6 +281,21 @@ def _read_upload(path: Path | None) -> bytes | None:
         return path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read the background image {path} ({exc.strerror})") from None
+
+
+def _music(value: str) -> tuple[str, bytes | None]:
+    """`--music`: a bed's name or none as it is, anything else a file to read."""
+    if value in MUSIC_CHOICES:
+        return value, None
+    path = Path(value)
+    if not path.exists():
+        raise InvalidInput(f"--music {value!r} is neither a bed ({', '.join(MUSIC_CHOICES)}) nor a file")
+    try:
+        if path.stat().st_size > MAX_MUSIC_BYTES:
+            raise InvalidInput(f"{path.name} is over {MAX_MUSIC_BYTES // 2**20} MB; use a shorter or smaller file")
+        return "upload", path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the music file {path} ({exc.strerror})") from None
 
 
 def _describe(result: Result) -> str:

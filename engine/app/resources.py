@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from engine.history import HistoryStore
 from engine.history.storage import cleanup
+from engine.jobs.batch import PageBatch
 from engine.memory.ledger import Ledger
 from engine.memory.limits import VisitorLimits
 from engine.settings import Settings
@@ -42,6 +43,12 @@ def shared_ledger(settings: Settings) -> Ledger:
 @cache
 def shared_limits() -> VisitorLimits:
     return VisitorLimits()
+
+
+@cache
+def shared_batches() -> dict[str, PageBatch]:
+    """The page's batches by id (an unguessable one, in the page's address): a reload finds its batch here."""
+    return {}
 
 
 _RECENT: dict[object, tuple[float, object]] = {}

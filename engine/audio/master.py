@@ -46,20 +46,34 @@ class Mastered:
 def master(speech: Speech, out: Path) -> Mastered:
     """Write `speech`, mastered, to `out` (a WAV)."""
     start_s, end_s = voiced_span(speech.path)
-    before = _run(speech.path, f"[0:a:0]atrim=start={start_s:.4f}:end={end_s:.4f},{METER}", None)
+    inputs = [["-i", str(speech.path)]]
+    before = _run(inputs, f"[0:a:0]atrim=start={start_s:.4f}:end={end_s:.4f},{METER}", None)
     # The meter reads the mono signal as the two identical channels the encoder makes of it.
     shape = (
         f"[0:a:0]atrim=start={start_s:.4f}:end={end_s:.4f},asetpts=PTS-STARTPTS,aformat=channel_layouts=mono,"
         f"adelay={PAD_S * 1000:.0f},apad=pad_dur={PAD_S}"
     )
+    loudness = level(inputs, shape, before.integrated_lufs, out)
+    shift = PAD_S - start_s
+    duration = wav_duration_s(out)
+    words = tuple(
+        replace(w, start_s=_clamp(w.start_s + shift, duration), end_s=_clamp(w.end_s + shift, duration))
+        for w in speech.words
+    )
+    return Mastered(replace(speech, path=out, duration_s=duration, words=words), loudness)
+
+
+def level(inputs: list[list[str]], shape: str, measured_lufs: float, out: Path) -> Loudness:
+    """Write the end of filter chain `shape` (over ffmpeg `inputs`), whose loudness is `measured_lufs`,
+    to `out` at TARGET_LUFS under the limiter's ceiling: each write measured, and made again with the
+    difference added while it lands more than AIM_LU off."""
     ceiling = 10 ** (CEILING_DBFS / 20)
-    tried: list[tuple[float, float]] = [(0.0, before.integrated_lufs)]  # (gain dB, loudness it gave)
-    gain = TARGET_LUFS - before.integrated_lufs if math.isfinite(before.integrated_lufs) else 0.0
+    tried: list[tuple[float, float]] = [(0.0, measured_lufs)]  # (gain dB, loudness it gave)
+    gain = TARGET_LUFS - measured_lufs if math.isfinite(measured_lufs) else 0.0
     for _ in range(MAX_PASSES):
         gain = min(gain, MAX_GAIN_DB)
-        level = f"volume={gain:.2f}dB,alimiter=limit={ceiling:.4f}:attack=5:release=50:level=false"
-        graph = f"{shape},{level},asplit[out][meter];[meter]{METER},anullsink"
-        loudness = _run(speech.path, graph, out)
+        limit = f"volume={gain:.2f}dB,alimiter=limit={ceiling:.4f}:attack=5:release=50:level=false:latency=true"
+        loudness = _run(inputs, f"{shape},{limit},asplit[out][meter];[meter]{METER},anullsink", out)
         miss = TARGET_LUFS - loudness.integrated_lufs
         if not math.isfinite(miss) or abs(miss) <= AIM_LU:
             break
@@ -68,13 +82,7 @@ def master(speech: Speech, out: Path) -> Mastered:
         slope = (l1 - l0) / (g1 - g0) if g1 != g0 and l1 != l0 else 1.0
         tried.append((g1, l1))
         gain = g1 + miss / min(1.0, max(0.25, slope))
-    shift = PAD_S - start_s
-    duration = wav_duration_s(out)
-    words = tuple(
-        replace(w, start_s=_clamp(w.start_s + shift, duration), end_s=_clamp(w.end_s + shift, duration))
-        for w in speech.words
-    )
-    return Mastered(replace(speech, path=out, duration_s=duration, words=words), loudness)
+    return loudness
 
 
 def voiced_span(path: Path) -> tuple[float, float]:
@@ -105,10 +113,11 @@ def voiced_span(path: Path) -> tuple[float, float]:
     return max(0.0, first * step - EDGE_S), min(length, (last + 1) * step + EDGE_S)
 
 
-def _run(source: Path, graph: str, out: Path | None) -> Loudness:
+def _run(inputs: list[list[str]], graph: str, out: Path | None) -> Loudness:
     """One ffmpeg pass over `graph`: measured only, or written to `out` as 16-bit PCM while measured."""
     target = ["-map", "[out]", "-c:a", "pcm_s16le", str(out)] if out is not None else ["-f", "null", "-"]
-    log = ffmpeg.run(["-i", str(source), "-filter_complex", graph, *target], timeout_s=600, loglevel="info")
+    sources = [arg for given in inputs for arg in given]
+    log = ffmpeg.run([*sources, "-filter_complex", graph, *target], timeout_s=600, loglevel="info")
     return parse_summary(log)
 
 

@@ -20,7 +20,7 @@ def _v1(conn: Connection) -> None:
     later_columns = {
         "finished_at", "error_kind", "tts_fallback_reason", "method_asked", "fell_back", "app_rss_mb",
         "stage_s", "file_removed", "host", "pid", "budget_mb", "ssim", "psnr_db", "job_id", "delivery",
-        *V5_GENERATIONS, *V5_ATTEMPTS, *V7_GENERATIONS,
+        *V5_GENERATIONS, *V5_ATTEMPTS, *V7_GENERATIONS, *V8_GENERATIONS,
     }  # fmt: skip
     for table in (schema.meta, schema.generations, schema.attempts):
         sa.Table(table.name, v1, *(c._copy() for c in table.columns if c.name not in later_columns))
@@ -89,7 +89,16 @@ def _v7(conn: Connection) -> None:
     _add_columns(conn, {"generations": V7_GENERATIONS})
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+V8_GENERATIONS = ["preset", "caption_style", "music", "fps"]
+
+
+def _v8(conn: Connection) -> None:
+    """Version 8: what a shared video was asked to be: the platform preset, the caption style, the
+    music under the voice, and the frame rate."""
+    _add_columns(conn, {"generations": V8_GENERATIONS})
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 LATEST = len(MIGRATIONS)
 
 

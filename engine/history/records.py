@@ -55,6 +55,10 @@ class GenerationRecord:
     speed: str | None = None
     loudness_lufs: float | None = None
     true_peak_dbtp: float | None = None
+    preset: str | None = None
+    caption_style: str | None = None
+    music: str | None = None
+    fps: int | None = None
 
     @classmethod
     def from_row(cls, row) -> GenerationRecord:

@@ -73,6 +73,11 @@ generations = sa.Table(
     sa.Column("speed", sa.String(8)),
     sa.Column("loudness_lufs", sa.Float),
     sa.Column("true_peak_dbtp", sa.Float),
+    # version 8
+    sa.Column("preset", sa.String(16)),
+    sa.Column("caption_style", sa.String(8)),
+    sa.Column("music", sa.String(16)),
+    sa.Column("fps", sa.Integer),
 )
 
 attempts = sa.Table(

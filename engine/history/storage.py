@@ -80,19 +80,26 @@ def cleanup(
     running = store.running_ids()
     kept = {Path(p).resolve() for p in keep}
     outputs = [f for f in _files(settings.outputs_dir) if _removable(f[0], root, running) and f[0] not in kept]
-    outputs.sort(key=lambda f: f[2])  # oldest first
-    doomed: list[tuple[Path, int, float]] = []
+    # A video and the files beside it (cover, subtitles: the same name, another suffix) go together,
+    # aged by the video.
+    groups: dict[Path, list[tuple[Path, int, float]]] = {}
+    for entry in outputs:
+        groups.setdefault(entry[0].with_suffix(""), []).append(entry)
+    ranked = sorted(groups.values(), key=_group_age)  # oldest first
+    doomed_groups = []
     if older_than_days is not None:
-        doomed = [f for f in outputs if f[2] < now - older_than_days * 86400]
+        doomed_groups = [g for g in ranked if _group_age(g) < now - older_than_days * 86400]
     if settings.max_storage_mb:
         quota = settings.max_storage_mb * 1024 * 1024
-        total = sum(size for _, size, _ in _files(settings.outputs_dir)) - sum(size for _, size, _ in doomed)
-        for entry in outputs:
+        total = sum(size for _, size, _ in _files(settings.outputs_dir))
+        total -= sum(size for g in doomed_groups for _, size, _ in g)
+        for group in ranked:
             if total <= quota:
                 break
-            if entry not in doomed:
-                doomed.append(entry)
-                total -= entry[1]
+            if group not in doomed_groups:
+                doomed_groups.append(group)
+                total -= sum(size for _, size, _ in group)
+    doomed = [entry for group in doomed_groups for entry in group]
     removed = [entry for entry in doomed if _unlink(entry[0])]
     store.mark_files_removed([str(path) for path, _, _ in removed])
     swept, unswept = _sweep_temp(settings.temp_dir, root, running, now)
@@ -100,6 +107,11 @@ def cleanup(
     if removed or swept or interrupted:
         log.info("cleanup: %s", report)
     return report
+
+
+def _group_age(group: list[tuple[Path, int, float]]) -> float:
+    """A group's time: its video's, else (files left without one) its oldest file's."""
+    return min((mtime for path, _, mtime in group if path.suffix == ".mp4"), default=min(m for _, _, m in group))
 
 
 def kill_workers_in(folder: Path) -> int:

@@ -86,10 +86,14 @@ class Probe:
     audio_profile: str | None = None  # "LC" for AAC-LC
     audio_rate: int = 0  # Hz
     audio_channels: str | None = None  # "mono", "stereo", ...
+    video_profile: str | None = None  # "High" for H.264 High
+    pixel_format: str | None = None  # "yuv420p" for 4:2:0
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _VIDEO = re.compile(r"Stream #\S+: Video: (\w+).*?, (\d{2,5})x(\d{2,5})")
+_VIDEO_PROFILE = re.compile(r"Stream #\S+: Video: \w+ \(([\w ]+)\)")
+_PIXELS = re.compile(r"Stream #\S+: Video: [^\n]*?, (yuv\w+|yuvj\w+|rgb\w+|gray\w*)[(,]")
 _AUDIO = re.compile(r"Stream #\S+: Audio: (\w+)(?: \(([^)]*)\))?[^,]*, (\d+) Hz, ([\w.()]+)")
 
 
@@ -125,4 +129,6 @@ def parse_probe(text: str, size_bytes: int) -> Probe:
         audio_profile=audio[2] if audio else None,
         audio_rate=int(audio[3]) if audio else 0,
         audio_channels=audio[4] if audio else None,
+        video_profile=profile[1] if (profile := _VIDEO_PROFILE.search(text)) else None,
+        pixel_format=pixels[1] if (pixels := _PIXELS.search(text)) else None,
     )

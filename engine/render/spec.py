@@ -14,15 +14,27 @@ AUDIO_RATE = 48000  # Hz: what the platforms' upload specifications ask for (AAC
 MONO_TO_STEREO = "pan=stereo|c0=c0|c1=c0"
 
 
-def aac(kbps: int) -> list[str]:
-    """ffmpeg's output options for the sound of every method, from the mastered mono speech: AAC-LC,
-    48 kHz stereo. The fast coder: as good to the ear for speech, 2.7x quicker, and its true peaks
-    stay where mastering put them (the default two-loop coder overshot by 3.5 dB at 64k, measured)."""
-    return ["-af", MONO_TO_STEREO, "-c:a", "aac", "-aac_coder", "fast", "-b:a", f"{kbps}k", "-ar", str(AUDIO_RATE)]
+def aac(kbps: int, stereo: bool = False) -> list[str]:
+    """ffmpeg's output options for the sound of every method, from the mastered mono speech (or a
+    stereo mix with music): AAC-LC, 48 kHz stereo. The fast coder: as good to the ear for speech,
+    2.7x quicker, and its true peaks stay where mastering put them (the default two-loop coder
+    overshot by 3.5 dB at 64k, measured)."""
+    spread = [] if stereo else ["-af", MONO_TO_STEREO]
+    return [*spread, "-c:a", "aac", "-aac_coder", "fast", "-b:a", f"{kbps}k", "-ar", str(AUDIO_RATE), "-ac", "2"]
+
+
+# What the platforms' upload specifications ask of the container and the picture (YouTube, Reels,
+# TikTok): the moov atom first, no edit lists (ffmpeg writes one for AAC's priming samples unless
+# told not to), H.264 High, 4:2:0, constant frame rate. Without the edit list, shifting timestamps
+# to start at zero would stretch the first frame by the 21 ms of priming (its stts entry differs):
+# they are left as they are. Closed GOPs are x264's default.
+MP4_DELIVERY = ["-movflags", "+faststart", "-use_editlist", "0", "-avoid_negative_ts", "disabled"]
+H264_HIGH = ["-profile:v", "high", "-pix_fmt", "yuv420p"]
 
 
 # A still picture gains nothing from B-frames, extra references or lookahead; each costs frames of memory.
-X264_STILL = "rc-lookahead=0:sync-lookahead=0:bframes=0:ref=1"
+# 8x8 transforms make the stream High profile even at `ultrafast` (MoviePy's), which turns them off.
+X264_STILL = "rc-lookahead=0:sync-lookahead=0:bframes=0:ref=1:8x8dct=1"
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class RenderSpec:
     # Caption states: (card path, start s, end s), covering 0..duration_s; empty without captions.
     captions: tuple[tuple[str, float, float], ...] = ()
     motion: bool = False  # fade-in and slow zoom (MoviePy only)
+    audio_stereo: bool = False  # a mix with music; the speech alone is mono
     crash: bool = False  # test seam: the method's process dies as it starts (SIGABRT), as a broken one would
 
     def to_json(self) -> str:

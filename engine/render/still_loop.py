@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.render import ffmpeg
-from engine.render.spec import X264_STILL, RenderSpec, aac
+from engine.render.spec import H264_HIGH, MP4_DELIVERY, X264_STILL, RenderSpec, aac
 
 METHODS = ("ffmpeg", "emergency")  # the methods this module renders: bare ffmpeg runs, no Python child
 SEGMENT_S = 2
@@ -50,9 +50,9 @@ def commands(spec: RenderSpec) -> tuple[list[list[str]], list[Path]]:
     runs.append(ffmpeg.command([
         *video_in, "-i", spec.audio_path,
         "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-        *aac(spec.audio_kbps),
+        *aac(spec.audio_kbps, spec.audio_stereo),
         "-t", f"{spec.duration_s:.3f}", "-threads", str(spec.threads),
-        "-movflags", "+faststart", spec.out_path,
+        *MP4_DELIVERY, spec.out_path,
     ]))  # fmt: skip
     return runs, scratch
 
@@ -60,8 +60,10 @@ def commands(spec: RenderSpec) -> tuple[list[list[str]], list[Path]]:
 def _encode(spec: RenderSpec, card: str, frames: int, out: Path, scratch: list[Path]) -> list[list[str]]:
     """Two runs: the card decoded once to a raw YUV frame, then `frames` frames of it encoded,
     starting on a keyframe. Quality by CRF, the tier's bitrate as the cap."""
-    raw = out.with_suffix(".yuv")
-    scratch += [raw, out]
+    # One raw frame file for every state, overwritten by each (the runs are sequential): a 1080p
+    # frame is 3 MB, and a word-captioned quote has hundreds of states.
+    raw = Path(spec.temp_dir) / "frame.yuv"
+    scratch += [out] if raw in scratch else [raw, out]
     size = f"{spec.width}x{spec.height}"
     return [
         ffmpeg.command([
@@ -72,7 +74,7 @@ def _encode(spec: RenderSpec, card: str, frames: int, out: Path, scratch: list[P
             "-threads", "1", "-filter_threads", "1",
             "-stream_loop", "-1", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", size, "-framerate", str(spec.fps),
             "-i", str(raw), "-frames:v", str(frames),
-            "-c:v", "libx264", "-preset", PRESET, "-tune", "stillimage", "-crf", str(CRF),
+            "-c:v", "libx264", *H264_HIGH, "-preset", PRESET, "-tune", "stillimage", "-crf", str(CRF),
             "-maxrate", f"{spec.video_kbps}k", "-bufsize", f"{4 * spec.video_kbps}k",
             "-g", str(spec.fps * SEGMENT_S), "-x264-params", X264_STILL,
             "-threads", "1", "-an", str(out),

@@ -1,7 +1,8 @@
 """The quote card: text wrapped and sized to fit, drawn with Pillow on a background.
 
-With captions, one card is drawn per phrase, identical but for the colours: the phrase
-being spoken bright, the rest dimmed. Layout is computed once, so only colours change.
+With captions, one card is drawn per caption state, identical but for the colours: the phrase
+being spoken highlighted and the rest dimmed; in the word style the phrase bright and the word
+being spoken highlighted. Layout is computed once, so only colours change.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ LINE_HEIGHT = 1.3
 AUTHOR_SCALE = 0.6
 
 
+# A phrase's token range [first, last), and in the word style the token being spoken.
+Highlight = tuple[int, int] | tuple[int, int, int]
+
+
 @dataclass(frozen=True)
 class Layout:
     lines: tuple[tuple[int, int], ...]  # token ranges [first, last) per line
@@ -44,12 +49,13 @@ def draw_card(text: str, author: str, size: tuple[int, int], out: Path, backgrou
 def draw_cards(
     quote: QuoteText,
     size: tuple[int, int],
-    highlights: Sequence[tuple[int, int] | None],
+    highlights: Sequence[Highlight | None],
     folder: Path,
     background: Background | None = None,
     names: Sequence[str] | None = None,
 ) -> list[Path]:
-    """One RGB PNG per highlight (a token range, or None for no highlight), same layout in each."""
+    """One RGB PNG per highlight (a phrase's token range, with the word's token in the word style,
+    or None for no highlight), same layout in each."""
     width, height = size
     base = render_background(background, size)
     short = min(size)
@@ -132,6 +138,23 @@ def _draw_text(draw, quote: QuoteText, layout: Layout, size, margin_y, box_h, hi
                   anchor="ma", direction=direction)  # fmt: skip
 
 
+def _runs(first: int, last: int, highlight: Highlight) -> list[tuple[int, int, tuple[int, int, int]]]:
+    """The line's tokens [first, last) in coloured runs: dim outside the phrase; inside it the
+    highlight colour (phrase style), or bright with the spoken word highlighted (word style)."""
+
+    def clip(token: int) -> int:
+        return min(max(first, token), last)
+
+    p0, p1 = clip(highlight[0]), clip(highlight[1])
+    if len(highlight) == 2:
+        inside = [(p0, p1, HIGHLIGHT_COLOUR)]
+    else:
+        w0, w1 = clip(highlight[2]), clip(highlight[2] + 1)  # the word lies in its phrase
+        inside = [(p0, w0, TEXT_COLOUR), (w0, w1, HIGHLIGHT_COLOUR), (w1, p1, TEXT_COLOUR)]
+    runs = [(first, p0, DIM_COLOUR), *inside, (p1, last, DIM_COLOUR)]
+    return [(a, b, colour) for a, b, colour in runs if b > a]
+
+
 def _draw_line(draw, quote: QuoteText, first, last, face, centre_x, y, direction, highlight) -> None:
     """The line as up to three runs (before, inside, after the highlight), placed by their
     measured offsets so every state has the same layout and only the colours change."""
@@ -139,13 +162,7 @@ def _draw_line(draw, quote: QuoteText, first, last, face, centre_x, y, direction
     whole = quote.line(first, last)
     total = face.getlength(whole, direction=direction)
     left = centre_x - total / 2
-    if highlight is None:
-        runs = [(first, last, TEXT_COLOUR)]
-    else:
-        h0 = min(max(first, highlight[0]), last)
-        h1 = max(min(last, highlight[1]), h0)
-        runs = [(first, h0, DIM_COLOUR), (h0, h1, HIGHLIGHT_COLOUR), (h1, last, DIM_COLOUR)]
-        runs = [(a, b, colour) for a, b, colour in runs if b > a]
+    runs = [(first, last, TEXT_COLOUR)] if highlight is None else _runs(first, last, highlight)
     start_char = tokens[first].start
     for a, b, colour in runs:
         before = " ".join(text[start_char : tokens[a].start].split())

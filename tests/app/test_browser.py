@@ -164,3 +164,25 @@ def test_a_visitor_who_closes_the_tab_still_gets_a_recorded_video(server, page, 
     [row] = wait_for(lambda: [g for g in store.generations() if g.status != "running"], timeout_s=120)
     store.close()
     assert row.status == "ok" and Path(row.output_path).exists()
+
+
+def test_a_batch_from_the_page_survives_a_reload_and_ends_in_a_zip(server, page, tmp_path):
+    import zipfile
+
+    source = tmp_path / "quotes.csv"
+    source.write_text('text,tier\n"Stay hungry.",low\n"Stay foolish.",low\n,low\n"Hello.",ultra\n')
+    page.goto(f"{server.url}/batch")
+    page.get_by_text("rows per batch").wait_for()
+    page.locator("input[type=file]").set_input_files(str(source))
+    page.get_by_text("2 valid, 2 with a problem").wait_for()  # counted before anything starts
+    page.get_by_role("button", name="Start the batch").click()
+    page.get_by_text("of 2 rows done").first.wait_for()
+    page.reload()  # a new session: the batch is found again by the visitor's address
+    button = page.get_by_role("button", name="Download the videos and manifest (zip)")
+    button.wait_for(timeout=120_000)
+    page.screenshot(path=ARTIFACTS / "batch.png", full_page=True)
+    with page.expect_download() as download:
+        button.click()
+    with zipfile.ZipFile(download.value.path()) as archive:
+        names = sorted(archive.namelist())
+    assert names == ["0001.jpg", "0001.mp4", "0002.jpg", "0002.mp4", "manifest.csv"]

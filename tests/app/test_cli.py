@@ -116,3 +116,33 @@ def test_a_bad_background_image_path_exit_2(env, tmp_path):
     assert done.returncode == 2 and "not a readable JPEG, PNG or WebP" in done.stderr
     done = run_cli("generate", "Hello", "--background-image", str(tmp_path / "missing.png"), env=env)
     assert done.returncode == 2 and "cannot read the background image" in done.stderr
+
+
+def test_a_video_to_post_in_one_command(env, tmp_path):
+    """The platform preset, word captions, subtitles and a bed under the voice, from one command."""
+    from engine.audio.loudness import measure
+    from tests.render.test_delivery import assert_shareable
+
+    done = run_cli(
+        "generate", "Stay hungry. Stay foolish.", "--preset", "reels", "--captions", "--caption-style", "word",
+        "--subtitles", "--music", "pad", "--json", env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    output = Path(data["output"])
+    assert (data["width"], data["height"], data["fps"], data["preset"]) == (1080, 1920, 30, "reels")
+    assert (data["caption_style"], data["music"], data["captions"]) == ("word", "pad", True)
+    assert data["cover"] == str(output.with_suffix(".jpg")) and Path(data["cover"]).is_file()
+    assert data["subtitles"] == [str(output.with_suffix(".srt")), str(output.with_suffix(".vtt"))]
+    assert all(Path(p).stat().st_size > 0 for p in data["subtitles"])
+    assert_shareable(output, 30)
+    assert measure(output).meets_target()
+
+
+def test_a_music_file_that_is_not_music_is_a_sentence(env, tmp_path):
+    page = tmp_path / "song.mp3"
+    page.write_text("<html>not a song</html>")
+    done = run_cli("generate", "Stay hungry.", "--music", str(page), env=env)
+    assert done.returncode == 2 and "not an MP3, WAV, OGG or M4A" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("generate", "Stay hungry.", "--music", "jazz", env=env)
+    assert done.returncode == 2 and "neither a bed" in done.stderr

@@ -74,6 +74,32 @@ def test_every_control_changes_the_request(env):
     finish_job(at)
 
 
+def test_a_video_to_post_from_the_page_with_its_files_to_download(env):
+    """The platform preset, word captions, subtitles and a bed reach the request; the cover and
+    the subtitle files are offered for download beside the MP4."""
+    at = app()
+    assert at.selectbox(key="preset").options == [
+        "None", "Reels, TikTok, Shorts (9:16, 30 fps)", "YouTube (16:9)", "Square (1:1)",
+    ]  # fmt: skip
+    assert at.selectbox(key="music").options == ["None", "Soft pad", "Piano", "Pulse", "My own file"]
+    assert at.button_group(key="caption_style").disabled  # until captions are on
+    at.text_area(key="text").input("Stay hungry. Stay foolish.")
+    at.radio(key="tier").set_value("low")
+    at.selectbox(key="preset").select("reels").run()
+    assert at.button_group(key="aspect").disabled and "Output: **480×854**" in " ".join(c.value for c in at.caption)
+    at.toggle(key="captions").set_value(True).run()
+    at.button_group(key="caption_style").set_value("word")
+    at.toggle(key="subtitles").set_value(True)
+    at.selectbox(key="music").select("piano").run()
+    at.button(key="generate").click().run()
+    request = at.session_state["generation"].request
+    assert (request.preset, request.caption_style, request.subtitles, request.music) == ("reels", "word", True, "piano")
+    at = finish_job(at)
+    assert not at.exception and at.success[0].value.startswith("Done in")
+    labels = [button.proto.label for button in at.get("download_button")]
+    assert labels == ["Cover (JPEG)", "Subtitles (SRT)", "Subtitles (VTT)"]
+
+
 def test_a_generation_completes_and_shows_its_report(env):
     at = app()
     at.text_area(key="text").input("Stay hungry. Stay foolish.")

@@ -53,6 +53,23 @@ def test_quota_removes_oldest_first(settings, store):
     assert [f.exists() for f in files] == [False, True, True]
 
 
+def test_a_video_goes_with_its_cover_and_subtitles_aged_by_the_video(settings, store):
+    """The sidecars are written after the video (a newer mtime would have put them last in line):
+    the quota takes the oldest video with its files, and leaves the next one whole."""
+    tight = replace(settings, max_storage_mb=1)
+    old = output(settings, store, "a" * 32, 400_000, 300)
+    new = output(settings, store, "b" * 32, 400_000, 200)
+    sidecars = {}
+    for video in (old, new):
+        for suffix in (".jpg", ".srt", ".vtt"):
+            sidecars[video, suffix] = video.with_suffix(suffix)
+            sidecars[video, suffix].write_bytes(b"\0" * 100_000)  # written now: newer than either video
+    report = cleanup(tight, store)
+    assert report.removed_outputs == 4 and report.removed_bytes == 700_000
+    assert not old.exists() and not any(sidecars[old, s].exists() for s in (".jpg", ".srt", ".vtt"))
+    assert new.exists() and all(sidecars[new, s].exists() for s in (".jpg", ".srt", ".vtt"))
+
+
 def test_quota_keeps_the_file_just_made(settings, store):
     tight = replace(settings, max_storage_mb=1)
     newest = output(settings, store, "a" * 32, 2_000_000, 0)

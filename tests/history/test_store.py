@@ -22,7 +22,7 @@ from tests.helpers import result
 def test_a_new_file_is_migrated_to_the_latest_version(tmp_path):
     path = tmp_path / "fresh.db"
     store = HistoryStore(f"sqlite:///{path}")
-    assert store.version == LATEST == 7
+    assert store.version == LATEST == 8
     with store.engine.connect() as conn:
         assert set(sa.inspect(conn).get_table_names()) == {"meta", "generations", "attempts", "samples"}
         assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
@@ -45,7 +45,7 @@ def test_the_first_schema_is_migrated_and_keeps_its_rows(tmp_path):
         assert "budget_mb" not in {c["name"] for c in sa.inspect(conn).get_columns("attempts")}
     engine.dispose()
     store = HistoryStore(url)
-    assert store.version == 7
+    assert store.version == 8
     [old] = store.generations()
     assert (old.tier, old.method, old.peak_rss_mb, old.file_removed, old.fell_back) == (
         "low",

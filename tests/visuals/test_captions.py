@@ -119,16 +119,39 @@ def test_frames_follow_the_captions_over_60_seconds(settings, tmp_path, voice):
     speech = spoken(SIXTY_S, voice, tmp_path)
     assert speech.duration_s == pytest.approx(result.duration_s, abs=0.05)
     states = caption_states(QuoteText.of(SIXTY_S), speech)
-    highlights = [(s.first, s.last) for s in states]
-    # Where each state's card is gold (the highlighted phrase): red well above blue.
-    masks = [warmth(pixels(p)) > 60 for p in draw_cards(QuoteText.of(SIXTY_S), (854, 480), highlights, tmp_path)]
+    assert frames_follow(result.output, QuoteText.of(SIXTY_S), states, (854, 480), tmp_path) >= 10
+
+
+@pytest.mark.parametrize("voice", ["espeak", "piper"])
+def test_frames_follow_each_word(settings, tmp_path, voice):
+    """Word captions: 100 ms after each word starts and 100 ms before it ends (words of 0.3 s or
+    more), the frame shows that word highlighted, not its neighbours."""
+    request = Request(
+        QUOTES["long"], tts=voice, tier="low", captions=True, caption_style="word", method="ffmpeg", fallback=False
+    )
+    result = generate(request, settings)
+    assert (result.caption_style, result.tts_engine) == ("word", voice)
+    quote = QuoteText.of(QUOTES["long"])
+    states = caption_states(quote, spoken(QUOTES["long"], voice, tmp_path), "word")
+    assert len(states) == len(quote.tokens) and {s.word for s in states} == set(range(len(quote.tokens)))
+    assert frames_follow(result.output, quote, states, (854, 480), tmp_path) >= 30  # of 101 words
+
+
+def frames_follow(video: Path, quote: QuoteText, states: list, size: tuple[int, int], folder: Path) -> int:
+    """Check each state long enough to see (0.3 s) 100 ms after it starts and before it ends: the
+    frame shows that state's card (where its gold is), not another's. How many states were checked."""
+    cards = draw_cards(quote, size, [s.highlight for s in states], folder)
+    masks = [warmth(pixels(p)) > 60 for p in cards]  # where each state's card is gold: red well above blue
+    checked = 0
     for index, state in enumerate(states):
         if state.end_s - state.start_s < 0.3:
             continue
         for t in (state.start_s + 0.1, state.end_s - 0.1):
-            frame = warmth(frame_at(result.output, t, tmp_path))
+            frame = warmth(frame_at(video, t, folder))
             shown = int(np.argmax([frame[mask].mean() for mask in masks]))
             assert shown == index, f"at {t:.2f} s the frame shows state {shown}, not {index}"
+        checked += 1
+    return checked
 
 
 def warmth(image: np.ndarray) -> np.ndarray:
