@@ -1,5 +1,6 @@
 """Batch: a CSV or JSON Lines file of quotes becomes videos, with a progress bar and a zip at the end."""
 
+import time
 import uuid
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import streamlit as st
 
 from engine.app.resources import shared_batches, shared_ledger, shared_limits, shared_store
 from engine.app.visitor import visitor_id
+from engine.errors import LimitReached
 from engine.jobs.batch import CHOICES, FLAGS, PageBatch, Row, read_rows
 from engine.models import Request, Result
 from engine.pipeline import generate
@@ -19,11 +21,23 @@ st.caption(
     f"(music: a bed's name). Up to **{settings.max_batch_rows} rows** per batch (`MAX_BATCH_ROWS`); rows are made "
     "one after another, and each counts toward the videos one visitor may make in 10 minutes."
 )
+KEEP_S = 3600.0  # a finished batch stays reachable (and its zip) this long
+MAX_FILE_MB = 1  # a page batch is at most MAX_BATCH_ROWS rows: a megabyte is plenty
+
+
+def sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
 visitor = visitor_id()
 batches = shared_batches()
+for key, old in list(batches.items()):  # finished long ago: forgotten (the files stay under the quota's rule)
+    if old.finished_at is not None and time.monotonic() - old.finished_at > KEEP_S:
+        batches.pop(key, None)
 # The batch's id rides in the address (?batch=...), so a reload, a new session, finds it again.
 job: PageBatch | None = batches.get(st.query_params.get("batch", ""))
 running = job is not None and not job.done
+mine_running = any(b.visitor == visitor and not b.done for b in batches.values())
 
 
 def read_upload(data: bytes, name: str) -> list[Row]:
@@ -32,22 +46,30 @@ def read_upload(data: bytes, name: str) -> list[Row]:
     path = settings.temp_dir / f"batch-upload-{uuid.uuid4().hex}{Path(name).suffix.lower()}"
     try:
         path.write_bytes(data)
-        return read_rows(path, files=False)
+        return read_rows(path, files=False, settings=settings)
     finally:
         path.unlink(missing_ok=True)
 
 
 def run_row(request: Request) -> Result:
-    with shared_limits().hold(visitor):
-        return generate(request, settings, store=shared_store(settings), ledger=shared_ledger(settings))
+    """One row, counted by the visitor's limits like a video from the Generate page; a row that the
+    limits hold back waits for its turn instead of failing."""
+    while True:
+        try:
+            with shared_limits().hold(visitor):
+                return generate(request, settings, store=shared_store(settings), ledger=shared_ledger(settings))
+        except LimitReached:
+            time.sleep(2.0)
 
 
-upload = st.file_uploader("Quotes file", type=["csv", "jsonl"], key="batch_file", disabled=running)
+upload = st.file_uploader(
+    "Quotes file", type=["csv", "jsonl"], key="batch_file", disabled=running, max_upload_size=MAX_FILE_MB
+)
 if upload is not None and not running:
     try:
         rows = read_upload(upload.getvalue(), upload.name)
     except Exception as problem:  # the file's sentence (BadBatchFile names the line)
-        st.error(f"{str(problem).capitalize()}.")
+        st.error(sentence(str(problem)))
         rows = []
     if rows:
         valid = [row for row in rows if row.request is not None]
@@ -60,19 +82,23 @@ if upload is not None and not running:
             st.warning(
                 f"{len(valid)} valid rows is over this server's {settings.max_batch_rows}-row limit; split the file."
             )
-        if st.button("Start the batch", type="primary", key="batch_start", disabled=too_many or not valid):
+        if mine_running:
+            st.info("Your other batch is still running; start this one when it ends.")
+        start_off = too_many or not valid or mine_running
+        if st.button("Start the batch", type="primary", key="batch_start", disabled=start_off):
             batch_id = uuid.uuid4().hex
-            batches[batch_id] = PageBatch(valid, settings.outputs_dir / f"batch-{batch_id}", run_row).start()
+            folder = settings.outputs_dir / f"batch-{batch_id}"
+            batches[batch_id] = PageBatch(valid, folder, run_row, visitor).start()
             st.query_params["batch"] = batch_id
             st.rerun()
 
 
 def show(batch: PageBatch) -> None:
-    made = len(batch.entries)
-    st.progress(made / max(1, len(batch.rows)), text=f"{made} of {len(batch.rows)} rows done")
+    entries = batch.entries()
+    st.progress(len(entries) / max(1, len(batch.rows)), text=f"{len(entries)} of {len(batch.rows)} rows done")
     st.dataframe(
         [{"row": n, "status": e["status"], "output": Path(e["output"]).name if e.get("output") else "",
-          "problem": e.get("error", "")} for n, e in sorted(batch.entries.items())],
+          "problem": e.get("error", "")} for n, e in entries],
         hide_index=True, width="stretch",
     )  # fmt: skip
 
@@ -90,7 +116,7 @@ if job is not None:
     else:
         show(job)
         if job.error:
-            st.error(f"{job.error.capitalize()}.")
+            st.error(sentence(job.error))
         elif job.report is not None and job.zip_path is not None:
             r = job.report
             st.success(f"{r.made} made, {r.failed} failed of {r.rows} rows.")

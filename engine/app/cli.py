@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -214,13 +213,17 @@ def _batch(args: argparse.Namespace, settings: Settings) -> int:
     from engine.app.resources import shared_ledger, start_up
     from engine.jobs.batch import MANIFEST, read_rows, run_batch
     from engine.pipeline import generate
+    from engine.render.spec import encoder_threads
 
     try:
-        rows = read_rows(args.file)
+        rows = read_rows(args.file, settings=settings)
     except QuoteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    workers = args.workers or max(1, len(os.sched_getaffinity(0)))
+    # As many rows at once as this process may use CPUs (a container's quota included); memory
+    # decides too, through the ledger. Absolute: a worker on the queue writes where this names.
+    workers = args.workers or encoder_threads(limit=64)
+    out = args.out.resolve()
     if settings.broker_url:
         run = lambda request: _remote(request, settings)  # noqa: E731 - the workers make them
     else:
@@ -241,16 +244,16 @@ def _batch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"row {row.number}: {entry['status']} {entry.get('output') or ''}{why}".rstrip(), flush=True)
 
     try:
-        report = run_batch(rows, args.out, run, workers, progress)
+        report = run_batch(rows, out, run, workers, progress)
     finally:
         if bar is not None:
             bar.close()
-    summary = {**asdict(report), "manifest": str(args.out / MANIFEST), "exit_code": report.exit_code}
+    summary = {**asdict(report), "manifest": str(out / MANIFEST), "exit_code": report.exit_code}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"{report.made} made, {report.skipped} already made, {report.failed} failed of {report.rows} rows; "
-              f"manifest: {args.out / MANIFEST}")  # fmt: skip
+              f"manifest: {out / MANIFEST}")  # fmt: skip
     return report.exit_code
 
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -31,8 +33,11 @@ from engine.choices import (
     TIER_CHOICES,
     TTS_CHOICES,
 )  # fmt: skip
-from engine.errors import InvalidInput, QuoteError
+from engine.errors import Busy, InvalidInput, QuoteError
 from engine.models import Request, Result
+from engine.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.csv"
 MANIFEST_FIELDS = ("row", "status", "output", "error", "tier", "method", "peak_rss_mb", "wall_s")
@@ -71,9 +76,10 @@ class BatchReport:
         return 0 if self.failed == 0 else 1
 
 
-def read_rows(path: Path, files: bool = True) -> list[Row]:
+def read_rows(path: Path, files: bool = True, settings: Settings | None = None) -> list[Row]:
     """Every row of a CSV (a header with `text`) or JSON Lines file (`.jsonl`, one object a line).
-    Without `files` (a file uploaded to the public page), music must be a bed: no path on the server."""
+    Without `files` (a file uploaded to the public page), music must be a bed: no path on the server.
+    With `settings`, each row is checked as a generation would check it (length, language, fonts)."""
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise BadBatchFile(f"{path.name} is over {MAX_FILE_BYTES // 2**20} MB; split it into smaller files")
@@ -86,13 +92,13 @@ def read_rows(path: Path, files: bool = True) -> list[Row]:
         line = raw[: exc.start].count(b"\n") + 1
         raise BadBatchFile(f"{path.name} line {line} is not UTF-8 text; save the file as UTF-8") from None
     folder = path.parent if files else None
-    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        return [_row(n, line, data, folder) for n, (line, data) in enumerate(_json_lines(text, path.name), start=1)]
-    return [_row(n, line, data, folder) for n, (line, data) in enumerate(_csv_rows(text, path.name), start=1)]
+    lines = _json_lines(text, path.name) if path.suffix.lower() in (".jsonl", ".ndjson", ".json") else None
+    found = lines if lines is not None else _csv_rows(text, path.name)
+    return [_row(n, line, data, folder, settings) for n, (line, data) in enumerate(found, start=1)]
 
 
 def _json_lines(text: str, name: str) -> Iterator[tuple[int, dict]]:
-    for line, content in enumerate(text.splitlines(), start=1):
+    for line, content in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 may sit in a quote
         if not content.strip():
             continue
         try:
@@ -126,10 +132,15 @@ def _csv_rows(text: str, name: str) -> Iterator[tuple[int, dict]]:
         raise BadBatchFile(f"{name} line {starts} is not valid CSV ({exc}); fix the quoting") from None
 
 
-def _row(number: int, line: int, data: dict, folder: Path | None) -> Row:
+def _row(number: int, line: int, data: dict, folder: Path | None, settings: Settings | None) -> Row:
     """The row's request, or the sentence saying what is wrong with it."""
     try:
-        return Row(number, line, _request(data, folder))
+        request = _request(data, folder)
+        if settings is not None:
+            from engine.validate import validate
+
+            validate(replace(request, music="none") if request.music not in MUSIC_CHOICES else request, settings)
+        return Row(number, line, request)
     except InvalidInput as exc:
         return Row(number, line, None, str(exc))
 
@@ -211,18 +222,27 @@ def run_batch(rows: list[Row], out_dir: Path, run: Runner, workers: int, progres
 
     def one(row: Row) -> None:
         assert row.request is not None
-        target = output_for(out_dir, row)
+        request = row.request
         try:
-            result = run(replace(load_music(row.request), out=target))
-            finish(row, _entry(row, result, None))
+            request = replace(load_music(request), out=output_for(out_dir, row))
+            while True:
+                try:
+                    result = run(request)
+                    break
+                except Busy:  # a batch queues: the row waits for memory however long it takes
+                    time.sleep(1.0)
+            finish(row, _entry(row, result, None, out_dir))
         except QuoteError as exc:
-            finish(row, _entry(row, exc.result, str(exc)))
+            finish(row, _entry(row, exc.result, str(exc), out_dir))
+        except Exception as exc:  # a bug in one row: the others go on, the traceback is logged
+            log.exception("batch row %d failed", row.number)
+            finish(row, _entry(row, None, f"internal error ({type(exc).__name__}); please try again", out_dir))
 
     pending: set[Future] = set()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="batch") as pool:
         for row in rows:
             done = manifest.done(row.number)
-            if done is not None and Path(done).is_file():
+            if done is not None and (out_dir / done).is_file():
                 report.skipped += 1
                 progress(row, {"status": "skipped", "output": done, "error": ""})
                 continue
@@ -239,11 +259,15 @@ def run_batch(rows: list[Row], out_dir: Path, run: Runner, workers: int, progres
     return report
 
 
-def _entry(row: Row, result: Result | None, error: str | None) -> dict[str, str]:
+def _entry(row: Row, result: Result | None, error: str | None, out_dir: Path) -> dict[str, str]:
+    """The row's manifest line; its output named relative to the folder (the folder may move, and
+    the manifest ships in the page's zip: no server paths)."""
     ok = error is None and result is not None and result.output is not None
+    output = ""
+    if ok and result is not None and result.output is not None:
+        output = os.path.relpath(result.output, out_dir.resolve())
     return {
-        "row": str(row.number), "status": "ok" if ok else "failed",
-        "output": str(result.output) if ok and result is not None else "", "error": error or "",
+        "row": str(row.number), "status": "ok" if ok else "failed", "output": output, "error": error or "",
         "tier": (result.tier or "") if result else "", "method": (result.method or "") if result else "",
         "peak_rss_mb": f"{result.peak_rss_mb:.1f}" if result else "",
         "wall_s": f"{result.wall_s:.2f}" if result else "",
@@ -287,9 +311,11 @@ class PageBatch:
     """A batch started on the page: runs off the script thread (a page reload finds it again by its
     id), one row at a time through the visitor's limits, and zips the videos and manifest."""
 
-    def __init__(self, rows: list[Row], out_dir: Path, run: Runner) -> None:
-        self.rows, self.out_dir, self._run = rows, out_dir, run
-        self.entries: dict[int, dict[str, str]] = {}
+    def __init__(self, rows: list[Row], out_dir: Path, run: Runner, visitor: str = "") -> None:
+        self.rows, self.out_dir, self._run, self.visitor = rows, out_dir, run, visitor
+        self._entries: dict[int, dict[str, str]] = {}
+        self._lock = threading.Lock()
+        self.finished_at: float | None = None  # time.monotonic(), for dropping old batches
         self.report: BatchReport | None = None
         self.error: str | None = None
         self.zip_path: Path | None = None
@@ -327,6 +353,14 @@ class PageBatch:
 
             logging.getLogger(__name__).exception("batch failed")
             self.error = f"the batch stopped ({type(exc).__name__}: {exc})"
+        finally:
+            self.finished_at = time.monotonic()
+
+    def entries(self) -> list[tuple[int, dict[str, str]]]:
+        """The rows done so far, in order: a copy, read while the batch goes on."""
+        with self._lock:
+            return sorted(self._entries.items())
 
     def _progress(self, row: Row, entry: dict[str, str]) -> None:
-        self.entries[row.number] = entry
+        with self._lock:
+            self._entries[row.number] = entry

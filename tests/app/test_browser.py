@@ -170,14 +170,16 @@ def test_a_batch_from_the_page_survives_a_reload_and_ends_in_a_zip(server, page,
     import zipfile
 
     source = tmp_path / "quotes.csv"
-    source.write_text('text,tier\n"Stay hungry.",low\n"Stay foolish.",low\n,low\n"Hello.",ultra\n')
+    long = LONG.replace('"', "")
+    source.write_text(f'text,tier\n"{long}",low\n"{long} Again.",low\n,low\n"Hello.",ultra\n')
     page.goto(f"{server.url}/batch")
     page.get_by_text("rows per batch").wait_for()
     page.locator("input[type=file]").set_input_files(str(source))
     page.get_by_text("2 valid, 2 with a problem").wait_for()  # counted before anything starts
     page.get_by_role("button", name="Start the batch").click()
+    page.get_by_text("0 of 2 rows done").first.wait_for()  # running (each row speaks about 14 s)
+    page.reload()  # a new session: the running batch is found again by its id in the address
     page.get_by_text("of 2 rows done").first.wait_for()
-    page.reload()  # a new session: the batch is found again by the visitor's address
     button = page.get_by_role("button", name="Download the videos and manifest (zip)")
     button.wait_for(timeout=120_000)
     page.screenshot(path=ARTIFACTS / "batch.png", full_page=True)
