@@ -1,8 +1,9 @@
 """Batch throughput and the batch process's own memory: `python benchmarks/batch_scale.py ROWS [--workers N]`.
 
 Writes ROWS short quotes (the bench's short quote, numbered) to a CSV, runs `python -m engine batch`
-on it in a fresh DATA_DIR, samples that process's own resident memory (not its renders') twice a
-second, and prints videos per second and the memory after the first tenth, at half way and at the end.
+on it in a fresh DATA_DIR, reads that process's own resident memory (not its renders') after the
+first tenth of the rows, at half way and at the end, prints videos per second and those figures,
+and removes what it made.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,8 +55,9 @@ def main() -> None:
                         memory[mark] = round(me.memory_info().rss / 2**20, 1)
     child.wait()
     wall = time.monotonic() - started
+    shutil.rmtree(folder, ignore_errors=True)
     print(json.dumps({
-        "rows": args.rows, "workers": args.workers or os.cpu_count(), "tier": args.tier, "exit": child.returncode,
+        "rows": args.rows, "workers": args.workers or "default", "tier": args.tier, "exit": child.returncode,
         "wall_s": round(wall, 1), "videos_per_s": round(args.rows / wall, 2), "batch_process_rss_mb": memory,
     }))  # fmt: skip
 

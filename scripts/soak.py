@@ -231,7 +231,7 @@ def main() -> int:
     parser.add_argument("--cli-limit-mb", type=int, default=256)
     parser.add_argument("--cli-generations", type=int, default=6)
     parser.add_argument("--cli-concurrency", type=int, default=3)
-    parser.add_argument("--too-small-mb", type=int, default=100)
+    parser.add_argument("--too-small-mb", type=int, default=60)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
