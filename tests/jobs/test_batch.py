@@ -61,7 +61,8 @@ def test_a_file_of_quotes_becomes_a_folder_of_videos_and_a_rerun_does_nothing(en
     for number in (1, 2, 7):
         entry = found[number]
         assert entry["status"] == "ok" and entry["tier"] == "low" and entry["method"] == "ffmpeg"
-        assert entry["output"] == f"{number:04d}.mp4" and probe(out / entry["output"]).duration_s > 0.5  # named in the folder
+        assert entry["output"] == f"{number:04d}.mp4"  # named in the folder
+        assert probe(out / entry["output"]).duration_s > 0.5
         assert float(entry["peak_rss_mb"]) > 0 and float(entry["wall_s"]) > 0
     assert (probe(out / "0002.mp4").width, probe(out / "0002.mp4").height) == (480, 854)
     assert (probe(out / "0007.mp4").width, probe(out / "0007.mp4").height) == (480, 480)
