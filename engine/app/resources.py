@@ -42,7 +42,9 @@ def shared_ledger(settings: Settings) -> Ledger:
 
 @cache
 def shared_limits() -> VisitorLimits:
-    return VisitorLimits()
+    """The per-visitor limits of this process: 12 videos in 10 minutes, or one batch's worth when
+    MAX_BATCH_ROWS is set higher (so a batch the server allows is not held back row by row)."""
+    return VisitorLimits(per_window=max(12, Settings.from_env().max_batch_rows))
 
 
 @cache

@@ -138,3 +138,19 @@ def test_a_batch_killed_midway_resumes_and_leaves_nothing_half_written(env, tmp_
     assert done.returncode == 0 and summary["skipped"] == len(before) and summary["made"] == 8 - len(before)
     assert sorted(manifest(out)) == list(range(1, 9))
     assert sorted(p.name for p in out.glob("*.mp4")) == [f"{n:04d}.mp4" for n in range(1, 9)]
+
+
+def test_the_visitors_window_is_at_least_one_batch(monkeypatch):
+    """MAX_BATCH_ROWS above 12 widens the per-visitor window to match: a batch the server allows is
+    not held back row by row. Unset, the public demo's 12 videos in 10 minutes stand."""
+    from engine.app.resources import shared_limits
+
+    monkeypatch.delenv("MAX_BATCH_ROWS", raising=False)
+    shared_limits.cache_clear()
+    assert shared_limits().per_window == 12
+    monkeypatch.setenv("MAX_BATCH_ROWS", "100")
+    shared_limits.cache_clear()
+    try:
+        assert shared_limits().per_window == 100
+    finally:
+        shared_limits.cache_clear()
