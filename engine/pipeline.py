@@ -21,7 +21,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from engine.audio.master import master
 from engine.audio.mix import mix
 from engine.audio.music import music_file
-from engine.choices import PRESETS
 from engine.errors import InvalidInput, QuoteError, RenderFailed
 from engine.history import HistoryStore
 from engine.history.storage import cleanup, over_quota, remove_tree
@@ -29,6 +28,7 @@ from engine.memory.costs import CostModel, estimated_duration_s
 from engine.memory.ledger import Grant, Ledger, Waiting, attempt_budget_mb
 from engine.memory.plan import Plan, Step, check_floor, cost_model, make_plan
 from engine.memory.reading import read_memory
+from engine.memory.tiers import frame_rate
 from engine.memory.voice import voice_need, voice_room
 from engine.models import (
     Attempt,
@@ -354,7 +354,7 @@ def _attempt(
     limit = budget()
     width, height = step.size
     card, cards = pictures.for_size(step.size, step.captions)
-    fps = PRESETS[request.preset][1] or used.fps if request.preset else used.fps
+    fps = frame_rate(request.preset, used)
     spec = RenderSpec(
         method=method, card_path=str(card), audio_path=str(sound), audio_stereo=sound != speech.path,
         out_path=str(attempt_dir / "out.mp4"), temp_dir=str(attempt_dir),

@@ -33,6 +33,7 @@ from engine.choices import (
 from engine.errors import InvalidInput, LimitReached, Refused
 from engine.jobs.local import BackgroundTask, GenerationView, LocalGeneration, RunningGeneration
 from engine.memory.plan import Plan, preview
+from engine.memory.tiers import frame_rate
 from engine.models import Request, Result
 from engine.render.sweep import sweep
 from engine.settings import Settings
@@ -50,7 +51,7 @@ busy = job is not None and not job.done
 def show_plan(plan: Plan, tier: str) -> None:
     """What the request would get now: the tier and why, its size, its predicted cost."""
     t, cost = plan.tier, plan.predicted
-    fps = PRESETS[plan.request.preset][1] or t.fps if plan.request.preset else t.fps
+    fps = frame_rate(plan.request.preset, t)
     if tier == "auto":
         st.caption(f"Memory now gives **{t.name}** ({plan.policy} policy): {plan.reason}.")
     width, height = plan.size

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from engine.audio.music import MAX_MUSIC_BYTES
+from engine.audio.music import read_music
 from engine.choices import (
     ASPECTS,
     CAPTION_STYLES,
@@ -293,12 +293,7 @@ def _music(value: str) -> tuple[str, bytes | None]:
     path = Path(value)
     if not path.exists():
         raise InvalidInput(f"--music {value!r} is neither a bed ({', '.join(MUSIC_CHOICES)}) nor a file")
-    try:
-        if path.stat().st_size > MAX_MUSIC_BYTES:
-            raise InvalidInput(f"{path.name} is over {MAX_MUSIC_BYTES // 2**20} MB; use a shorter or smaller file")
-        return "upload", path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read the music file {path} ({exc.strerror})") from None
+    return "upload", read_music(path)
 
 
 def _describe(result: Result) -> str:

@@ -57,6 +57,16 @@ def check_upload(data: bytes, scratch: Path | None = None) -> str:
     return kind
 
 
+def read_music(path: Path) -> bytes:
+    """A music file's bytes (judged later by `check_upload`), or InvalidInput: too big, unreadable."""
+    try:
+        if path.stat().st_size > MAX_MUSIC_BYTES:
+            raise InvalidInput(f"{path.name} is over {MAX_MUSIC_BYTES // 2**20} MB; use a shorter or smaller file")
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the music file {path} ({exc.strerror})") from None
+
+
 def _kind(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         return "wav"

@@ -34,6 +34,7 @@ from engine.choices import (
     TTS_CHOICES,
 )  # fmt: skip
 from engine.errors import Busy, InvalidInput, QuoteError
+from engine.jobs.local import OffThread
 from engine.models import Request, Result
 from engine.settings import Settings
 
@@ -185,15 +186,9 @@ def load_music(request: Request) -> Request:
     """The row's music file read, just before it runs."""
     if request.music in MUSIC_CHOICES:
         return request
-    from engine.audio.music import MAX_MUSIC_BYTES
+    from engine.audio.music import read_music
 
-    path = Path(request.music)
-    try:
-        if path.stat().st_size > MAX_MUSIC_BYTES:
-            raise InvalidInput(f"{path.name} is over {MAX_MUSIC_BYTES // 2**20} MB; use a shorter or smaller file")
-        return replace(request, music="upload", music_upload=path.read_bytes())
-    except OSError as exc:
-        raise InvalidInput(f"cannot read the music file {path} ({exc.strerror})") from None
+    return replace(request, music="upload", music_upload=read_music(Path(request.music)))
 
 
 def output_for(out_dir: Path, row: Row) -> Path:
@@ -307,11 +302,12 @@ class Manifest:
             partial.unlink(missing_ok=True)
 
 
-class PageBatch:
+class PageBatch(OffThread):
     """A batch started on the page: runs off the script thread (a page reload finds it again by its
     id), one row at a time through the visitor's limits, and zips the videos and manifest."""
 
     def __init__(self, rows: list[Row], out_dir: Path, run: Runner, visitor: str = "") -> None:
+        super().__init__("page-batch")
         self.rows, self.out_dir, self._run, self.visitor = rows, out_dir, run, visitor
         self._entries: dict[int, dict[str, str]] = {}
         self._lock = threading.Lock()
@@ -319,21 +315,8 @@ class PageBatch:
         self.report: BatchReport | None = None
         self.error: str | None = None
         self.zip_path: Path | None = None
-        self._thread = threading.Thread(target=self._main, name="page-batch", daemon=True)
 
-    def start(self) -> PageBatch:
-        self._thread.start()
-        return self
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive() and (self.report is not None or self.error is not None)
-
-    def wait(self, timeout_s: float | None = None) -> bool:
-        self._thread.join(timeout_s)
-        return self.done
-
-    def _main(self) -> None:
+    def _body(self) -> None:
         import zipfile
 
         try:

@@ -49,7 +49,7 @@ class RunningGeneration(Protocol):
     def snapshot(self) -> GenerationView: ...
 
 
-class _OffThread:
+class OffThread:
     """Runs `_body()` once on a daemon thread; `wait()` and `done` tell when it has ended."""
 
     def __init__(self, name: str) -> None:
@@ -77,7 +77,7 @@ class _OffThread:
         raise NotImplementedError
 
 
-class LocalGeneration(_OffThread):
+class LocalGeneration(OffThread):
     def __init__(
         self,
         request: Request,
@@ -136,7 +136,7 @@ class LocalGeneration(_OffThread):
                 self._stage, self._message = event.stage, event.message
 
 
-class BackgroundTask(_OffThread):
+class BackgroundTask(OffThread):
     """Any long call run off the caller's thread (the tuning sweep), polled for its outcome."""
 
     def __init__(self, work, *args) -> None:

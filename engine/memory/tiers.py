@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from engine.choices import ASPECTS, TIER_CHOICES
+from engine.choices import ASPECTS, PRESETS, TIER_CHOICES
 from engine.errors import InvalidInput
 from engine.settings import Settings
 
@@ -43,6 +43,11 @@ _SEED_TIERS = {
     # 24 fps, not the seed's 12: platforms take 23 to 60 (a still card's frames cost next to nothing).
     "emergency": Tier("emergency", 480, 200, 32, max_duration_s=60.0),
 }
+
+
+def frame_rate(preset: str | None, used: Tier) -> int:
+    """Frames per second of a video at tier `used`: the platform preset's when it sets one (reels: 30)."""
+    return (PRESETS[preset][1] if preset else None) or used.fps
 
 
 def tier(name: str, settings: Settings) -> Tier:
