@@ -40,18 +40,20 @@ from engine.models import (
     Result,
     StageEvent,
 )
+from engine.render import still_loop
 from engine.render.deliver import cover, deliver, with_subtitles
 from engine.render.ffmpeg import disk_full
 from engine.render.isolation import run_isolated
 from engine.render.quality import measure
 from engine.render.spec import RenderSpec, encoder_threads
+from engine.render.still_loop import Frames
 from engine.render.verify import verify
 from engine.settings import Settings
 from engine.speech import Speech, SpeechOrder, engines_for, speak
 from engine.validate import validate
 from engine.visuals.background import background
 from engine.visuals.captions import caption_states
-from engine.visuals.card import draw_cards
+from engine.visuals.card import Painter
 from engine.visuals.subtitles import cues, srt, vtt
 
 log = logging.getLogger(__name__)
@@ -272,29 +274,52 @@ def _speech(
 
 
 class _Pictures:
-    """The cards of one generation, drawn once per frame size: the plain card, and with
-    captions one card per phrase with its timing."""
+    """The cards of one generation, laid out once per frame size: the plain card as a PNG, and
+    with captions each state's card, drawn when a render asks for it (as raw frames for the
+    FFmpeg method, as PNG files for MoviePy's child)."""
 
     def __init__(self, run: _Run, plan: Plan, speech: Speech, work_dir: Path, emit: OnEvent) -> None:
         self.run, self.plan, self.work_dir, self.emit = run, plan, work_dir, emit
         style = plan.request.caption_style
         self.states = caption_states(plan.quote, speech, style) if plan.request.captions else []
-        self.drawn: dict[tuple[int, int], tuple[Path, tuple[tuple[str, float, float], ...]]] = {}
+        self.painters: dict[tuple[int, int], Painter] = {}
+        self.files: dict[tuple[int, int], tuple[str, ...]] = {}
 
-    def for_size(self, size: tuple[int, int], captions: bool) -> tuple[Path, tuple[tuple[str, float, float], ...]]:
-        """The plain card at `size`, and the caption cards when `captions` (a render without them,
-        the emergency one, needs only the first)."""
-        states = self.states if captions else []
-        if size not in self.drawn or (states and not self.drawn[size][1]):
-            self.emit(StageEvent("card", f"drawing {1 + len(states)} card(s) at {size[0]}x{size[1]}"))
-            highlights = [None, *(s.highlight for s in states)]
+    def card(self, size: tuple[int, int]) -> Path:
+        """The plain card at `size`: the still video, the cover, the quality reference."""
+        path = self.work_dir / f"card-{size[0]}x{size[1]}.png"
+        if not path.exists():
             with self.run.stage("card"):
-                request = self.plan.request
-                paths = draw_cards(self.plan.quote, size, highlights, self.work_dir,
-                                   background(request.background, request.background_image))  # fmt: skip
-            timed = tuple((str(p), s.start_s, s.end_s) for p, s in zip(paths[1:], states, strict=True))
-            self.drawn[size] = (paths[0], timed)
-        return self.drawn[size]
+                self.painter(size).picture(None).save(path, format="PNG", compress_level=1)
+        return path
+
+    def painter(self, size: tuple[int, int]) -> Painter:
+        if size not in self.painters:
+            request = self.plan.request
+            self.painters[size] = Painter(self.plan.quote, size, background(request.background,
+                                                                             request.background_image))  # fmt: skip
+        return self.painters[size]
+
+    def captions(self, size: tuple[int, int], files: bool) -> tuple[tuple[str, float, float], ...]:
+        """The caption states' (card, start, end); with `files`, each card drawn to a PNG (MoviePy
+        reads them), else no file: the FFmpeg method draws them as it encodes (`frames`)."""
+        if files and size not in self.files:
+            self.emit(StageEvent("card", f"drawing {len(self.states)} caption cards at {size[0]}x{size[1]}"))
+            with self.run.stage("card"):
+                self.files[size] = tuple(str(self.shown(size, index)) for index in range(len(self.states)))
+        names = self.files.get(size) if files else None
+        return tuple((names[i] if names else "", s.start_s, s.end_s) for i, s in enumerate(self.states))
+
+    def frames(self, size: tuple[int, int]) -> Frames:
+        painter = self.painter(size)
+        return lambda index: painter.frame(self.states[index].highlight)
+
+    def shown(self, size: tuple[int, int], index: int) -> Path:
+        """State `index`'s card as a PNG file."""
+        path = self.work_dir / f"card-{size[0]}x{size[1]}-{index:04d}.png"
+        if not path.exists():
+            self.painter(size).picture(self.states[index].highlight).save(path, format="PNG", compress_level=1)
+        return path
 
 
 def _render_chain(
@@ -306,7 +331,7 @@ def _render_chain(
     request = plan.request
     pictures = _Pictures(run, plan, speech, work_dir, emit)
     for number, step in enumerate(plan.steps(), start=1):
-        pictures.for_size(step.size, step.captions)  # drawn before the render stage is announced
+        pictures.card(step.size)  # drawn before the render stage is announced
         emit(StageEvent("render", f"attempt {number}: {step.method} at {step.tier.name} tier"))
         attempt_dir = work_dir / f"attempt-{number}-{step.method}"
         attempt_dir.mkdir()
@@ -315,7 +340,7 @@ def _render_chain(
             if output is not None:
                 target = (request.out or settings.outputs_dir / f"quote-{run.known.generation_id}.mp4").resolve()
                 with run.stage("deliver"):
-                    return _deliver(run, plan, step, speech, output, pictures.for_size(step.size, False)[0], target)
+                    return _deliver(run, plan, step, speech, output, pictures.card(step.size), target)
         finally:
             remove_tree(attempt_dir)
     reasons = "; ".join(f"{a.method}: {a.error}" for a in run.attempts)
@@ -353,13 +378,14 @@ def _attempt(
     request, used, method, duration = plan.request, step.tier, step.method, step.duration_s
     limit = budget()
     width, height = step.size
-    card, cards = pictures.for_size(step.size, step.captions)
+    card = pictures.card(step.size)
+    cards = pictures.captions(step.size, files=method not in still_loop.METHODS) if step.captions else ()
     fps = frame_rate(request.preset, used)
     spec = RenderSpec(
         method=method, card_path=str(card), audio_path=str(sound), audio_stereo=sound != speech.path,
         out_path=str(attempt_dir / "out.mp4"), temp_dir=str(attempt_dir),
         width=width, height=height, fps=fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
-        duration_s=round(duration, 3), threads=encoder_threads(), captions=cards if step.captions else (),
+        duration_s=round(duration, 3), threads=encoder_threads(), captions=cards,
         motion=step.motion, crash=method in request.crash_methods,
     )  # fmt: skip
     offset = run.elapsed()
@@ -369,7 +395,7 @@ def _attempt(
         emit(MemorySample(offset + t_s, rss_mb, limit, method))
 
     with run.stage("render"):
-        isolated = run_isolated(spec, limit, on_sample=on_sample)
+        isolated = run_isolated(spec, limit, on_sample=on_sample, frames=pictures.frames(step.size))
     status, error = isolated.status, isolated.error
     probe = None
     if status == "ok":
@@ -392,7 +418,8 @@ def _attempt(
                               f"(asked: {run.known.tier_reason})")  # fmt: skip
     with run.stage("quality"):
         at = min(1.0, duration / 2)
-        shown = next((Path(c) for c, start, end in spec.captions if start <= at < end), card)
+        index = next((i for i, (_, start, end) in enumerate(spec.captions) if start <= at < end), None)
+        shown = card if index is None else pictures.shown(step.size, index)
         quality = measure(Path(spec.out_path), shown, at)
     run.learn(
         ssim=quality.ssim if quality else None, psnr_db=quality.psnr_db if quality else None,

@@ -1,8 +1,8 @@
 """Watching a process tree: its memory sampled in a background thread, with a watchdog.
 
-The resident memory of a process and its descendants, summed at 25 Hz, less the file-backed
-pages (statm's resident less shared): what the tree itself holds, and what a container cannot
-take back. The file pages are mostly the ffmpeg binary's 172 MB, mapped by every run and
+The resident memory of a process and its descendants, summed at 25 Hz (200 Hz in its first
+second), less the file-backed pages (statm's resident less shared): what the tree itself holds,
+and what a container cannot take back. The file pages are mostly the ffmpeg binary's 172 MB, mapped by every run and
 shared with every other: counted, the same encode read 53 MB on one checkout and 59 to 70 MB
 on a fresh one (its page cache in large folios), while its own memory was 29.85 MB in both.
 `ru_maxrss` of RUSAGE_CHILDREN is the largest single child, not the tree, so it is no use here.
@@ -80,7 +80,13 @@ class TreeSampler:
     With `budget_mb` and `on_over`, calls `on_over(rss_mb)` once when the tree passes
     the budget: the watchdog. `interval_s` defaults to 40 ms (25 Hz): measured here, a
     sample costs about 0.5 ms of CPU, so watching a render costs under 2% of its time.
+    For its first FAST_FOR_S it samples every FAST_S, for the peak and the watchdog only (the
+    timeline keeps its rate): a 480p still card renders in 0.13 s, and at 25 Hz its peak read
+    5 MB of the 24 it holds.
     """
+
+    FAST_S = 0.005
+    FAST_FOR_S = 1.0
 
     def __init__(
         self,
@@ -124,11 +130,12 @@ class TreeSampler:
     def sample(self) -> float:
         rss = self._tree.held_mb()
         t = time.monotonic() - self._t0
-        if rss > 0 or not self.timeline:
+        due = not self.timeline or t - self.timeline[-1][0] >= self.interval_s - 0.001 or rss > self.peak_mb
+        if due and (rss > 0 or not self.timeline):
             self.timeline.append((round(t, 3), round(rss, 1)))
+            if self._on_sample is not None:
+                self._on_sample(t, rss)
         self.peak_mb = max(self.peak_mb, rss)
-        if self._on_sample is not None:
-            self._on_sample(t, rss)
         if self.budget_mb is not None and rss > self.budget_mb and self.over_budget_mb is None:
             self.over_budget_mb = rss
             if self._on_over is not None:
@@ -138,7 +145,8 @@ class TreeSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.sample()
-            self._stop.wait(self.interval_s)
+            fast = time.monotonic() - self._t0 < self.FAST_FOR_S
+            self._stop.wait(min(self.interval_s, self.FAST_S) if fast else self.interval_s)
 
 
 def renders_anon_mb(pid: int) -> float:

@@ -12,9 +12,11 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, BinaryIO
 
 from engine.memory.sampler import TreeSampler
 from engine.render.ffmpeg import disk_full, explain
@@ -31,6 +33,76 @@ class Step:
     argv: list[str]
     is_ffmpeg: bool  # its stderr is ffmpeg's, explained as such
     crash: bool = False  # test seam: the real process is sent SIGABRT as it starts
+    # Writes the command's stdin from this process; it may wait on the frames ffmpeg has done
+    # (its `-progress pipe:1` lines) so as not to run ahead of the encoder.
+    feed: Callable[[BinaryIO, Progress], None] | None = None
+    env: tuple[tuple[str, str], ...] = ()  # set for the command, over this process's environment
+
+
+class Progress:
+    """How many frames ffmpeg reports done, read from its `-progress` lines on stdout."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.changed = threading.Condition()
+
+    def wait_for(self, frames: int, stall_s: float = 1.0) -> None:
+        """Until ffmpeg has done `frames` frames, has stopped, or has said nothing new for `stall_s`
+        (it may want more input before it says anything: a writer must never wait on it forever)."""
+        with self.changed:
+            while self.frames < frames:
+                seen = self.frames
+                self.changed.wait(timeout=stall_s)
+                if self.frames == seen:
+                    return
+
+    def read(self, stdout: IO[bytes]) -> None:
+        for line in stdout:
+            if line.startswith(b"frame="):
+                with self.changed:
+                    self.frames = int(line[6:] or 0)
+                    self.changed.notify_all()
+        with self.changed:
+            self.frames = 1 << 62  # ended: nothing more to wait for
+            self.changed.notify_all()
+
+
+class _Reader:
+    """A pipe read to its end by a thread, so that waiting on the process cannot fill it and stall it."""
+
+    def __init__(self, pipe: IO[bytes] | None) -> None:
+        self.chunks: list[bytes] = []
+        self.thread = threading.Thread(target=lambda: self.chunks.append(pipe.read()) if pipe else None, daemon=True)
+        self.thread.start()
+
+    def text(self) -> bytes:
+        self.thread.join()
+        return b"".join(self.chunks)
+
+
+class _Feeder:
+    """A step's stdin written by a thread of ours; what went wrong on our side is kept for the outcome."""
+
+    def __init__(self, feed: Callable[[BinaryIO, Progress], None]) -> None:
+        self.feed = feed
+        self.read_end, write_end = os.pipe()
+        self.pipe = os.fdopen(write_end, "wb")
+        self.progress = Progress()
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._run, name="step-feed", daemon=True)
+
+    def start(self, stdout: IO[bytes]) -> None:
+        threading.Thread(target=self.progress.read, args=(stdout,), name="step-progress", daemon=True).start()
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            with self.pipe:
+                self.feed(self.pipe, self.progress)
+        except (BrokenPipeError, ValueError):
+            pass  # the command stopped reading (killed, or failed): its own outcome says why
+        except Exception as exc:  # any failure of ours becomes the step's reason
+            self.error = str(exc) or type(exc).__name__
 
 
 def run_step(
@@ -38,18 +110,28 @@ def run_step(
 ) -> tuple[str, str | None, float]:
     """Run one command under the watchdog: (status, reason, peak MB of its tree)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PROJECT_ROOT, os.environ.get("PYTHONPATH")]))}
+    env.update(step.env)
+    feeder = _Feeder(step.feed) if step.feed is not None else None
     try:
         proc = subprocess.Popen(
             step.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdin=feeder.read_end if feeder is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if feeder is not None else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env,
             start_new_session=True,  # its own process group: one killpg reaches every ffmpeg
             preexec_fn=die_with_parent(),  # and it dies with us, even if we are SIGKILLed
         )
     except OSError as exc:
+        if feeder is not None:
+            feeder.pipe.close()
         return "failed", f"could not start {Path(step.argv[0]).name} ({exc.strerror}); reinstall the requirements", 0.0
+    finally:
+        if feeder is not None:
+            os.close(feeder.read_end)  # the child holds its own copy
+    errors = _Reader(proc.stderr)
+    if feeder is not None and proc.stdout is not None:
+        feeder.start(proc.stdout)
     if step.crash:  # a method that dies hard, for testing the chain: the real ffmpeg, aborted
         os.kill(proc.pid, signal.SIGABRT)
     sampler = TreeSampler(proc.pid, budget_mb=budget_mb, on_over=lambda _rss: kill_group(proc.pid), on_sample=on_sample)
@@ -57,17 +139,25 @@ def run_step(
     try:
         with sampler:
             try:
-                _, stderr = proc.communicate(timeout=max(0.1, remaining_s))
+                proc.wait(timeout=max(0.1, remaining_s))
             except subprocess.TimeoutExpired:
                 timed_out = True
                 kill_group(proc.pid)
-                _, stderr = proc.communicate()
+                proc.wait()
     finally:
         kill_group(proc.pid)  # whatever the outcome, nothing of this step outlives it
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if feeder is not None:
+            feeder.thread.join()
+    stderr = errors.text()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
     status, error = _outcome(proc.returncode, stderr, step, sampler, budget_mb, timed_out, timeout_s)
+    if feeder is not None and feeder.error is not None and status in ("ok", "failed"):
+        status, error = "failed", feeder.error  # ours is the cause: ffmpeg only saw its input end early
     return status, error, sampler.peak_mb
 
 

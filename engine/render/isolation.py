@@ -16,6 +16,7 @@ from engine.errors import RenderFailed
 from engine.memory.watchdog import OnSample, Step, run_step
 from engine.render import still_loop
 from engine.render.spec import RenderSpec
+from engine.render.still_loop import Frames
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,13 @@ def run_isolated(
     on_sample: OnSample | None = None,
     timeout_s: float = 900.0,
     child: str = "engine.render.child",
+    frames: Frames | None = None,
 ) -> IsolatedRun:
-    """Run one attempt; `child` is the module a Python child runs the spec with (MoviePy's)."""
+    """Run one attempt; `child` is the module a Python child runs the spec with (MoviePy's).
+    `frames` draws a caption state's card for the FFmpeg method (by default, its PNG is read)."""
     started = time.monotonic()
     try:
-        steps, scratch = _plan(spec, child)
+        steps, scratch = _plan(spec, child, frames)
     except RenderFailed as exc:  # ffmpeg missing: this method fails, the chain goes on
         return IsolatedRun("failed", str(exc), 0.0, 0.0, ())
     peak, timeline, status, error = 0.0, [], "ok", None
@@ -61,11 +64,10 @@ def run_isolated(
     return IsolatedRun(status, error, round(peak, 1), round(time.monotonic() - started, 3), tuple(timeline))
 
 
-def _plan(spec: RenderSpec, child: str) -> tuple[list[Step], list[Path]]:
+def _plan(spec: RenderSpec, child: str, frames: Frames | None) -> tuple[list[Step], list[Path]]:
     """The commands of an attempt, and the scratch files to remove after it."""
     if spec.method in still_loop.METHODS:
-        commands, scratch = still_loop.commands(spec)
-        return [Step(argv, True, crash=spec.crash and n == 0) for n, argv in enumerate(commands)], scratch
+        return still_loop.steps(spec, frames)
     spec_file = Path(spec.temp_dir) / f"spec-{spec.method}.json"
     spec_file.write_text(spec.to_json())
     return [Step([sys.executable, "-m", child, str(spec_file)], False)], [spec_file]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from pathlib import Path
 
-from engine.render.spec import MP4_DELIVERY, X264_STILL, RenderSpec, aac
+from engine.render.spec import BUFFER_S, MP4_DELIVERY, X264_STILL, RenderSpec, aac
 
 FADE_IN_S = 0.8
 STILL_FPS = 4
@@ -46,10 +46,11 @@ def render(spec: RenderSpec) -> Path:
                 str(spec.fps),
                 "-crf",
                 str(CRF),
+                # Every frame is encoded: the rate that keeps the whole file within the tier's cap.
                 "-maxrate",
-                f"{spec.video_kbps}k",
+                f"{spec.capped_kbps()}k",
                 "-bufsize",
-                f"{4 * spec.video_kbps}k",
+                f"{BUFFER_S * spec.capped_kbps()}k",
                 "-x264-params",
                 X264_STILL,
                 "-profile:v",

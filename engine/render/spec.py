@@ -37,6 +37,14 @@ H264_HIGH = ["-profile:v", "high", "-pix_fmt", "yuv420p"]
 X264_STILL = "rc-lookahead=0:sync-lookahead=0:bframes=0:ref=1:8x8dct=1"
 
 
+# The tier's video bitrate caps the whole file (what the platforms and the tier count), so a render
+# that encodes every change gives x264 a rate that leaves room for the sound, the MP4's own boxes,
+# and what the VBV may spend beyond its rate from the buffer it starts with (90% of BUFFER_S).
+BUFFER_S = 4
+VBV_INIT = 0.9  # x264's default
+MUX_KBPS = 4  # the boxes of a 1080p MP4 with 30 fps: about 2.5 kbit/s, measured
+
+
 @dataclass(frozen=True)
 class RenderSpec:
     method: str
@@ -66,17 +74,31 @@ class RenderSpec:
         data["captions"] = tuple(tuple(state) for state in data.get("captions", ()))
         return cls(**data)
 
+    def capped_kbps(self) -> int:
+        """x264's maxrate (with a VBV buffer of BUFFER_S seconds of it) so that the file stays
+        within the tier's video bitrate over its duration."""
+        room = self.room_kbps() / (1 + VBV_INIT * BUFFER_S / max(self.duration_s, 1.0))
+        return max(self.video_kbps // 4, round(room))
+
+    def room_kbps(self) -> int:
+        """What the tier's video bitrate leaves the picture: less the sound and the MP4's boxes."""
+        return self.video_kbps - self.audio_kbps - MUX_KBPS
+
     def frame_bounds(self) -> list[tuple[str, int, int]]:
-        """Caption states as whole frames [first, last): rounded from absolute times, so
-        rounding never accumulates into drift; a state shorter than a frame is dropped."""
+        """Caption states as (card, first frame, end frame); the whole video when there are none."""
         if not self.captions:
             return [(self.card_path, 0, round(self.duration_s * self.fps))]
+        return [(self.captions[index][0], first, last) for index, first, last in self.state_frames()]
+
+    def state_frames(self) -> list[tuple[int, int, int]]:
+        """Caption states as whole frames (index, first, end): rounded from absolute times, so
+        rounding never accumulates into drift; a state shorter than a frame is dropped."""
         bounds = []
-        for index, (path, start, end) in enumerate(self.captions):
+        for index, (_card, start, end) in enumerate(self.captions):
             first = 0 if index == 0 else round(start * self.fps)
             last = round(self.duration_s * self.fps) if index == len(self.captions) - 1 else round(end * self.fps)
             if last > first:
-                bounds.append((path, first, last))
+                bounds.append((index, first, last))
         return bounds
 
 

@@ -1,82 +1,169 @@
-"""The FFmpeg and emergency methods: encode the still card once, loop it by stream copy.
+"""The FFmpeg and emergency methods: each picture encoded once, held by skip frames.
 
-Memory is that of encoding one short segment, whatever the duration. Known traps
-avoided: `-loop 1 ... -shortest` buffers frames (use a frame count and `-t`), and the
-automatic thread count follows the host (always pass `-threads`).
+A card changes only when a caption does, and a still card never. So x264 encodes each picture
+once (a still card: one; with captions: one a state, and again as a keyframe every SEGMENT_S s
+within a long one), handed over as raw frames through a pipe at the rate they change, so that
+its rate control spends the bitrate over the video's real duration. `engine.render.h264` then
+holds each picture for its frames with copies of one all-skip P frame, and the stream is muxed
+by copy. The sound is encoded in the same run, on a thread of its own.
 
-Measured at 1080p (one 48-frame segment): x264 veryfast defaults peak at 233 MB; with
-no B-frames, one reference and no lookahead (a still picture needs none of them), the
-superfast preset and single threads, 124 MB and 0.36 s. The card is decoded once to a
-raw frame: decoding the PNG for each of the 48 frames cost a further 0.27 s. ffmpeg's
-native AAC with the fast coder encodes 32 s of speech in 0.15 s instead of 0.40 s.
+Two ffmpeg runs whatever the number of states. Measured at 1080x1920 against the methods they
+replace (a looped 2 s segment; one segment per caption state, every frame encoded): the still card
+96 MB, the phrase captions of 529 characters 102 MB and 11.2 s (now 78 MB and 1.7 s whole), and
+word captions 22.6 s (2.4 s). Encoding every frame has a floor of its own: x264 on 770 identical
+1080x1920 frames takes 2.6 s at `ultrafast`.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
+from engine.errors import RenderFailed
+from engine.memory.watchdog import Progress, Step
 from engine.render import ffmpeg
-from engine.render.spec import H264_HIGH, MP4_DELIVERY, X264_STILL, RenderSpec, aac
+from engine.render.h264 import first_picture_bytes, splice
+from engine.render.spec import BUFFER_S, H264_HIGH, MP4_DELIVERY, X264_STILL, RenderSpec, aac
 
 METHODS = ("ffmpeg", "emergency")  # the methods this module renders: bare ffmpeg runs, no Python child
-SEGMENT_S = 2
-# Quality by CRF, with the tier's bitrate as a cap whose buffer holds a whole keyframe: a
-# tight buffer starves the keyframe, and a still card shows that keyframe for two seconds.
+SEGMENT_S = 2  # a keyframe at least this often, unless a still card's keyframe would break the cap
 CRF = 23
 PRESET = "superfast"
+# Frames written to ffmpeg beyond those it has encoded: its queues would otherwise hold a dozen
+# (measured at 1080x1920: 115 MB for the run instead of 76, and no faster).
+AHEAD = 1
+# Headers that do not depend on the pictures (x264's `stitchable`), and no keyframes but the ones
+# asked for: what splicing needs. A still picture gains nothing from B-frames or lookahead.
+X264_SPLICE = f"{X264_STILL}:stitchable=1:scenecut=0:subme=0"
+# H.264 levels (Table A-1): the most macroblocks a second and in a frame. The pictures are encoded
+# at their own slow rate, so x264 would pick the level for that rate; it is set for the video's.
+_LEVELS = (("3.0", 40500, 1620), ("3.1", 108000, 3600), ("3.2", 216000, 5120), ("4.0", 245760, 8192),
+           ("4.2", 522240, 8704), ("5.1", 983040, 36864), ("5.2", 2073600, 36864))  # fmt: skip
+# Frames (3 MB at 1080x1920) given back to the system when freed. glibc raises its mmap threshold
+# after the first such free, and then keeps frames on a heap that grows with the threads that
+# touched them: measured on word captions, 70 to 88 MB without this, 50 to 53 MB with it
+# (0.4 s slower over 140 pictures).
+FRAME_MALLOC = (("MALLOC_MMAP_THRESHOLD_", str(2 << 20)),)
+SKIP_KBPS = 20  # the skip frames' own bits: 69 bytes each at 1080x1920, 30 fps, measured
+
+Frames = Callable[[int], bytes | memoryview]  # caption state index -> its card as one raw yuv420p frame
 
 
-def commands(spec: RenderSpec) -> tuple[list[list[str]], list[Path]]:
-    """The ffmpeg runs that make the video, and the scratch files they leave for the caller to remove."""
+@dataclass(frozen=True)
+class Pictures:
+    """What x264 encodes, in order: (caption state, keyframe?), and how many frames each is held."""
+
+    shown: tuple[tuple[int, bool], ...]
+    hold: tuple[int, ...]
+
+    @classmethod
+    def of(cls, spec: RenderSpec) -> Pictures:
+        """A still card is one picture (its keyframe is repeated by copy). With captions, one
+        picture a state, and again as a keyframe every SEGMENT_S seconds within a long one."""
+        if not spec.captions:
+            return cls(((0, True),), (round(spec.duration_s * spec.fps),))
+        gop = spec.fps * SEGMENT_S
+        shown: list[tuple[int, bool]] = []
+        hold: list[int] = []
+        last_key = -gop
+        for state, first, last in spec.state_frames():
+            at = first
+            while at < last:
+                key = at - last_key >= gop
+                last_key = at if key else last_key
+                end = min(last, last_key + gop)
+                shown.append((state, key))
+                hold.append(end - at)
+                at = end
+        return cls(tuple(shown), tuple(hold))
+
+
+def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], list[Path]]:
+    """The two runs (encode the pictures and the sound; splice and mux), and their scratch files.
+    `frames` draws a caption state's card; without it each card is read from its PNG file."""
     temp = Path(spec.temp_dir)
-    states = spec.frame_bounds()
-    runs: list[list[str]] = []
-    scratch: list[Path] = []
-    if len(states) == 1:
-        # One still picture: encode a short segment once, loop it by stream copy.
-        segment = temp / f"segment-{spec.method}.mp4"
-        runs += _encode(spec, spec.card_path, spec.fps * SEGMENT_S, segment, scratch)
-        video_in = ["-stream_loop", "-1", "-i", str(segment)]
-    else:
-        # Captions: one segment per caption state, of exactly its frames, joined by the concat
-        # demuxer with stream copy. Encoding one still segment at a time keeps memory flat.
-        segments = [temp / f"state-{index:03d}.mp4" for index in range(len(states))]
-        for (card, first, last), segment in zip(states, segments, strict=True):
-            runs += _encode(spec, card, last - first, segment, scratch)
-        listing = temp / "states.txt"
-        listing.write_text("".join(f"file '{path.name}'\n" for path in segments))  # our own names only
-        scratch.append(listing)
-        video_in = ["-f", "concat", "-safe", "0", "-i", str(listing)]
-    runs.append(ffmpeg.command([
-        *video_in, "-i", spec.audio_path,
-        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-        *aac(spec.audio_kbps, spec.audio_stereo),
-        "-t", f"{spec.duration_s:.3f}", "-threads", str(spec.threads),
-        *MP4_DELIVERY, spec.out_path,
-    ]))  # fmt: skip
-    return runs, scratch
+    encoded, sound = temp / "pictures.h264", temp / "sound.m4a"
+    pictures = Pictures.of(spec)
+    source = frames if frames is not None and spec.captions else card_files(spec)
+    area = spec.width * spec.height
+    black = b"\x10" * area + b"\x80" * (area // 2)  # flat: its P frame is all skip, whatever follows
+
+    def feed_cards(pipe: BinaryIO, progress: Progress) -> None:
+        pipe.write(black)
+        pipe.write(black)
+        for index, (state, _key) in enumerate(pictures.shown):
+            progress.wait_for(2 + index - AHEAD)
+            pipe.write(source(state))
+
+    def feed_stream(pipe: BinaryIO, _progress: Progress) -> None:
+        stream = encoded.read_bytes()
+        repeat = None if spec.captions else key_interval(spec, first_picture_bytes(stream))
+        for frame in splice(stream, list(pictures.hold), spec.fps, repeat):
+            pipe.write(frame)
+
+    keys = "+".join(f"eq(n,{2 + index})" for index, (_, key) in enumerate(pictures.shown) if key)
+    rate = Fraction(len(pictures.shown) * 1000, max(1, round(spec.duration_s * 1000)))
+    # With captions every change is encoded, so the rate holds the whole file within the cap; a
+    # still card's keyframe is repeated by copy, and its interval keeps the cap (key_interval).
+    kbps = spec.capped_kbps() if spec.captions else spec.video_kbps
+    encode = ffmpeg.command([
+        # A raw input needs no probing: without these, ffmpeg reads 5 MB (eight 480p frames) first.
+        "-thread_queue_size", "1", "-probesize", "32", "-analyzeduration", "0",
+        "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{spec.width}x{spec.height}",
+        "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0", "-i", spec.audio_path,
+        "-map", "0:v:0", "-c:v", "libx264", *H264_HIGH, "-level", level(spec.width, spec.height, spec.fps),
+        "-preset", PRESET, "-tune", "stillimage", "-crf", str(CRF),
+        "-maxrate", f"{kbps}k", "-bufsize", f"{BUFFER_S * kbps}k",
+        "-g", "100000", "-force_key_frames", f"expr:{keys}", "-x264-params", X264_SPLICE,
+        "-threads", "1", "-f", "h264", str(encoded),
+        "-map", "1:a:0", *aac(spec.audio_kbps, spec.audio_stereo), *MP4_DELIVERY, str(sound),
+        "-progress", "pipe:1", "-stats_period", "0.002",
+    ])  # fmt: skip
+    mux = ffmpeg.command([
+        "-r", str(spec.fps), "-f", "h264", "-i", "pipe:0", "-i", str(sound), "-map", "0:v:0", "-map", "1:a:0",
+        "-c", "copy", "-t", f"{spec.duration_s:.3f}", *MP4_DELIVERY, spec.out_path,
+    ])  # fmt: skip
+    first = Step(encode, True, crash=spec.crash, feed=feed_cards, env=FRAME_MALLOC)
+    return [first, Step(mux, True, feed=feed_stream)], [encoded, sound]
 
 
-def _encode(spec: RenderSpec, card: str, frames: int, out: Path, scratch: list[Path]) -> list[list[str]]:
-    """Two runs: the card decoded once to a raw YUV frame, then `frames` frames of it encoded,
-    starting on a keyframe. Quality by CRF, the tier's bitrate as the cap."""
-    # One raw frame file for every state, overwritten by each (the runs are sequential): a 1080p
-    # frame is 3 MB, and a word-captioned quote has hundreds of states.
-    raw = Path(spec.temp_dir) / "frame.yuv"
-    scratch += [out] if raw in scratch else [raw, out]
-    size = f"{spec.width}x{spec.height}"
-    return [
-        ffmpeg.command([
-            "-threads", "1", "-i", card, "-vf", f"scale={spec.width}:{spec.height}:flags=bicubic,format=yuv420p",
-            "-frames:v", "1", "-f", "rawvideo", str(raw),
-        ]),
-        ffmpeg.command([
-            "-threads", "1", "-filter_threads", "1",
-            "-stream_loop", "-1", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", size, "-framerate", str(spec.fps),
-            "-i", str(raw), "-frames:v", str(frames),
-            "-c:v", "libx264", *H264_HIGH, "-preset", PRESET, "-tune", "stillimage", "-crf", str(CRF),
-            "-maxrate", f"{spec.video_kbps}k", "-bufsize", f"{4 * spec.video_kbps}k",
-            "-g", str(spec.fps * SEGMENT_S), "-x264-params", X264_STILL,
-            "-threads", "1", "-an", str(out),
-        ]),
-    ]  # fmt: skip
+def key_interval(spec: RenderSpec, keyframe_bytes: int) -> int:
+    """Frames between a still card's keyframes: SEGMENT_S seconds, or as many more as its
+    keyframe needs to stay within the tier's video bitrate (a card of 2,000 characters at
+    1080x1920 has a 375 kB keyframe: 1.5 Mbit/s every 2 s, against 800k)."""
+    room_kbps = max(1, spec.room_kbps() - SKIP_KBPS)
+    seconds = max(SEGMENT_S, math.ceil(keyframe_bytes * 8 / 1000 / room_kbps))
+    return spec.fps * seconds
+
+
+def level(width: int, height: int, fps: int) -> str:
+    """The lowest H.264 level for the frame size and rate."""
+    blocks = -(-width // 16) * -(-height // 16)
+    for name, per_second, per_frame in _LEVELS:
+        if blocks <= per_frame and blocks * fps <= per_second:
+            return name
+    return _LEVELS[-1][0]
+
+
+def card_files(spec: RenderSpec) -> Frames:
+    """The cards read from their PNG files (a caption state's, or the still card for state 0),
+    as raw frames at the video's size."""
+
+    def read(state: int) -> bytes:
+        import numpy as np
+        from PIL import Image
+
+        from engine.visuals.yuv import yuv420
+
+        path = Path(spec.captions[state][0] if spec.captions else spec.card_path)
+        try:
+            with Image.open(path) as card:
+                return yuv420(np.asarray(card.convert("RGB").resize((spec.width, spec.height))))
+        except OSError as exc:
+            raise RenderFailed(f"could not read the card {path.name}: {exc.strerror or exc}") from None
+
+    return read

@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import ImageDraw
+import numpy as np
+from PIL import Image, ImageDraw
 
 from engine.visuals.background import Background, render_background
 from engine.visuals.text import QuoteText
 from engine.visuals.typeset import AUTHOR_FONT, CJK_FONT, Script, font, script_for
+from engine.visuals.yuv import Frame, yuv420
 
 TEXT_COLOUR = (250, 250, 245)
 DIM_COLOUR = (160, 158, 184)
@@ -56,20 +58,87 @@ def draw_cards(
 ) -> list[Path]:
     """One RGB PNG per highlight (a phrase's token range, with the word's token in the word style,
     or None for no highlight), same layout in each."""
-    width, height = size
-    base = render_background(background, size)
-    short = min(size)
-    margin_x, margin_y = int(width * 0.08), max(int(height * 0.08), int(short * 0.1))
-    box_w, box_h = width - 2 * margin_x, height - 2 * margin_y
-    layout = fit(quote, box_w, box_h)
+    painter = Painter(quote, size, background)
     paths = []
     for index, highlight in enumerate(highlights):
-        image = base.copy()
-        _draw_text(ImageDraw.Draw(image), quote, layout, size, margin_y, box_h, highlight)
-        path = folder / (names[index] if names else f"card-{width}x{height}-{index:03d}.png")
-        image.save(path, format="PNG", compress_level=1)  # fast: the file lives only for this job
+        path = folder / (names[index] if names else f"card-{size[0]}x{size[1]}-{index:03d}.png")
+        painter.picture(highlight).save(path, format="PNG", compress_level=1)  # fast: lives only for this job
         paths.append(path)
     return paths
+
+
+class Painter:
+    """The cards of one quote at one size, laid out once. A caption state differs from the card
+    with every word dim only in the lines its phrase is on: that band is drawn again, not the
+    whole card (measured at 1080x1920, 529 characters: 3 ms a state instead of 30)."""
+
+    def __init__(self, quote: QuoteText, size: tuple[int, int], background: Background | None = None) -> None:
+        self.quote, self.size = quote, size
+        self.base = render_background(background, size)
+        width, height = size
+        margin_x, self.margin_y = int(width * 0.08), max(int(height * 0.08), int(min(size) * 0.1))
+        self.box_h = height - 2 * self.margin_y
+        self.layout = fit(quote, width - 2 * margin_x, self.box_h)
+        self.line_h = int(self.layout.font_px * LINE_HEIGHT)
+        self._whole: dict[str, Image.Image] = {}
+        self._dim: Frame | None = None
+        self._frame: Frame | None = None
+        self._changed = (0, 0)  # the rows of _frame that differ from _dim
+
+    def picture(self, highlight: Highlight | None) -> Image.Image:
+        """The card for one state; the caller may not change it (it may be shared)."""
+        if highlight is None:
+            return self._drawn("plain", None)
+        band = self._band(highlight)
+        if band is None:
+            return self._drawn("dim", (0, 0))
+        image = self._drawn("dim", (0, 0)).copy()
+        image.paste(band[1], (0, band[0]))
+        return image
+
+    def frame(self, highlight: Highlight | None) -> memoryview:
+        """The state's card as one raw yuv420p frame, for a pipe into ffmpeg: one buffer, changed
+        in place from one state to the next (a fresh 6 MB image a state cost more than drawing it).
+        Valid until the next call."""
+        if highlight is None:
+            return memoryview(yuv420(np.asarray(self._drawn("plain", None))))
+        if self._dim is None or self._frame is None:
+            self._dim = Frame(np.asarray(self._drawn("dim", (0, 0))))
+            self._frame = Frame(np.asarray(self._drawn("dim", (0, 0))))
+        self._frame.copy_rows(self._dim, *self._changed)  # the last state's band back to dim
+        band = self._band(highlight)
+        self._changed = (0, 0)
+        if band is not None:
+            top, image = band
+            self._frame.put(top, np.asarray(image))
+            self._changed = (top, top + image.height)
+        return self._frame.data.data
+
+    def _band(self, highlight: Highlight) -> tuple[int, Image.Image] | None:
+        """Where the state differs from the card with every word dim: the band of its phrase's lines
+        (a quarter line over each edge for glyphs that reach out of their line), drawn again with
+        every line that could reach into it; None when the phrase has no line."""
+        lines = [i for i, (a, b) in enumerate(self.layout.lines) if a < highlight[1] and b > highlight[0]]
+        if not lines:
+            return None
+        pad = self.line_h // 4
+        top = max(0, self._line_y(lines[0]) - pad) & ~1  # even rows: 4:2:0 chroma spans two
+        bottom = min(self.size[1], self._line_y(lines[-1]) + self.line_h + pad + 1) & ~1
+        band = self.base.crop((0, top, self.size[0], bottom))
+        _draw_text(ImageDraw.Draw(band), self.quote, self.layout, self.size, self.margin_y - top, self.box_h,
+                   highlight, near=(-self.line_h, bottom - top + self.line_h))  # fmt: skip
+        return top, band
+
+    def _drawn(self, name: str, highlight: Highlight | None) -> Image.Image:
+        """The whole card drawn once: plain (full colour), or every word dim (a highlight of no token)."""
+        if name not in self._whole:
+            image = self.base.copy()
+            _draw_text(ImageDraw.Draw(image), self.quote, self.layout, self.size, self.margin_y, self.box_h, highlight)
+            self._whole[name] = image
+        return self._whole[name]
+
+    def _line_y(self, index: int) -> int:
+        return _first_line_y(self.quote, self.layout, self.margin_y, self.box_h) + index * self.line_h
 
 
 def fit(quote: QuoteText, box_w: int, box_h: int) -> Layout:
@@ -120,19 +189,26 @@ def _author_font(script: Script) -> Path:
     return AUTHOR_FONT if script.font.name.startswith("DejaVu") else script.font
 
 
-def _draw_text(draw, quote: QuoteText, layout: Layout, size, margin_y, box_h, highlight) -> None:
+def _first_line_y(quote: QuoteText, layout: Layout, margin_y: int, box_h: int) -> int:
+    """Where the first line's ascender sits: the text block centred in the box."""
+    line_h = int(layout.font_px * LINE_HEIGHT)
+    author_h = int(layout.author_px * 2.2) if quote.author else 0
+    return margin_y + (box_h - line_h * len(layout.lines) - author_h) // 2
+
+
+def _draw_text(draw, quote: QuoteText, layout: Layout, size, margin_y, box_h, highlight, near=None) -> None:
+    """The quote and its byline; with `near` (top, bottom), only the lines whose top lies in it."""
     script, author = quote.script, quote.author
     width, _ = size
     face = font(script.font, layout.font_px)
     line_h = int(layout.font_px * LINE_HEIGHT)
-    author_h = int(layout.author_px * 2.2) if author else 0
-    y = margin_y + (box_h - line_h * len(layout.lines) - author_h) // 2
+    y = _first_line_y(quote, layout, margin_y, box_h)
     direction = "rtl" if script.rtl else "ltr"
     for first, last in layout.lines:
-        if last > first:
+        if last > first and (near is None or near[0] <= y <= near[1]):
             _draw_line(draw, quote, first, last, face, width // 2, y, direction, highlight)
         y += line_h
-    if author:
+    if author and (near is None or near[0] <= y <= near[1]):
         author_face = font(_author_font(script), layout.author_px)
         draw.text((width // 2, y + layout.author_px), _byline(author, script), font=author_face, fill=AUTHOR_COLOUR,
                   anchor="ma", direction=direction)  # fmt: skip

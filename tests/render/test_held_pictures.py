@@ -1,0 +1,168 @@
+"""Each picture encoded once and held by skip frames (engine.render.still_loop, engine.render.h264):
+the spliced stream decodes to the right picture at every frame, stays inside the tier's bitrate,
+and the feed's failures are ours to name."""
+
+import itertools
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import ImageDraw
+
+from engine.errors import RenderFailed
+from engine.memory.watchdog import Progress, Step, run_step
+from engine.render import h264
+from engine.render.ffmpeg import command, ffmpeg_exe, probe
+from engine.render.isolation import run_isolated
+from engine.render.mp4box import inspect
+from engine.render.spec import RenderSpec
+from engine.render.still_loop import SEGMENT_S, Pictures, key_interval, level, steps
+from engine.render.verify import verify
+from engine.visuals.card import Painter, _draw_text
+from engine.visuals.text import QuoteText
+from engine.visuals.yuv import yuv420
+from tests.helpers import QUOTES
+
+SIZE = (480, 272)
+
+
+def spec_for(folder: Path, audio: Path, captions=(), duration_s: float = 6.0, **changes) -> RenderSpec:
+    fields = dict(
+        method="ffmpeg", card_path=str(folder / "card.png"), audio_path=str(audio), out_path=str(folder / "out.mp4"),
+        temp_dir=str(folder), width=SIZE[0], height=SIZE[1], fps=24, video_kbps=300, audio_kbps=48,
+        duration_s=duration_s, captions=captions,
+    )  # fmt: skip
+    return RenderSpec(**{**fields, **changes})
+
+
+def decoded(video: Path, width: int, height: int) -> np.ndarray:
+    """Every frame's Y plane."""
+    raw = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(video), "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    frame = width * height * 3 // 2
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, frame)[:, : width * height].astype(int)
+
+
+def test_every_frame_shows_its_state(tmp_path, speech_wav):
+    """Six states of uneven length (one shorter than a keyframe interval, one longer): each decoded
+    frame is closest to its own state's card, and the frame count is the duration's."""
+    quote = QuoteText.of(QUOTES["medium"])
+    painter = Painter(quote, SIZE)
+    highlights = list(quote.phrases)[:6]
+    bounds = [0.0, 0.3, 0.5, 1.0, 3.9, 4.4, 6.0]  # seconds; 3.9 s is longer than a 2 s keyframe interval
+    captions = tuple(("", a, b) for a, b in itertools.pairwise(bounds))
+    spec = spec_for(tmp_path, speech_wav, captions)
+    luma = SIZE[0] * SIZE[1]
+    cards = [np.frombuffer(yuv420(np.asarray(painter.picture(h))), dtype=np.uint8)[:luma] for h in highlights]
+    run = run_isolated(spec, budget_mb=4000, frames=lambda i: painter.frame(highlights[i]))
+    assert run.status == "ok", run.error
+    frames = decoded(Path(spec.out_path), *SIZE)
+    assert len(frames) == 6 * 24
+    for index, frame in enumerate(frames):
+        state = next(i for i in range(6) if index < round(bounds[i + 1] * 24))
+        closest = int(np.argmin([np.abs(frame - card).mean() for card in cards]))
+        assert closest == state, f"frame {index} shows state {closest}, not {state}"
+    verify(Path(spec.out_path), *SIZE, 6.0, 24)
+
+
+def test_skip_frames_repeat_their_picture_exactly(tmp_path, speech_wav):
+    """A held picture does not drift: the last frame of a state decodes to the same pixels as its first."""
+    quote = QuoteText.of(QUOTES["short"])
+    painter = Painter(quote, SIZE)
+    spec = spec_for(tmp_path, speech_wav, (("", 0.0, 1.5), ("", 1.5, 6.0)), duration_s=6.0)
+    highlights = list(quote.phrases)[:2]
+    run = run_isolated(spec, budget_mb=4000, frames=lambda i: painter.frame(highlights[i]))
+    assert run.status == "ok", run.error
+    frames = decoded(Path(spec.out_path), *SIZE)
+    assert np.array_equal(frames[0], frames[35]) and np.array_equal(frames[36], frames[47])
+    assert not np.array_equal(frames[35], frames[36])
+
+
+def test_keyframes_come_every_segment_and_at_the_start(tmp_path, speech_wav):
+    spec = spec_for(tmp_path, speech_wav, (("", 0.0, 0.5), ("", 0.5, 5.0), ("", 5.0, 6.0)))
+    pictures = Pictures.of(spec)
+    assert sum(pictures.hold) == 6 * 24
+    starts = np.cumsum([0, *pictures.hold[:-1]])
+    keys = [int(start) for start, (_, key) in zip(starts, pictures.shown, strict=True) if key]
+    assert keys[0] == 0 and all(b - a <= SEGMENT_S * 24 for a, b in zip(keys, [*keys[1:], 144], strict=True))
+    assert [state for state, _ in pictures.shown] == [0, 1, 1, 1, 2]  # state 1 is keyed again within itself
+
+
+def test_a_still_card_within_the_cap_keeps_its_keyframe_interval_and_a_dense_one_stretches_it(tmp_path, speech_wav):
+    spec = spec_for(tmp_path, speech_wav, video_kbps=800, audio_kbps=128, fps=30)
+    assert key_interval(spec, 100_000) == 60  # 0.4 Mbit every 2 s fits 800k
+    assert key_interval(spec, 375_000) == 30 * 5  # 3 Mbit needs 5 s at the room left (648k)
+
+
+def test_levels_follow_the_frame_size_and_rate():
+    assert (level(1080, 1920, 30), level(1920, 1080, 60), level(854, 480, 24)) == ("4.0", "4.2", "3.0")
+
+
+def test_the_splice_refuses_a_stream_it_cannot_read():
+    with pytest.raises(RenderFailed, match="made 0 pictures for 1"):
+        list(h264.splice(b"", [10], 24))
+
+
+def test_escaping_round_trips_and_frame_num_is_rewritten_in_place():
+    raw = bytes([0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x02, 0x05])
+    assert h264.unescape(h264.escape(raw)) == raw and b"\x00\x00\x00" not in h264.escape(raw)
+    assert h264.put(b"\xff\x00", 4, 8, 0x0F) == b"\xf0\xf0"
+
+
+def test_the_painter_draws_what_a_whole_redraw_draws():
+    """Drawing only the phrase's band gives the same pixels as drawing the whole card, in every
+    style and script direction."""
+    for text, size in [(QUOTES["long"], (480, 854)), ("الحياة قصيرة، فابتسم ما دمت تملك أسنانا.", (854, 480))]:
+        quote = QuoteText.of(text, "Someone")
+        painter = Painter(quote, size)
+        for highlight in [*quote.phrases, *((a, b, a) for a, b in quote.phrases)]:
+            whole = painter.base.copy()
+            _draw_text(ImageDraw.Draw(whole), quote, painter.layout, size, painter.margin_y, painter.box_h, highlight)
+            assert np.array_equal(np.asarray(whole), np.asarray(painter.picture(highlight))), highlight
+            assert bytes(painter.frame(highlight)) == yuv420(np.asarray(whole)), highlight
+
+
+def test_our_yuv_is_ffmpegs_within_a_few_levels(tmp_path):
+    painter = Painter(QuoteText.of(QUOTES["medium"], "Steve Jobs"), SIZE)
+    card = tmp_path / "card.png"
+    painter.picture(None).save(card)
+    theirs = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(card), "-vf", f"scale={SIZE[0]}:{SIZE[1]}:flags=bicubic,format=yuv420p",
+         "-f", "rawvideo", "-"], capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    ours = painter.frame(None)
+    difference = np.abs(np.frombuffer(theirs, dtype=np.uint8).astype(int) - np.frombuffer(ours, dtype=np.uint8))
+    assert difference.max() <= 3 and difference.mean() < 0.3  # chroma is filtered a little differently
+
+
+def test_a_feed_that_fails_names_its_reason_and_stops_the_command(tmp_path):
+    def feed(pipe, progress: Progress) -> None:
+        pipe.write(b"\x10" * (64 * 64 * 3 // 2))
+        raise RenderFailed("the card could not be drawn")
+
+    argv = command(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "64x64", "-i", "pipe:0", str(tmp_path / "out.mp4")])
+    status, error, _ = run_step(Step(argv, True, feed=feed), 4000, lambda *_: None, 60, 60)
+    assert (status, error) == ("failed", "the card could not be drawn")
+
+
+def test_a_feed_never_waits_forever_on_a_silent_command():
+    progress = Progress()
+    progress.wait_for(5, stall_s=0.05)  # nothing reports: returns rather than hangs
+    assert progress.frames == 0
+
+
+def test_a_dense_still_card_stays_inside_the_cap(tmp_path, speech_wav):
+    """A card full of text has a large keyframe; its interval stretches so the file keeps the rate."""
+    quote = QuoteText.of(QUOTES["long"] + " " + QUOTES["long"])
+    Painter(quote, (1080, 1920)).picture(None).save(tmp_path / "card.png")
+    spec = spec_for(tmp_path, speech_wav, width=1080, height=1920, fps=30, video_kbps=800, audio_kbps=128)
+    run = run_isolated(spec, budget_mb=4000)
+    assert run.status == "ok", run.error
+    found = probe(Path(spec.out_path))
+    assert found.size_bytes * 8 / 1000 / found.duration_s <= 800 * 1.1
+    assert inspect(Path(spec.out_path)).constant_frame_rate
+    steps(spec)  # the scratch files were removed by the run
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.png", "out.mp4"]
