@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.end_to_end import end_to_end, end_to_end_lines
 from benchmarks.speech import speech_engines, speech_lines
 from engine.memory.ledger import Ledger
 from engine.memory.plan import cost_model
@@ -43,6 +44,7 @@ def run_bench(
     progress=print,
     ledger: Ledger | None = None,
     speech_only: bool = False,
+    end_to_end_only: bool = False,
 ) -> dict:
     """Every cell against plain MoviePy, and the offline voices side by side. With `ledger`, each
     render reserves its predicted need in the host's memory ledger (so the app's renders account for
@@ -56,6 +58,10 @@ def run_bench(
     tiers = ["high"] if quick else ["high", "medium", "low"]
     folder = Path(tempfile.mkdtemp(prefix="bench-", dir=scratch_root(settings)))
     try:
+        long_text = next(c["text"] for c in every if c["name"] == "long")
+        if end_to_end_only:
+            whole = end_to_end(long_text, folder, settings.data_dir, runs, progress)
+            return {"machine": _machine(runs, quick), **whole}
         voices = speech_engines(every if not quick else cases, folder, runs, progress, ledger)
         if speech_only:
             return {"machine": _machine(runs, quick), "speech": voices}
@@ -82,6 +88,7 @@ def run_bench(
             "speech": voices,
             "targets": _targets(cells),
             **extra,
+            **end_to_end(long_text, folder, settings.data_dir, runs, progress),
             "sampling_overhead": sampling_overhead(),
             "leak": leak_check(settings, 10 if quick else 50, ledger),
         }
@@ -174,16 +181,16 @@ def sampling_overhead(seconds: float = 2.0) -> dict:
     parent = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     try:
         time.sleep(0.5)  # let the children start
-        spent = []
-        sampler = TreeSampler(parent.pid, on_sample=lambda _t, _r: spent.append(time.thread_time()))
+        sampler = TreeSampler(parent.pid)
+        started = time.process_time()  # every thread of this process: only the sampler's works meanwhile
         with sampler:
             time.sleep(seconds)
-        cpu = spent[-2] - spent[0] if len(spent) > 2 else 0.0
-        rate = len(sampler.timeline) / seconds
+        cpu = time.process_time() - started
+        rate = sampler.samples / seconds
     finally:
         os.killpg(parent.pid, 9)
         parent.wait()
-    return {"samples_per_s": round(rate, 1), "cpu_ms_per_sample": round(1000 * cpu / max(1, len(spent) - 2), 3),
+    return {"samples_per_s": round(rate, 1), "cpu_ms_per_sample": round(1000 * cpu / max(1, sampler.samples), 3),
             "share_of_render_time": round(cpu / seconds, 4)}  # fmt: skip
 
 
@@ -212,7 +219,8 @@ def leak_check(settings: Settings, generations: int, ledger: Ledger | None = Non
 
 def table(report: dict) -> str:
     lines = cell_lines(report["cells"]) if "cells" in report else []
-    lines += ["", *speech_lines(report["speech"]), ""]
+    lines += ["", *speech_lines(report["speech"]), ""] if "speech" in report else []
+    lines += [*end_to_end_lines(report), ""] if "end_to_end" in report else []
     if "cells" not in report:
         return "\n".join(lines).strip()
     for t in report["targets"]:

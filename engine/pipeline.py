@@ -291,6 +291,8 @@ class _Pictures:
         if not path.exists():
             with self.run.stage("card"):
                 self.painter(size).picture(None).save(path, format="PNG", compress_level=1)
+            if not self.states:  # nothing more to draw: no image held while the render runs (12 MB at 1080p)
+                del self.painters[size]
         return path
 
     def painter(self, size: tuple[int, int]) -> Painter:
@@ -310,7 +312,11 @@ class _Pictures:
         names = self.files.get(size) if files else None
         return tuple((names[i] if names else "", s.start_s, s.end_s) for i, s in enumerate(self.states))
 
-    def frames(self, size: tuple[int, int]) -> Frames:
+    def frames(self, size: tuple[int, int], captions: bool) -> Frames | None:
+        """The caption states' cards as raw frames for the FFmpeg method; None for a still card,
+        which the render reads from its PNG file."""
+        if not captions:
+            return None
         painter = self.painter(size)
         return lambda index: painter.frame(self.states[index].highlight)
 
@@ -395,7 +401,7 @@ def _attempt(
         emit(MemorySample(offset + t_s, rss_mb, limit, method))
 
     with run.stage("render"):
-        isolated = run_isolated(spec, limit, on_sample=on_sample, frames=pictures.frames(step.size))
+        isolated = run_isolated(spec, limit, on_sample=on_sample, frames=pictures.frames(step.size, bool(cards)))
     status, error = isolated.status, isolated.error
     probe = None
     if status == "ok":

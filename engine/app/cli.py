@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for the JSON report")
     be.add_argument("--json", action="store_true", help="print the JSON report")
     be.add_argument("--speech-only", action="store_true", help="the offline voices only, on every bench quote")
+    be.add_argument("--end-to-end", action="store_true", help="only the whole generate command against plain MoviePy")
 
     sw = commands.add_parser("sweep", help="render a quote at every tier and method, side by side, with frames")
     sw.add_argument("text", help="the quote")
@@ -424,7 +425,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
     report = run_bench(
         settings, quick=args.quick, runs=args.runs, progress=say, ledger=shared_ledger(settings),
-        speech_only=args.speech_only,
+        speech_only=args.speech_only, end_to_end_only=args.end_to_end,
     )  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -13,6 +13,7 @@ from engine.history.storage import cleanup
 from engine.jobs.batch import PageBatch
 from engine.memory.ledger import Ledger
 from engine.memory.limits import VisitorLimits
+from engine.memory.malloc import give_back_big_buffers
 from engine.settings import Settings
 
 T = TypeVar("T")
@@ -28,7 +29,8 @@ def start_up(settings: Settings) -> HistoryStore:
     """What an entry point (the app's server, a CLI command, a worker) does once as it starts: open
     the history, then tidy up after any earlier crash: rows left running by a dead process are
     marked interrupted, its render processes killed, orphaned temp folders swept, the quota
-    enforced. The shared store."""
+    enforced. The shared store. Big buffers go back to the system when freed (engine.memory.malloc)."""
+    give_back_big_buffers()
     store = shared_store(settings)
     cleanup(settings, store)
     return store

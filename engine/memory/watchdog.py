@@ -90,10 +90,17 @@ class _Feeder:
         self.progress = Progress()
         self.error: str | None = None
         self.thread = threading.Thread(target=self._run, name="step-feed", daemon=True)
+        self.reader: threading.Thread | None = None
 
     def start(self, stdout: IO[bytes]) -> None:
-        threading.Thread(target=self.progress.read, args=(stdout,), name="step-progress", daemon=True).start()
+        self.reader = threading.Thread(target=self.progress.read, args=(stdout,), name="step-progress", daemon=True)
+        self.reader.start()
         self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join()
+        if self.reader is not None:
+            self.reader.join()  # its pipe ends with the command
 
     def _run(self) -> None:
         try:
@@ -122,10 +129,11 @@ def run_step(
             start_new_session=True,  # its own process group: one killpg reaches every ffmpeg
             preexec_fn=die_with_parent(),  # and it dies with us, even if we are SIGKILLed
         )
-    except OSError as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
         if feeder is not None:
             feeder.pipe.close()
-        return "failed", f"could not start {Path(step.argv[0]).name} ({exc.strerror}); reinstall the requirements", 0.0
+        why = getattr(exc, "strerror", None) or str(exc)
+        return "failed", f"could not start {Path(step.argv[0]).name} ({why}); reinstall the requirements", 0.0
     finally:
         if feeder is not None:
             os.close(feeder.read_end)  # the child holds its own copy
@@ -150,7 +158,7 @@ def run_step(
             proc.kill()
             proc.wait()
         if feeder is not None:
-            feeder.thread.join()
+            feeder.join()
     stderr = errors.text()
     for pipe in (proc.stdout, proc.stderr):
         if pipe is not None:

@@ -18,25 +18,31 @@ from dataclasses import dataclass
 
 from engine.errors import RenderFailed
 
-SLICE, IDR, SEI, SPS = 1, 5, 6, 7  # NAL unit types
+SLICE, IDR, SEI, SPS, PPS = 1, 5, 6, 7, 8  # NAL unit types
 _START = re.compile(b"\x00\x00\x01")
 _NEEDS_ESCAPE = re.compile(b"\x00\x00(?=[\x00-\x03])")
 _HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
 
 
-def nal_units(stream: bytes) -> list[bytes]:
-    """The NAL units of an Annex B stream, start codes removed."""
+def nal_units(stream: bytes) -> list[memoryview]:
+    """The NAL units of an Annex B stream, start codes removed: views into it, not copies (a long
+    captioned video's stream is megabytes)."""
+    view = memoryview(stream)
     starts = [m.end() for m in _START.finditer(stream)]
     units = []
     for index, start in enumerate(starts):
         end = starts[index + 1] - 3 if index + 1 < len(starts) else len(stream)
-        units.append(stream[start:end].rstrip(b"\x00") if index + 1 < len(starts) else stream[start:end])
-    return [unit for unit in units if unit]
+        while index + 1 < len(starts) and end > start and stream[end - 1] == 0:
+            end -= 1  # the zero byte of a four-byte start code
+        if end > start:
+            units.append(view[start:end])
+    return units
 
 
-def pictures(stream: bytes) -> list[list[bytes]]:
+def pictures(stream: bytes) -> list[list[memoryview]]:
     """The stream's access units, one a picture: the NAL units up to and including its slice."""
-    units, current = [], []
+    units: list[list[memoryview]] = []
+    current: list[memoryview] = []
     for unit in nal_units(stream):
         current.append(unit)
         if unit[0] & 31 in (SLICE, IDR):
@@ -45,14 +51,16 @@ def pictures(stream: bytes) -> list[list[bytes]]:
     return units
 
 
-def unescape(payload: bytes) -> bytes:
+def unescape(payload: bytes | memoryview) -> bytes:
     """The raw bits: the emulation prevention bytes (00 00 03) taken out."""
-    return payload.replace(b"\x00\x00\x03", b"\x00\x00")
+    return bytes(payload).replace(b"\x00\x00\x03", b"\x00\x00")
 
 
 def escape(raw: bytes) -> bytes:
-    """The raw bits made safe to carry: 03 after any two zero bytes followed by a byte up to 03."""
-    return _NEEDS_ESCAPE.sub(b"\x00\x00\x03", raw)
+    """The raw bits made safe to carry: 03 after any two zero bytes followed by a byte up to 03,
+    and after a unit's last byte when it is zero (H.264 7.4.1)."""
+    escaped = _NEEDS_ESCAPE.sub(b"\x00\x00\x03", raw)
+    return escaped + b"\x03" if escaped.endswith(b"\x00") else escaped
 
 
 class _Bits:
@@ -94,7 +102,7 @@ class SequenceFacts:
     timing_at: int | None  # bit offset of num_units_in_tick in the SPS payload
 
 
-def sequence_facts(sps: bytes) -> SequenceFacts:
+def sequence_facts(sps: bytes | memoryview) -> SequenceFacts:
     """What splicing needs from a sequence parameter set (NAL unit with its header byte)."""
     bits = _Bits(unescape(sps[1:]))
     profile = bits.u(8)
@@ -133,15 +141,15 @@ def sequence_facts(sps: bytes) -> SequenceFacts:
     return SequenceFacts(frame_num_bits, planes, timing_at)
 
 
-def with_frame_rate(sps: bytes, facts: SequenceFacts, fps: int) -> bytes:
+def with_frame_rate(sps: bytes | memoryview, facts: SequenceFacts, fps: int) -> bytes:
     """The SPS saying `fps` frames a second."""
     if facts.timing_at is None:
-        return sps
+        return bytes(sps)
     raw = put(put(unescape(sps[1:]), facts.timing_at, 32, 1), facts.timing_at + 32, 32, 2 * fps)
-    return sps[:1] + escape(raw)
+    return bytes(sps[:1]) + escape(raw)
 
 
-def with_frame_num(unit: bytes, facts: SequenceFacts, frame_num: int) -> bytes:
+def with_frame_num(unit: bytes | memoryview, facts: SequenceFacts, frame_num: int) -> bytes:
     """The slice NAL unit with its `frame_num` set."""
     raw = unescape(unit[1:])
     bits = _Bits(raw)
@@ -149,7 +157,7 @@ def with_frame_num(unit: bytes, facts: SequenceFacts, frame_num: int) -> bytes:
     if facts.colour_planes:
         bits.u(2)
     value = frame_num % (1 << facts.frame_num_bits)
-    return unit[:1] + escape(put(raw, bits.at, facts.frame_num_bits, value))
+    return bytes(unit[:1]) + escape(put(raw, bits.at, facts.frame_num_bits, value))
 
 
 def first_picture_bytes(encoded: bytes) -> int:
@@ -175,13 +183,18 @@ def splice(encoded: bytes, hold: list[int], fps: int, repeat_key: int | None = N
     skip = found[1]
     if len(skip) != 1 or skip[0][0] & 31 != SLICE:
         raise RenderFailed("the picture encode's hold frame is not one P slice")
-    # x264's SEI (its version and settings, which tools and tests read) goes with the first picture.
-    notes = [unit for unit in found[0] if unit[0] & 31 == SEI]
-    shown = [picture for picture in found[2:]]
+    # The first picture carries the headers (x264 repeats them before every keyframe; taken from the
+    # flat pair's if not) and x264's SEI, its version and settings, which tools and tests read.
+    shown = list(found[2:])
     if shown:
-        shown[0] = [*shown[0][:-1], *notes, shown[0][-1]]
+        headers = [u for u in shown[0] if u[0] & 31 != SLICE and u[0] & 31 != IDR] or [
+            u for u in found[0] if u[0] & 31 in (SPS, PPS)
+        ]
+        notes = [unit for unit in found[0] if unit[0] & 31 == SEI]
+        shown[0] = [*headers, *notes, shown[0][-1]]
     copies: dict[int, bytes] = {}
     frame_num = 0
+    unit: bytes | memoryview
     for picture, frames in zip(shown, hold, strict=True):
         key = picture[-1][0] & 31 == IDR
         for index in range(frames):

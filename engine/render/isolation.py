@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import RenderFailed
+from engine.memory.malloc import CHILD_ENV
 from engine.memory.watchdog import OnSample, Step, run_step
 from engine.render import still_loop
 from engine.render.spec import RenderSpec
@@ -61,6 +62,8 @@ def run_isolated(
     finally:
         for path in scratch:
             path.unlink(missing_ok=True)
+        if status != "ok":
+            Path(spec.out_path).unlink(missing_ok=True)  # no partial video is left behind
     return IsolatedRun(status, error, round(peak, 1), round(time.monotonic() - started, 3), tuple(timeline))
 
 
@@ -70,4 +73,5 @@ def _plan(spec: RenderSpec, child: str, frames: Frames | None) -> tuple[list[Ste
         return still_loop.steps(spec, frames)
     spec_file = Path(spec.temp_dir) / f"spec-{spec.method}.json"
     spec_file.write_text(spec.to_json())
-    return [Step([sys.executable, "-m", child, str(spec_file)], False)], [spec_file]
+    env = CHILD_ENV if child.startswith("engine.") else ()  # the benchmark's plain MoviePy runs as it comes
+    return [Step([sys.executable, "-m", child, str(spec_file)], False, env=env)], [spec_file]

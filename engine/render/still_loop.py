@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from engine.errors import RenderFailed
+from engine.memory.malloc import CHILD_ENV
 from engine.memory.watchdog import Progress, Step
 from engine.render import ffmpeg
 from engine.render.h264 import first_picture_bytes, splice
@@ -43,12 +44,8 @@ X264_SPLICE = f"{X264_STILL}:stitchable=1:scenecut=0:subme=0"
 # at their own slow rate, so x264 would pick the level for that rate; it is set for the video's.
 _LEVELS = (("3.0", 40500, 1620), ("3.1", 108000, 3600), ("3.2", 216000, 5120), ("4.0", 245760, 8192),
            ("4.2", 522240, 8704), ("5.1", 983040, 36864), ("5.2", 2073600, 36864))  # fmt: skip
-# Frames (3 MB at 1080x1920) given back to the system when freed. glibc raises its mmap threshold
-# after the first such free, and then keeps frames on a heap that grows with the threads that
-# touched them: measured on word captions, 70 to 88 MB without this, 50 to 53 MB with it
-# (0.4 s slower over 140 pictures).
-FRAME_MALLOC = (("MALLOC_MMAP_THRESHOLD_", str(2 << 20)),)
-SKIP_KBPS = 20  # the skip frames' own bits: 69 bytes each at 1080x1920, 30 fps, measured
+
+MAX_BUFFER_KBIT = 12000  # a VBV buffer every level we use allows (3.0, High: 12,500); no card's keyframe needs it
 
 Frames = Callable[[int], bytes | memoryview]  # caption state index -> its card as one raw yuv420p frame
 
@@ -84,11 +81,13 @@ class Pictures:
 
 def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], list[Path]]:
     """The two runs (encode the pictures and the sound; splice and mux), and their scratch files.
-    `frames` draws a caption state's card; without it each card is read from its PNG file."""
+    `frames` draws a caption state's card (or the still card); without it each is read from its PNG."""
     temp = Path(spec.temp_dir)
     encoded, sound = temp / "pictures.h264", temp / "sound.m4a"
     pictures = Pictures.of(spec)
-    source = frames if frames is not None and spec.captions else card_files(spec)
+    if sum(pictures.hold) != round(spec.duration_s * spec.fps):
+        raise RenderFailed("the caption states overlap or leave gaps; this is a bug, please report it")
+    source = frames or card_files(spec)
     area = spec.width * spec.height
     black = b"\x10" * area + b"\x80" * (area // 2)  # flat: its P frame is all skip, whatever follows
 
@@ -105,11 +104,16 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
         for frame in splice(stream, list(pictures.hold), spec.fps, repeat):
             pipe.write(frame)
 
-    keys = "+".join(f"eq(n,{2 + index})" for index, (_, key) in enumerate(pictures.shown) if key)
+    keys = any_of([f"eq(n,{2 + index})" for index, (_, key) in enumerate(pictures.shown) if key])
     rate = Fraction(len(pictures.shown) * 1000, max(1, round(spec.duration_s * 1000)))
-    # With captions every change is encoded, so the rate holds the whole file within the cap; a
-    # still card's keyframe is repeated by copy, and its interval keeps the cap (key_interval).
-    kbps = spec.capped_kbps() if spec.captions else spec.video_kbps
+    # With captions every change is encoded, so the rate holds the whole file within the cap. A still
+    # card's one keyframe is repeated by copy (key_interval keeps the cap): it may take the video's
+    # whole share, no more, so a dense card in a short video gets a coarser keyframe.
+    if spec.captions:
+        kbps, buffer_kbit = spec.capped_kbps(), spec.capped_kbps() * BUFFER_S
+    else:
+        kbps = spec.room_kbps()
+        buffer_kbit = min(MAX_BUFFER_KBIT, round(kbps * spec.duration_s))
     encode = ffmpeg.command([
         # A raw input needs no probing: without these, ffmpeg reads 5 MB (eight 480p frames) first.
         "-thread_queue_size", "1", "-probesize", "32", "-analyzeduration", "0",
@@ -117,7 +121,7 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
         "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0", "-i", spec.audio_path,
         "-map", "0:v:0", "-c:v", "libx264", *H264_HIGH, "-level", level(spec.width, spec.height, spec.fps),
         "-preset", PRESET, "-tune", "stillimage", "-crf", str(CRF),
-        "-maxrate", f"{kbps}k", "-bufsize", f"{BUFFER_S * kbps}k",
+        "-maxrate", f"{kbps}k", "-bufsize", f"{round(buffer_kbit)}k",
         "-g", "100000", "-force_key_frames", f"expr:{keys}", "-x264-params", X264_SPLICE,
         "-threads", "1", "-f", "h264", str(encoded),
         "-map", "1:a:0", *aac(spec.audio_kbps, spec.audio_stereo), *MP4_DELIVERY, str(sound),
@@ -127,17 +131,27 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
         "-r", str(spec.fps), "-f", "h264", "-i", "pipe:0", "-i", str(sound), "-map", "0:v:0", "-map", "1:a:0",
         "-c", "copy", "-t", f"{spec.duration_s:.3f}", *MP4_DELIVERY, spec.out_path,
     ])  # fmt: skip
-    first = Step(encode, True, crash=spec.crash, feed=feed_cards, env=FRAME_MALLOC)
+    first = Step(encode, True, crash=spec.crash, feed=feed_cards, env=CHILD_ENV)
     return [first, Step(mux, True, feed=feed_stream)], [encoded, sound]
 
 
 def key_interval(spec: RenderSpec, keyframe_bytes: int) -> int:
-    """Frames between a still card's keyframes: SEGMENT_S seconds, or as many more as its
-    keyframe needs to stay within the tier's video bitrate (a card of 2,000 characters at
+    """Frames between a still card's keyframes: SEGMENT_S seconds, or longer, so that all of them
+    together stay within the tier's video bitrate over the video (a card of 2,000 characters at
     1080x1920 has a 375 kB keyframe: 1.5 Mbit/s every 2 s, against 800k)."""
-    room_kbps = max(1, spec.room_kbps() - SKIP_KBPS)
-    seconds = max(SEGMENT_S, math.ceil(keyframe_bytes * 8 / 1000 / room_kbps))
-    return spec.fps * seconds
+    frames = max(1, round(spec.duration_s * spec.fps))
+    room_kbit = max(1, spec.room_kbps() - spec.skip_kbps()) * frames / spec.fps
+    keys = max(1, math.floor(room_kbit * 1000 / max(1, keyframe_bytes * 8)))
+    return max(spec.fps * SEGMENT_S, math.ceil(frames / keys))
+
+
+def any_of(terms: list[str]) -> str:
+    """`terms` summed as a balanced tree: ffmpeg refuses an expression nested over 100 deep, and a
+    plain `a+b+c+...` of the keyframes of a captioned video over 200 s is."""
+    if len(terms) <= 2:
+        return "+".join(terms) or "0"
+    half = len(terms) // 2
+    return f"({any_of(terms[:half])})+({any_of(terms[half:])})"
 
 
 def level(width: int, height: int, fps: int) -> str:
@@ -153,16 +167,17 @@ def card_files(spec: RenderSpec) -> Frames:
     """The cards read from their PNG files (a caption state's, or the still card for state 0),
     as raw frames at the video's size."""
 
-    def read(state: int) -> bytes:
-        import numpy as np
+    def read(state: int) -> memoryview:
         from PIL import Image
 
-        from engine.visuals.yuv import yuv420
+        from engine.visuals.yuv import Frame
 
         path = Path(spec.captions[state][0] if spec.captions else spec.card_path)
         try:
             with Image.open(path) as card:
-                return yuv420(np.asarray(card.convert("RGB").resize((spec.width, spec.height))))
+                card = card.convert("RGB") if card.mode != "RGB" else card
+                size = (spec.width, spec.height)
+                return Frame(card if card.size == size else card.resize(size)).data.data
         except OSError as exc:
             raise RenderFailed(f"could not read the card {path.name}: {exc.strerror or exc}") from None
 

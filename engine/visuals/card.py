@@ -11,13 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from engine.visuals.background import Background, render_background
 from engine.visuals.text import QuoteText
 from engine.visuals.typeset import AUTHOR_FONT, CJK_FONT, Script, font, script_for
-from engine.visuals.yuv import Frame, yuv420
+from engine.visuals.yuv import Frame
 
 TEXT_COLOUR = (250, 250, 245)
 DIM_COLOUR = (160, 158, 184)
@@ -101,27 +100,27 @@ class Painter:
         in place from one state to the next (a fresh 6 MB image a state cost more than drawing it).
         Valid until the next call."""
         if highlight is None:
-            return memoryview(yuv420(np.asarray(self._drawn("plain", None))))
+            return Frame(self._drawn("plain", None)).data.data
         if self._dim is None or self._frame is None:
-            self._dim = Frame(np.asarray(self._drawn("dim", (0, 0))))
-            self._frame = Frame(np.asarray(self._drawn("dim", (0, 0))))
+            self._dim = Frame(self._drawn("dim", (0, 0)))
+            self._frame = Frame(self._drawn("dim", (0, 0)))
         self._frame.copy_rows(self._dim, *self._changed)  # the last state's band back to dim
         band = self._band(highlight)
         self._changed = (0, 0)
         if band is not None:
             top, image = band
-            self._frame.put(top, np.asarray(image))
+            self._frame.put(top, image)
             self._changed = (top, top + image.height)
         return self._frame.data.data
 
     def _band(self, highlight: Highlight) -> tuple[int, Image.Image] | None:
         """Where the state differs from the card with every word dim: the band of its phrase's lines
-        (a quarter line over each edge for glyphs that reach out of their line), drawn again with
+        (half a line over each edge for glyphs that reach out of their line: stacked marks), drawn again with
         every line that could reach into it; None when the phrase has no line."""
         lines = [i for i, (a, b) in enumerate(self.layout.lines) if a < highlight[1] and b > highlight[0]]
         if not lines:
             return None
-        pad = self.line_h // 4
+        pad = self.line_h // 2
         top = max(0, self._line_y(lines[0]) - pad) & ~1  # even rows: 4:2:0 chroma spans two
         bottom = min(self.size[1], self._line_y(lines[-1]) + self.line_h + pad + 1) & ~1
         band = self.base.crop((0, top, self.size[0], bottom))

@@ -8,15 +8,17 @@ Raw RGB would be twice the bytes, and ffmpeg queues several frames between its t
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
+
+ROWS = 64  # converted at a time: a whole 1080p frame at once held 50 MB of int32 temporaries
 
 
-def yuv420(rgb: np.ndarray) -> bytes:
-    """An RGB image (height x width x 3, both even) as one yuv420p frame: Y, then U, then V."""
-    y, u, v = planes(rgb)
-    return y.tobytes() + u.tobytes() + v.tobytes()
+def yuv420(image: Image.Image) -> bytes:
+    """An RGB image (width and height even) as one yuv420p frame: Y, then U, then V."""
+    return bytes(Frame(image).data)
 
 
-def planes(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _planes(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The Y plane, and the U and V planes at half the width and height (each 2x2 block averaged)."""
     r, g, b = (rgb[..., channel].astype(np.int32) for channel in range(3))
     y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
@@ -30,21 +32,24 @@ def planes(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class Frame:
     """One yuv420p frame in a buffer, whose rows can be replaced in place."""
 
-    def __init__(self, rgb: np.ndarray) -> None:
-        height, width = rgb.shape[:2]
-        self.width, self.height = width, height
-        self.data = np.frombuffer(bytearray(yuv420(rgb)), dtype=np.uint8)
+    def __init__(self, image: Image.Image) -> None:
+        width, height = image.size
+        self.data = np.empty(width * height * 3 // 2, dtype=np.uint8)
         area = width * height
         self.y = self.data[:area].reshape(height, width)
         self.u = self.data[area : area * 5 // 4].reshape(height // 2, width // 2)
         self.v = self.data[area * 5 // 4 :].reshape(height // 2, width // 2)
+        self.put(0, image)
 
-    def put(self, top: int, rgb: np.ndarray) -> None:
-        """Rows from `top` (even) replaced by `rgb` (an even number of rows, the full width)."""
-        y, u, v = planes(rgb)
-        self.y[top : top + y.shape[0]] = y
-        self.u[top // 2 : top // 2 + u.shape[0]] = u
-        self.v[top // 2 : top // 2 + v.shape[0]] = v
+    def put(self, top: int, image: Image.Image) -> None:
+        """Rows from `top` (even) replaced by `image` (the full width, an even number of rows),
+        converted ROWS rows at a time."""
+        for row in range(0, image.height, ROWS):
+            y, u, v = _planes(np.asarray(image.crop((0, row, image.width, min(image.height, row + ROWS)))))
+            at = top + row
+            self.y[at : at + y.shape[0]] = y
+            self.u[at // 2 : at // 2 + u.shape[0]] = u
+            self.v[at // 2 : at // 2 + v.shape[0]] = v
 
     def copy_rows(self, other: Frame, top: int, bottom: int) -> None:
         """Rows [top, bottom) (both even) taken from `other`."""

@@ -188,3 +188,38 @@ def test_a_batch_from_the_page_survives_a_reload_and_ends_in_a_zip(server, page,
     with zipfile.ZipFile(download.value.path()) as archive:
         names = sorted(archive.namelist())
     assert names == ["0001.jpg", "0001.mp4", "0002.jpg", "0002.mp4", "manifest.csv"]
+
+
+@pytest.mark.parametrize("voice", ["espeak", "piper"])
+def test_click_to_playable_video_is_measured(server, page, voice):
+    """From the click on Generate to a video the browser can play (readyState 3), for the medium
+    quote at 1080p, twice (the first run also imports the engine). Reported, not asserted: speed is
+    for the benchmarks; the figures go to test-artifacts/click-to-video.jsonl and the README."""
+    import json
+    import time
+
+    page.goto(server.url)
+    page.get_by_label("Quote", exact=True).fill(QUOTES["medium"])
+    if voice == "piper":
+        page.get_by_label("Speech engine").click()
+        page.get_by_role("option", name=TTS_LABELS["piper"]).click()
+    page.get_by_text("1920×1080", exact=True).wait_for()  # the plan: the high tier, nothing set
+    seconds, shown = [], ""
+    for run in range(2):
+        if run:
+            page.get_by_label("Quote", exact=True).fill(QUOTES["medium"] + " Again.")
+        clicked = page.evaluate("() => performance.now()")
+        page.get_by_role("button", name="Generate video").click()
+        playable = page.wait_for_function(
+            "(before) => { const v = document.querySelector('video'); return v && v.currentSrc"
+            " && v.currentSrc !== before && v.readyState >= 3 ? performance.now() : null }",
+            arg=shown, timeout=90_000,
+        ).json_value()  # fmt: skip
+        seconds.append(round((playable - clicked) / 1000, 3))
+        shown = page.evaluate("() => document.querySelector('video').currentSrc")
+        page.get_by_text("Done in").wait_for()
+    assert all(0 < s < 90 for s in seconds)
+    figures = {"voice": voice, "first_s": seconds[0], "second_s": seconds[1], "at": time.time()}
+    with (ARTIFACTS / "click-to-video.jsonl").open("a") as report:
+        report.write(json.dumps(figures) + "\n")
+    print(f"click to playable video, {voice}: {seconds[0]:.2f} s, then {seconds[1]:.2f} s")

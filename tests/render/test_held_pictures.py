@@ -17,7 +17,7 @@ from engine.render.ffmpeg import command, ffmpeg_exe, probe
 from engine.render.isolation import run_isolated
 from engine.render.mp4box import inspect
 from engine.render.spec import RenderSpec
-from engine.render.still_loop import SEGMENT_S, Pictures, key_interval, level, steps
+from engine.render.still_loop import SEGMENT_S, Pictures, any_of, key_interval, level
 from engine.render.verify import verify
 from engine.visuals.card import Painter, _draw_text
 from engine.visuals.text import QuoteText
@@ -56,7 +56,7 @@ def test_every_frame_shows_its_state(tmp_path, speech_wav):
     captions = tuple(("", a, b) for a, b in itertools.pairwise(bounds))
     spec = spec_for(tmp_path, speech_wav, captions)
     luma = SIZE[0] * SIZE[1]
-    cards = [np.frombuffer(yuv420(np.asarray(painter.picture(h))), dtype=np.uint8)[:luma] for h in highlights]
+    cards = [np.frombuffer(yuv420(painter.picture(h)), dtype=np.uint8)[:luma] for h in highlights]
     run = run_isolated(spec, budget_mb=4000, frames=lambda i: painter.frame(highlights[i]))
     assert run.status == "ok", run.error
     frames = decoded(Path(spec.out_path), *SIZE)
@@ -92,9 +92,16 @@ def test_keyframes_come_every_segment_and_at_the_start(tmp_path, speech_wav):
 
 
 def test_a_still_card_within_the_cap_keeps_its_keyframe_interval_and_a_dense_one_stretches_it(tmp_path, speech_wav):
-    spec = spec_for(tmp_path, speech_wav, video_kbps=800, audio_kbps=128, fps=30)
+    spec = spec_for(tmp_path, speech_wav, video_kbps=800, audio_kbps=128, fps=30, duration_s=30.0)
     assert key_interval(spec, 100_000) == 60  # 0.4 Mbit every 2 s fits 800k
-    assert key_interval(spec, 375_000) == 30 * 5  # 3 Mbit needs 5 s at the room left (648k)
+    assert key_interval(spec, 375_000) == 150  # 3 Mbit: 6 keyframes in 30 s at the 629k left
+    short = spec_for(tmp_path, speech_wav, video_kbps=800, audio_kbps=128, fps=30, duration_s=3.5)
+    assert key_interval(short, 185_000) == 105  # one keyframe: two would be 3 Mbit in 3.5 s
+
+
+def test_keyframe_expressions_keep_every_term():
+    terms = [f"eq(n,{i})" for i in range(300)]
+    assert all(term in any_of(terms) for term in terms) and any_of([]) == "0"
 
 
 def test_levels_follow_the_frame_size_and_rate():
@@ -122,7 +129,7 @@ def test_the_painter_draws_what_a_whole_redraw_draws():
             whole = painter.base.copy()
             _draw_text(ImageDraw.Draw(whole), quote, painter.layout, size, painter.margin_y, painter.box_h, highlight)
             assert np.array_equal(np.asarray(whole), np.asarray(painter.picture(highlight))), highlight
-            assert bytes(painter.frame(highlight)) == yuv420(np.asarray(whole)), highlight
+            assert bytes(painter.frame(highlight)) == yuv420(whole), highlight
 
 
 def test_our_yuv_is_ffmpegs_within_a_few_levels(tmp_path):
@@ -148,21 +155,72 @@ def test_a_feed_that_fails_names_its_reason_and_stops_the_command(tmp_path):
     assert (status, error) == ("failed", "the card could not be drawn")
 
 
-def test_a_feed_never_waits_forever_on_a_silent_command():
-    progress = Progress()
-    progress.wait_for(5, stall_s=0.05)  # nothing reports: returns rather than hangs
-    assert progress.frames == 0
+def test_a_feed_never_waits_forever_on_a_command_that_reports_nothing(tmp_path):
+    """A command without `-progress` never says how far it is: the writer waits at most its stall
+    time per frame, and the run ends."""
+    frame = b"\x10" * (64 * 64 * 3 // 2)
+
+    def feed(pipe, progress: Progress) -> None:
+        for index in range(3):
+            progress.wait_for(index + 5, stall_s=0.2)
+            pipe.write(frame)
+
+    argv = command(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "64x64", "-i", "pipe:0", str(tmp_path / "out.mp4")])
+    status, error, _ = run_step(Step(argv, True, feed=feed), 4000, lambda *_: None, 60, 60)
+    assert (status, error) == ("ok", None)
+    assert probe(tmp_path / "out.mp4").duration_s > 0
 
 
-def test_a_dense_still_card_stays_inside_the_cap(tmp_path, speech_wav):
-    """A card full of text has a large keyframe; its interval stretches so the file keeps the rate."""
+def test_the_sequence_header_is_read_and_rewritten_in_place(tmp_path):
+    """x264's own SPS: its frame_num width, its timing (rewritten to the video's rate), and a slice's
+    frame_num, read back after the rewrite."""
+    out = tmp_path / "three.h264"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=64x64:r=5", "-frames:v", "3",
+         "-c:v", "libx264", "-g", "100000", "-x264-params", "bframes=0:stitchable=1", str(out)], check=True,
+    )  # fmt: skip
+    units = h264.nal_units(out.read_bytes())
+    sps = next(u for u in units if u[0] & 31 == h264.SPS)
+    facts = h264.sequence_facts(sps)
+    assert facts.frame_num_bits >= 4 and facts.timing_at is not None and not facts.colour_planes
+    rewritten = h264.unescape(h264.with_frame_rate(sps, facts, 30)[1:])
+    bits = h264._Bits(rewritten)
+    bits.u(facts.timing_at)
+    assert (bits.u(32), bits.u(32)) == (1, 60)  # one tick a field, two fields a frame: 30 fps
+    p_slice = next(u for u in units if u[0] & 31 == h264.SLICE)
+    changed = h264.unescape(h264.with_frame_num(p_slice, facts, 9)[1:])
+    bits = h264._Bits(changed)
+    bits.ue(), bits.ue(), bits.ue()
+    assert bits.u(facts.frame_num_bits) == 9
+
+
+def test_a_captioned_video_over_200_s_has_all_its_keyframes(tmp_path, speech_wav):
+    """125 keyframes: more than ffmpeg takes as a flat sum in one expression."""
+    size, seconds = (96, 64), 250.0
+    captions = tuple(("", i * seconds / 5, (i + 1) * seconds / 5) for i in range(5))
+    spec = spec_for(tmp_path, speech_wav, captions, duration_s=seconds, width=size[0], height=size[1])
+    shades = [bytes([16 + 40 * i]) * (size[0] * size[1]) + b"\x80" * (size[0] * size[1] // 2) for i in range(5)]
+    run = run_isolated(spec, budget_mb=4000, frames=lambda i: shades[i])
+    assert run.status == "ok", run.error
+    assert sum(1 for _, key in Pictures.of(spec).shown if key) == 125
+    assert len(decoded(Path(spec.out_path), *size)) == 250 * 24
+
+
+@pytest.mark.parametrize("seconds", [4.2, 30.0])
+def test_a_dense_still_card_stays_inside_the_cap(tmp_path, speech_wav, seconds):
+    """A card full of text has a large keyframe: over a long video its interval stretches, and in a
+    short one it is coarser, so the whole file keeps the tier's rate (sound as long as the video)."""
     quote = QuoteText.of(QUOTES["long"] + " " + QUOTES["long"])
     Painter(quote, (1080, 1920)).picture(None).save(tmp_path / "card.png")
-    spec = spec_for(tmp_path, speech_wav, width=1080, height=1920, fps=30, video_kbps=800, audio_kbps=128)
+    sound = tmp_path / "sound.wav"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-stream_loop", "-1", "-i", str(speech_wav), "-t", str(seconds),
+                    str(sound)], check=True)  # fmt: skip
+    spec = spec_for(
+        tmp_path, sound, width=1080, height=1920, fps=30, video_kbps=800, audio_kbps=128, duration_s=seconds
+    )
     run = run_isolated(spec, budget_mb=4000)
     assert run.status == "ok", run.error
     found = probe(Path(spec.out_path))
-    assert found.size_bytes * 8 / 1000 / found.duration_s <= 800 * 1.1
+    assert found.size_bytes * 8 / 1000 / found.duration_s <= 800
     assert inspect(Path(spec.out_path)).constant_frame_rate
-    steps(spec)  # the scratch files were removed by the run
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.png", "out.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.png", "out.mp4", "sound.wav"]  # scratch removed
