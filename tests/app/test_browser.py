@@ -223,3 +223,29 @@ def test_click_to_playable_video_is_measured(server, page, voice):
     with (ARTIFACTS / "click-to-video.jsonl").open("a") as report:
         report.write(json.dumps(figures) + "\n")
     print(f"click to playable video, {voice}: {seconds[0]:.2f} s, then {seconds[1]:.2f} s")
+
+
+def test_app_start_up_and_idle_memory_are_measured(page, tmp_path):
+    """From `streamlit run` to the first page served (its Generate button drawn in the browser), and
+    what the server's process tree holds idle after it: reported, not asserted, in
+    test-artifacts/app-start.jsonl and the README."""
+    import json
+    import time
+
+    from engine.memory.sampler import TreeSampler
+
+    env = {"DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak"}
+    started = time.monotonic()
+    with StreamlitServer(env, tmp_path / "streamlit.log") as server:
+        healthy = time.monotonic() - started
+        page.goto(server.url)
+        page.get_by_role("button", name="Generate video").wait_for(timeout=60_000)
+        served = time.monotonic() - started
+        time.sleep(3)  # idle: the page drawn, its sidebar fragment ticking
+        idle = TreeSampler(server.proc.pid).sample()
+    assert 0 < healthy < served and idle > 10
+    figures = {"server_ready_s": round(healthy, 2), "first_page_s": round(served, 2), "idle_mb": round(idle, 1),
+               "at": time.time()}  # fmt: skip
+    with (ARTIFACTS / "app-start.jsonl").open("a") as report:
+        report.write(json.dumps(figures) + "\n")
+    print(f"app start: ready in {healthy:.2f} s, first page in {served:.2f} s, idle {idle:.0f} MB")
