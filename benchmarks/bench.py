@@ -60,7 +60,7 @@ def run_bench(
     try:
         long_text = next(c["text"] for c in every if c["name"] == "long")
         if end_to_end_only:
-            whole = end_to_end(long_text, folder, settings.data_dir, runs, progress)
+            whole = end_to_end(long_text, folder, settings.data_dir, runs, progress, quick)
             return {"machine": _machine(runs, quick), **whole}
         voices = speech_engines(every if not quick else cases, folder, runs, progress, ledger)
         if speech_only:
@@ -88,7 +88,7 @@ def run_bench(
             "speech": voices,
             "targets": _targets(cells),
             **extra,
-            **end_to_end(long_text, folder, settings.data_dir, runs, progress),
+            **end_to_end(long_text, folder, settings.data_dir, runs, progress, quick),
             "sampling_overhead": sampling_overhead(),
             "leak": leak_check(settings, 10 if quick else 50, ledger),
         }

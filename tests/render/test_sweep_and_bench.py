@@ -23,6 +23,9 @@ def test_bench_quick_reports_ratios_against_plain_moviepy(tmp_path):
     assert {row["method"] for row in report["flat_in_duration"]} == {"moviepy", "ffmpeg", "emergency"}
     assert report["leak"]["generations"] == 10
     assert report["sampling_overhead"]["samples_per_s"] >= 20
+    [whole] = report["end_to_end"]  # the whole command against plain MoviePy, from outside
+    assert (whole["case"], whole["method"]) == ("still 16:9", "ffmpeg")
+    assert whole["faster_x"] == round(whole["plain_wall_s"] / whole["wall_s"], 1) and whole["peak_mb"] > 20
     [saved] = (tmp_path / "results").glob("bench-*.json")
     assert json.loads(saved.read_text())["cells"] == report["cells"]
     assert not list((tmp_path / "data" / "tmp").iterdir())  # the bench's scratch is gone
