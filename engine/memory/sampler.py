@@ -2,9 +2,10 @@
 
 The resident memory of a process and its descendants, summed at 25 Hz (100 Hz in its first
 second), less the file-backed pages (statm's resident less shared): what the tree itself holds,
-and what a container cannot take back. The file pages are mostly the ffmpeg binary's 172 MB, mapped by every run and
-shared with every other: counted, the same encode read 53 MB on one checkout and 59 to 70 MB
-on a fresh one (its page cache in large folios), while its own memory was 29.85 MB in both.
+and what a container cannot take back. The file pages are mostly the ffmpeg binary's 172 MB,
+mapped by every run and shared with every other: counted, the same encode read 53 MB on one
+checkout and 59 to 70 MB on a fresh one (its page cache in large folios), while its own memory
+was 29.85 MB in both.
 `ru_maxrss` of RUSAGE_CHILDREN is the largest single child, not the tree, so it is no use here.
 """
 
@@ -93,9 +94,9 @@ class TreeSampler:
     With `budget_mb` and `on_over`, calls `on_over(rss_mb)` once when the tree passes
     the budget: the watchdog. `interval_s` defaults to 40 ms (25 Hz): measured here, a
     sample costs about 0.5 ms of CPU, so watching a render costs under 2% of its time.
-    For its first FAST_FOR_S it samples every FAST_S (100 Hz), for the peak and the watchdog only (the
-    timeline keeps its rate): a 480p still card renders in 0.13 s, and at 25 Hz its peak read
-    5 MB of the 24 it holds.
+    For its first FAST_FOR_S it samples every FAST_S (100 Hz), for the peak and the watchdog only
+    (the timeline keeps its rate): a 480p still card renders in 0.13 s, and at 25 Hz its peak read
+    5 MB of the 17 it holds.
     """
 
     FAST_S = 0.01

@@ -160,19 +160,17 @@ def with_frame_num(unit: bytes | memoryview, facts: SequenceFacts, frame_num: in
     return bytes(unit[:1]) + escape(put(raw, bits.at, facts.frame_num_bits, value))
 
 
-def first_picture_bytes(encoded: bytes) -> int:
+def first_picture_bytes(found: list[list[memoryview]]) -> int:
     """The size of the first picture after the flat pair (see `splice`): a still card's keyframe."""
-    found = pictures(encoded)
     return sum(len(unit) + 4 for unit in found[2]) if len(found) > 2 else 0
 
 
-def splice(encoded: bytes, hold: list[int], fps: int, repeat_key: int | None = None) -> Iterator[bytes]:
+def splice(found: list[list[memoryview]], hold: list[int], fps: int, repeat_key: int | None = None) -> Iterator[bytes]:
     """The Annex B stream that shows encoded picture k for `hold[k]` frames.
 
-    `encoded` is x264's output for a flat frame twice (an IDR, then the all-skip P frame) followed
-    by the pictures; each is shown once and held by copies of the skip frame. With `repeat_key`,
-    a keyframe is shown again by copy every `repeat_key` frames of its hold."""
-    found = pictures(encoded)
+    `found` is x264's output, read by `pictures`: a flat frame twice (an IDR, then the all-skip P
+    frame) followed by the pictures; each is shown once and held by copies of the skip frame. With
+    `repeat_key`, a keyframe is shown again by copy every `repeat_key` frames of its hold."""
     if len(found) != len(hold) + 2:
         made = max(0, len(found) - 2)
         raise RenderFailed(f"the picture encode made {made} pictures for {len(hold)}; try another method")
@@ -185,13 +183,15 @@ def splice(encoded: bytes, hold: list[int], fps: int, repeat_key: int | None = N
         raise RenderFailed("the picture encode's hold frame is not one P slice")
     # The first picture carries the headers (x264 repeats them before every keyframe; taken from the
     # flat pair's if not) and x264's SEI, its version and settings, which tools and tests read.
-    shown = list(found[2:])
+    shown: list[list[bytes | memoryview]] = [list(picture) for picture in found[2:]]
     if shown:
         headers = [u for u in shown[0] if u[0] & 31 != SLICE and u[0] & 31 != IDR] or [
             u for u in found[0] if u[0] & 31 in (SPS, PPS)
         ]
         notes = [unit for unit in found[0] if unit[0] & 31 == SEI]
-        shown[0] = [*headers, *notes, shown[0][-1]]
+        shown[0] = [*headers, *notes, found[2][-1]]
+    # The sequence header says the video's rate: rewritten once, not at each keyframe shown again.
+    shown = [[with_frame_rate(u, facts, fps) if u[0] & 31 == SPS else u for u in picture] for picture in shown]
     copies: dict[int, bytes] = {}
     frame_num = 0
     unit: bytes | memoryview
@@ -202,9 +202,7 @@ def splice(encoded: bytes, hold: list[int], fps: int, repeat_key: int | None = N
             out = []
             for unit in picture if again else skip:
                 kind = unit[0] & 31
-                if kind == SPS:
-                    unit = with_frame_rate(unit, facts, fps)
-                elif kind == IDR:
+                if kind == IDR:
                     frame_num = 0
                 elif kind == SLICE:
                     frame_num += 1

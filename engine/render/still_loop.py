@@ -9,9 +9,9 @@ by copy. The sound is encoded in the same run, on a thread of its own.
 
 Two ffmpeg runs whatever the number of states. Measured at 1080x1920 against the methods they
 replace (a looped 2 s segment; one segment per caption state, every frame encoded): the still card
-96 MB, the phrase captions of 529 characters 102 MB and 11.2 s (now 78 MB and 1.7 s whole), and
-word captions 22.6 s (2.4 s). Encoding every frame has a floor of its own: x264 on 770 identical
-1080x1920 frames takes 2.6 s at `ultrafast`.
+96 MB (now 46), the phrase captions of 529 characters 102 MB and 11.2 s for the whole generation
+(now 55 MB and 1.7 s), and word captions 22.6 s (2.4 s). Encoding every frame has a floor of its
+own: x264 on 770 identical 1080x1920 frames takes 2.6 s at `ultrafast`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from engine.memory.malloc import CHILD_ENV
 from engine.memory.watchdog import Progress, Step
 from engine.render import ffmpeg
 from engine.render.h264 import first_picture_bytes, splice
+from engine.render.h264 import pictures as h264_pictures
 from engine.render.spec import BUFFER_S, H264_HIGH, MP4_DELIVERY, X264_STILL, RenderSpec, aac
 
 METHODS = ("ffmpeg", "emergency")  # the methods this module renders: bare ffmpeg runs, no Python child
@@ -99,9 +100,9 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
             pipe.write(source(state))
 
     def feed_stream(pipe: BinaryIO, _progress: Progress) -> None:
-        stream = encoded.read_bytes()
-        repeat = None if spec.captions else key_interval(spec, first_picture_bytes(stream))
-        for frame in splice(stream, list(pictures.hold), spec.fps, repeat):
+        found = h264_pictures(encoded.read_bytes())
+        repeat = None if spec.captions else key_interval(spec, first_picture_bytes(found))
+        for frame in splice(found, list(pictures.hold), spec.fps, repeat):
             pipe.write(frame)
 
     keys = any_of([f"eq(n,{2 + index})" for index, (_, key) in enumerate(pictures.shown) if key])

@@ -69,7 +69,8 @@ def draw_cards(
 class Painter:
     """The cards of one quote at one size, laid out once. A caption state differs from the card
     with every word dim only in the lines its phrase is on: that band is drawn again, not the
-    whole card (measured at 1080x1920, 529 characters: 3 ms a state instead of 30)."""
+    whole card (measured at 1080x1920, 529 characters: 4.6 ms a state, converted to YUV; a whole
+    card drawn and written as a PNG, as before, took about 90)."""
 
     def __init__(self, quote: QuoteText, size: tuple[int, int], background: Background | None = None) -> None:
         self.quote, self.size = quote, size
@@ -103,7 +104,7 @@ class Painter:
             return Frame(self._drawn("plain", None)).data.data
         if self._dim is None or self._frame is None:
             self._dim = Frame(self._drawn("dim", (0, 0)))
-            self._frame = Frame(self._drawn("dim", (0, 0)))
+            self._frame = self._dim.copy()
         self._frame.copy_rows(self._dim, *self._changed)  # the last state's band back to dim
         band = self._band(highlight)
         self._changed = (0, 0)

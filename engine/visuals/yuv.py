@@ -34,12 +34,22 @@ class Frame:
 
     def __init__(self, image: Image.Image) -> None:
         width, height = image.size
-        self.data = np.empty(width * height * 3 // 2, dtype=np.uint8)
-        area = width * height
-        self.y = self.data[:area].reshape(height, width)
-        self.u = self.data[area : area * 5 // 4].reshape(height // 2, width // 2)
-        self.v = self.data[area * 5 // 4 :].reshape(height // 2, width // 2)
+        self._adopt(np.empty(width * height * 3 // 2, dtype=np.uint8), width, height)
         self.put(0, image)
+
+    def _adopt(self, data: np.ndarray, width: int, height: int) -> None:
+        """Take `data` as the frame's buffer, with its three planes as views into it."""
+        area = width * height
+        self.data = data
+        self.y = data[:area].reshape(height, width)
+        self.u = data[area : area * 5 // 4].reshape(height // 2, width // 2)
+        self.v = data[area * 5 // 4 :].reshape(height // 2, width // 2)
+
+    def copy(self) -> Frame:
+        """Another frame with the same pixels, in a buffer of its own."""
+        twin = Frame.__new__(Frame)
+        twin._adopt(self.data.copy(), self.y.shape[1], self.y.shape[0])
+        return twin
 
     def put(self, top: int, image: Image.Image) -> None:
         """Rows from `top` (even) replaced by `image` (the full width, an even number of rows),

@@ -110,7 +110,7 @@ def test_levels_follow_the_frame_size_and_rate():
 
 def test_the_splice_refuses_a_stream_it_cannot_read():
     with pytest.raises(RenderFailed, match="made 0 pictures for 1"):
-        list(h264.splice(b"", [10], 24))
+        list(h264.splice(h264.pictures(b""), [10], 24))
 
 
 def test_escaping_round_trips_and_frame_num_is_rewritten_in_place():
