@@ -7,7 +7,6 @@ from urllib.parse import urlsplit
 
 import streamlit as st
 
-from engine.app.charts import live_figure
 from engine.app.labels import (
     CAPTION_STYLE_LABELS,
     METHOD_LABELS,
@@ -19,6 +18,7 @@ from engine.app.labels import (
 )  # fmt: skip
 from engine.app.resources import shared_ledger, shared_limits, shared_store
 from engine.app.routes import video_url
+from engine.app.timelines import live_figure
 from engine.app.visitor import visitor_id
 from engine.choices import (
     ASPECTS,

@@ -9,7 +9,7 @@ from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
-from engine.app import charts
+from engine.app import charts, timelines
 from engine.app.resources import shared_ledger, shared_store
 from engine.choices import WINDOWS
 from engine.errors import QuoteError
@@ -115,7 +115,7 @@ else:
         points = store.timeline(picked)
         if points:
             st.plotly_chart(
-                charts.timeline_figure(points, store.attempts(picked)), key="timeline-chart", width="stretch"
+                timelines.timeline_figure(points, store.attempts(picked)), key="timeline-chart", width="stretch"
             )
         else:
             st.caption("No memory timeline: this generation stopped before rendering.")

@@ -1,4 +1,5 @@
-"""Tables and Plotly figures of the history, for the dashboard's history page."""
+"""Tables and Plotly figures of the history, for the dashboard's history page (pandas and Plotly
+Express: 36 MB and 0.2 s to import, so the Generate page does not; its figure is in `timelines`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from engine.app.timelines import BUDGET, LAYOUT, reference_lines
 from engine.choices import TIERS
-from engine.history import AttemptRecord, GenerationRecord
+from engine.history import GenerationRecord
 from engine.memory.plan import margin_mb
 
 DERIVED = ("created", "s_per_video_s")  # computed from the record for the table and the charts
@@ -19,9 +21,6 @@ COLUMNS = [
     "aspect", "tier_asked", "tier_policy", "seed_tier", "prediction_source", "method_asked", "tier_reason",
     "error_kind", "error", "host", "delivery", "job_id", "id",
 ]  # fmt: skip
-BUDGET = dict(line_dash="dash", line_color="#e45756")
-THRESHOLD = dict(line_dash="dot", line_color="#888")
-LAYOUT = dict(height=340, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
 
 
 def generations_frame(records: list[GenerationRecord]) -> pd.DataFrame:
@@ -44,7 +43,7 @@ def peak_memory_figure(df: pd.DataFrame, budget_mb: float | None) -> go.Figure:
         title="Peak memory per generation",
     )  # fmt: skip
     lines = [(budget_mb, "render budget now", BUDGET)] if budget_mb else []
-    return _reference_lines(fig, rendered["peak_rss_mb"].max() if not rendered.empty else 0, lines)
+    return reference_lines(fig, rendered["peak_rss_mb"].max() if not rendered.empty else 0, lines)
 
 
 def prediction_figure(df: pd.DataFrame) -> go.Figure:
@@ -128,38 +127,3 @@ def host_figure(df: pd.DataFrame) -> go.Figure:
                  title="Peak memory per generation by host", hover_data=["id", "tier"],
                  labels={"x": "host (worker)", "peak_rss_mb": "peak memory (MB)"})  # fmt: skip
     return fig.update_layout(**LAYOUT)
-
-
-def timeline_figure(points: list[tuple[float, float]], attempts: list[AttemptRecord]) -> go.Figure:
-    fig = go.Figure(go.Scatter(x=[t for t, _ in points], y=[r for _, r in points], mode="lines", name="render tree"))
-    fig.update_layout(title="Memory timeline of the generation", xaxis_title="seconds since start",
-                      yaxis_title="RSS of the render tree (MB)", **LAYOUT)  # fmt: skip
-    lines = [(a.budget_mb, f"{a.method} budget ({a.status})", BUDGET) for a in attempts if a.budget_mb]
-    return _reference_lines(fig, max((r for _, r in points), default=0), lines)
-
-
-def live_figure(samples, budget_mb: float | None) -> go.Figure:
-    """The render tree's memory while a generation runs, one trace per attempt's method."""
-    fig = go.Figure()
-    methods = list(dict.fromkeys(s.method for s in samples))
-    for method in methods:
-        mine = [s for s in samples if s.method == method]
-        fig.add_trace(go.Scatter(x=[s.t_s for s in mine], y=[s.rss_mb for s in mine], mode="lines", name=method))
-    fig.update_layout(xaxis_title="seconds", yaxis_title="render tree RSS (MB)", **{**LAYOUT, "height": 260})
-    top = max((s.rss_mb for s in samples), default=0)
-    return _reference_lines(fig, top, [(budget_mb, "budget", BUDGET)] if budget_mb else [])
-
-
-def _reference_lines(fig: go.Figure, top: float, lines: list[tuple[float, str, dict]]) -> go.Figure:
-    """Horizontal lines for budgets and thresholds. One far above every point (a 20 GB budget
-    over 80 MB peaks) would flatten the data, so it is named under the title instead."""
-    off_chart = []
-    for mb, name, style in lines:
-        if top and mb > 4 * top:
-            off_chart.append(f"{name} {mb:,.0f} MB")
-        else:
-            fig.add_hline(y=mb, annotation_text=f"{name} {mb:,.0f} MB", **style)
-    if off_chart:
-        title = fig.layout.title.text or ""
-        fig.update_layout(title_text=f"{title}<br><sup>off the chart: {'; '.join(off_chart)}</sup>")
-    return fig.update_layout(yaxis_rangemode="tozero")
