@@ -27,10 +27,9 @@ def with_subtitles(video: Path, srt: Path, out: Path, lang: str) -> Path:
     return out
 
 
-def cover(card: Path, out: Path) -> Path:
+def cover(card: Image.Image, out: Path) -> Path:
     """The card as a JPEG: a thumbnail for the platforms and the page."""
-    with Image.open(card) as image:
-        image.convert("RGB").save(out, format="JPEG", quality=COVER_QUALITY, optimize=True)
+    (card if card.mode == "RGB" else card.convert("RGB")).save(out, format="JPEG", quality=COVER_QUALITY, optimize=True)
     return out
 
 
