@@ -18,6 +18,7 @@ from engine.app.labels import (
 )  # fmt: skip
 from engine.app.resources import shared_ledger, shared_limits, shared_store
 from engine.app.routes import video_url
+from engine.app.tables import markdown_table
 from engine.app.timelines import live_figure
 from engine.app.visitor import visitor_id
 from engine.choices import (
@@ -168,18 +169,27 @@ if clicked:
 def show_progress(view: GenerationView) -> None:
     st.markdown(f"**{view.stage.capitalize()}**: {view.message} · {view.elapsed_s:.1f} s")
     budget = view.samples[-1].budget_mb if view.samples else None
-    if view.samples:
+    if view.samples and view.elapsed_s >= CHART_AFTER_S:
         st.plotly_chart(live_figure(view.samples, budget), key="live-chart", width="stretch")
     for attempt in view.attempts:
         if attempt.status != "ok":
             st.warning(f"{attempt.method} at {attempt.tier} tier: {attempt.status}, {attempt.error}. Falling back.")
 
 
-@st.fragment(run_every=0.5)
+POLL_S = 0.5
+# A generation done sooner has no memory curve worth watching, and the chart's first drawing loads
+# Plotly's script in the browser: the video came a second later when it did (measured, 1080p).
+CHART_AFTER_S = 1.0
+
+
+@st.fragment(run_every=POLL_S)
 def live_progress() -> None:
     current: RunningGeneration | None = st.session_state.get("generation")
     if current is None:
         return
+    # Wait for the end here rather than between polls: the result shows the moment it is ready,
+    # not up to a poll later (0.25 s on average), and a wait holds no GIL from the generation.
+    current.wait(POLL_S - 0.05)
     view = current.snapshot()
     if view.done:
         st.rerun()  # the whole page, to show the result and enable the form again
@@ -248,25 +258,13 @@ def show_report(result: Result) -> None:
             ),
             "stage times": ", ".join(f"{k} {v:.2f} s" for k, v in result.stage_s.items()),
         }
-        st.table({"": list(rows), "value": list(rows.values())})
+        st.markdown(markdown_table([{"": name, "value": value} for name, value in rows.items()]))
         if result.attempts:
-            st.dataframe(
-                [
-                    {
-                        "#": n,
-                        "method": a.method,
-                        "tier": a.tier,
-                        "outcome": a.status,
-                        "peak MB": a.peak_rss_mb,
-                        "budget MB": a.budget_mb,
-                        "time s": a.wall_s,
-                        "reason": a.error or "",
-                    }
-                    for n, a in enumerate(result.attempts, start=1)
-                ],
-                hide_index=True,
-                width="stretch",
-            )
+            st.markdown(markdown_table([
+                {"#": n, "method": a.method, "tier": a.tier, "outcome": a.status, "peak MB": a.peak_rss_mb,
+                 "budget MB": a.budget_mb, "time s": a.wall_s, "reason": a.error or ""}
+                for n, a in enumerate(result.attempts, start=1)
+            ]))  # fmt: skip
 
 
 if busy:

@@ -63,10 +63,10 @@ def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
     [made] = store.generations()
     assert made.status == "ok" and made.tier == "low"
 
-    # A longer render (MoviePy at 1080p) shows the live memory chart while it runs.
+    # A longer render (MoviePy at 1080p, 32 s of speech) shows the live memory chart while it runs.
     page.get_by_text("High", exact=True).click()
     page.get_by_text("MoviePy", exact=True).click()
-    page.get_by_label("Quote", exact=True).fill(LONG)
+    page.get_by_label("Quote", exact=True).fill(QUOTES["long"])
     page.get_by_role("button", name="Generate video").click()
     try:
         page.get_by_text("Render: attempt").wait_for(timeout=30_000)

@@ -113,7 +113,8 @@ def test_a_generation_completes_and_shows_its_report(env):
     assert {m.label: m.value for m in at.metric}["Tier"] == "low"
     report = at.expander[0]
     assert report.label == "Report"
-    assert "ffmpeg" in str(report.dataframe[0].value) and "tier and why" in str(report.table[0].value)
+    [rows, attempts] = report.markdown
+    assert "| tier and why | low: " in rows.value and "| 1 | ffmpeg | low | ok |" in attempts.value
     assert at.text_area(key="text").value == "Stay hungry. Stay foolish."  # the form keeps the text
 
 
