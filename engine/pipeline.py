@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.audio.master import master
@@ -54,7 +53,7 @@ from engine.settings import Settings
 from engine.speech import Speech, SpeechOrder, engines_for, speak
 from engine.validate import validate
 from engine.visuals.background import background
-from engine.visuals.captions import caption_states
+from engine.visuals.captions import CaptionState, caption_states
 from engine.visuals.card import Painter
 from engine.visuals.subtitles import cues, srt, vtt
 
@@ -121,6 +120,7 @@ def generate(
     work_dir = settings.temp_dir / run.known.generation_id
     history = _History(store, run.known.generation_id)
     history.begin(request, delivery)
+    pictures: _Pictures | None = None
     try:
         with run.stage("validate"):
             request = validate(request, settings)
@@ -137,6 +137,8 @@ def generate(
         history.admitted(run.known)
         emit(StageEvent("admit", f"tier {plan.tier.name}: {plan.reason}"))
         work_dir.mkdir(parents=True, exist_ok=True)
+        pictures = _Pictures(run, plan, work_dir, emit)
+        pictures.draw(plan.steps()[0].size)  # while the speech is made
         emit(StageEvent("speech", "making the speech"))
         with run.stage("speech"):
             speech = _speech(run, plan, settings, work_dir, emit, ledger, model)
@@ -145,6 +147,7 @@ def generate(
         with run.stage("master"):
             mastered = master(speech, work_dir / "speech-mastered.wav")
         speech = mastered.speech
+        pictures.spoken(speech)
         music = music_file(request.music, request.music_upload, settings.data_dir, work_dir)
         if music is not None:
             emit(StageEvent("music", "mixing the music under the voice"))
@@ -159,7 +162,7 @@ def generate(
                 plan = plan.stepped_down(grant.index, grant.stepped_down or "")
                 _planned(run, plan)
             budget = _budget(settings, grant)
-            output = _render_chain(run, plan, speech, sound, settings, work_dir, emit, budget)
+            output = _render_chain(run, plan, speech, sound, settings, work_dir, emit, budget, pictures)
         result = replace(run.result("ok"), output=output)
         history.finish(result)
         if store is not None and over_quota(settings):
@@ -179,6 +182,8 @@ def generate(
         history.finish(run.result("error", f"internal error: {type(exc).__name__}: {exc}"), "internal")
         raise
     finally:
+        if pictures is not None:
+            pictures.close()
         remove_tree(work_dir)
 
 
@@ -281,47 +286,40 @@ def _speech(
 class _Pictures:
     """The cards of one generation, laid out once per frame size: the plain card, and with
     captions each state's card, drawn when a render asks for it (as raw frames for the FFmpeg
-    method, as PNG files for MoviePy's child). The plain card's PNG and the cover are written
-    beside the render, on a thread: the FFmpeg method takes the card as a raw frame, and only
-    the quality measure and the delivery need the files (measured at 1080p: 0.06 s off the path)."""
+    method, as PNG files for MoviePy's child).
 
-    def __init__(self, run: _Run, plan: Plan, speech: Speech, work_dir: Path, emit: OnEvent) -> None:
+    The plain card at the plan's size is drawn, and its PNG and cover written, on a thread while
+    the speech is made and mastered (both wait on processes), so the render starts at once and
+    holds no drawing in memory: a still card keeps only its raw frame (3 MB at 1080p)."""
+
+    def __init__(self, run: _Run, plan: Plan, work_dir: Path, emit: OnEvent) -> None:
         self.run, self.plan, self.work_dir, self.emit = run, plan, work_dir, emit
-        style = plan.request.caption_style
-        self.states = caption_states(plan.quote, speech, style) if plan.request.captions else []
+        self.states: list[CaptionState] = []
         self.painters: dict[tuple[int, int], Painter] = {}
         self.files: dict[tuple[int, int], tuple[str, ...]] = {}
-        self.written: dict[tuple[int, int], Future[tuple[Path, Path]]] = {}
+        self.written: dict[tuple[int, int], Future[Path]] = {}
         self.still: dict[tuple[int, int], memoryview] = {}
 
+    def spoken(self, speech: Speech) -> None:
+        """The caption states, once the speech has timed them."""
+        if self.plan.request.captions:
+            self.states = caption_states(self.plan.quote, speech, self.plan.request.caption_style)
+
     def draw(self, size: tuple[int, int]) -> None:
-        """Draw the plain card at `size`, and start writing its PNG and cover beside."""
-        if size in self.written:
-            return
-        with self.run.stage("card"):
-            painter = self.painter(size)
-            image = painter.picture(None)
-            cover_path = self.work_dir / f"cover-{size[0]}x{size[1]}.jpg"
-            self.written[size] = _BESIDE.submit(_card_files, image, self.card_path(size), cover_path)
-            if not self.states:  # nothing more to draw: no image held while the render runs (12 MB at 1080p)
-                self.still[size] = painter.frame(None)
-                del self.painters[size]
+        """Start drawing the plain card at `size`, with its files, on a thread (once a size)."""
+        if size not in self.written:
+            self.written[size] = _BESIDE.submit(self._draw, size)
 
     def card(self, size: tuple[int, int]) -> Path:
-        """The plain card at `size` as a PNG (MoviePy's still video, the quality reference), written."""
+        """The plain card at `size` as a PNG (MoviePy's still video, the quality reference), drawn."""
         self.draw(size)
-        return self.written[size].result()[0]
-
-    def card_path(self, size: tuple[int, int]) -> Path:
-        """Where the plain card's PNG is being written: the spec names it, the FFmpeg method does not read it."""
-        return self.work_dir / f"card-{size[0]}x{size[1]}.png"
+        return self.written[size].result()
 
     def cover(self, size: tuple[int, int]) -> Path:
-        self.draw(size)
-        return self.written[size].result()[1]
+        return self.card(size).with_suffix(".jpg")
 
     def close(self) -> None:
-        """Wait for the files being written beside: none may land in a folder being removed."""
+        """Wait for the drawing on the thread: no file may land in a folder being removed."""
         wait(self.written.values())
 
     def painter(self, size: tuple[int, int]) -> Painter:
@@ -343,13 +341,10 @@ class _Pictures:
 
     def frames(self, size: tuple[int, int], captions: bool) -> Frames:
         """The cards as raw frames for the FFmpeg method: the caption states', or the still card."""
+        self.card(size)
         if not captions:
-
-            def still(_index: int) -> memoryview:
-                self.draw(size)
-                return self.still.get(size) or self.painter(size).frame(None)
-
-            return still
+            still = self.still.get(size) or self.painter(size).frame(None)
+            return lambda _index: still
         painter = self.painter(size)
         return lambda index: painter.frame(self.states[index].highlight)
 
@@ -360,37 +355,41 @@ class _Pictures:
             self.painter(size).picture(self.states[index].highlight).save(path, format="PNG", compress_level=1)
         return path
 
-
-def _card_files(card: Image.Image, png: Path, jpeg: Path) -> tuple[Path, Path]:
-    card.save(png, format="PNG", compress_level=1)
-    return png, cover(card, jpeg)
+    def _draw(self, size: tuple[int, int]) -> Path:
+        with self.run.stage("card"):
+            painter = self.painter(size)
+            image = painter.picture(None)
+            png = self.work_dir / f"card-{size[0]}x{size[1]}.png"
+            image.save(png, format="PNG", compress_level=1)
+            cover(image, png.with_suffix(".jpg"))
+            if not self.plan.request.captions:  # nothing more to draw: keep the frame, not the images (12 MB)
+                self.still[size] = painter.frame(None)
+                del self.painters[size]
+            else:  # the caption states are drawn from the dim card: the plain one is done with (6 MB)
+                painter.forget("plain")
+            return png
 
 
 def _render_chain(
     run: _Run, plan: Plan, speech: Speech, sound: Path, settings: Settings, work_dir: Path, emit: OnEvent,
-    budget: Budget,
+    budget: Budget, pictures: _Pictures,
 ) -> Path:  # fmt: skip
     """Try the plan's steps in order; the first verified video is delivered with the files beside it.
     `speech` times the captions; `sound` is what the video carries (the speech, or the mix with music)."""
     request = plan.request
-    pictures = _Pictures(run, plan, speech, work_dir, emit)
-    try:
-        for number, step in enumerate(plan.steps(), start=1):
-            if step.method not in still_loop.METHODS:  # the FFmpeg method draws it as its encoder starts
-                pictures.card(step.size)
-            emit(StageEvent("render", f"attempt {number}: {step.method} at {step.tier.name} tier"))
-            attempt_dir = work_dir / f"attempt-{number}-{step.method}"
-            attempt_dir.mkdir()
-            try:
-                output = _attempt(run, plan, speech, sound, step, pictures, attempt_dir, emit, budget)
-                if output is not None:
-                    target = (request.out or settings.outputs_dir / f"quote-{run.known.generation_id}.mp4").resolve()
-                    with run.stage("deliver"):
-                        return _deliver(run, plan, step, speech, output, pictures.cover(step.size), target)
-            finally:
-                remove_tree(attempt_dir)
-    finally:
-        pictures.close()
+    for number, step in enumerate(plan.steps(), start=1):
+        pictures.card(step.size)  # drawn before the render stage is announced
+        emit(StageEvent("render", f"attempt {number}: {step.method} at {step.tier.name} tier"))
+        attempt_dir = work_dir / f"attempt-{number}-{step.method}"
+        attempt_dir.mkdir()
+        try:
+            output = _attempt(run, plan, speech, sound, step, pictures, attempt_dir, emit, budget)
+            if output is not None:
+                target = (request.out or settings.outputs_dir / f"quote-{run.known.generation_id}.mp4").resolve()
+                with run.stage("deliver"):
+                    return _deliver(run, plan, step, speech, output, pictures.cover(step.size), target)
+        finally:
+            remove_tree(attempt_dir)
     reasons = "; ".join(f"{a.method}: {a.error}" for a in run.attempts)
     raise RenderFailed(f"every render method failed ({reasons}); try a lower tier or a shorter quote")
 
@@ -427,7 +426,7 @@ def _attempt(
     limit = budget()
     width, height = step.size
     files = method not in still_loop.METHODS  # MoviePy's child reads the cards from PNG files
-    card = pictures.card(step.size) if files else pictures.card_path(step.size)
+    card = pictures.card(step.size)
     cards = pictures.captions(step.size, files=files) if step.captions else ()
     fps = frame_rate(request.preset, used)
     spec = RenderSpec(

@@ -105,6 +105,7 @@ class Painter:
         if self._dim is None or self._frame is None:
             self._dim = Frame(self._drawn("dim", (0, 0)))
             self._frame = self._dim.copy()
+            self.forget("dim")  # the frame holds it now (6 MB at 1080p as an image); a picture draws it again
         self._frame.copy_rows(self._dim, *self._changed)  # the last state's band back to dim
         band = self._band(highlight)
         self._changed = (0, 0)
@@ -113,6 +114,10 @@ class Painter:
             self._frame.put(top, image)
             self._changed = (top, top + image.height)
         return self._frame.data.data
+
+    def forget(self, name: str) -> None:
+        """Let a whole card drawn for a picture go ("plain" or "dim"): drawn again if asked for."""
+        self._whole.pop(name, None)
 
     def _band(self, highlight: Highlight) -> tuple[int, Image.Image] | None:
         """Where the state differs from the card with every word dim: the band of its phrase's lines
