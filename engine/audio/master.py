@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audio.loudness import METER, TARGET_LUFS, Loudness, parse_summary
+from engine.audio.loudness import LOUDNESS_METER, METER, TARGET_LUFS, Loudness, parse_integrated, parse_summary
 from engine.render import ffmpeg
 from engine.speech.base import Speech, wav_duration_s
 
@@ -47,13 +47,13 @@ def master(speech: Speech, out: Path) -> Mastered:
     """Write `speech`, mastered, to `out` (a WAV)."""
     start_s, end_s = voiced_span(speech.path)
     inputs = [["-i", str(speech.path)]]
-    before = _run(inputs, f"[0:a:0]atrim=start={start_s:.4f}:end={end_s:.4f},{METER}", None)
+    before = _loudness(inputs, f"[0:a:0]atrim=start={start_s:.4f}:end={end_s:.4f},{LOUDNESS_METER}")
     # The meter reads the mono signal as the two identical channels the encoder makes of it.
     shape = (
         f"[0:a:0]atrim=start={start_s:.4f}:end={end_s:.4f},asetpts=PTS-STARTPTS,aformat=channel_layouts=mono,"
         f"adelay={PAD_S * 1000:.0f},apad=pad_dur={PAD_S}"
     )
-    loudness = level(inputs, shape, before.integrated_lufs, out)
+    loudness = level(inputs, shape, before, out)
     shift = PAD_S - start_s
     duration = wav_duration_s(out)
     words = tuple(
@@ -113,12 +113,19 @@ def voiced_span(path: Path) -> tuple[float, float]:
     return max(0.0, first * step - EDGE_S), min(length, (last + 1) * step + EDGE_S)
 
 
-def _run(inputs: list[list[str]], graph: str, out: Path | None) -> Loudness:
-    """One ffmpeg pass over `graph`: measured only, or written to `out` as 16-bit PCM while measured."""
-    target = ["-map", "[out]", "-c:a", "pcm_s16le", str(out)] if out is not None else ["-f", "null", "-"]
+def _loudness(inputs: list[list[str]], graph: str) -> float:
+    """The integrated loudness at the end of `graph`, measured in one ffmpeg pass."""
+    return parse_integrated(_pass(inputs, graph, ["-f", "null", "-"]))
+
+
+def _run(inputs: list[list[str]], graph: str, out: Path) -> Loudness:
+    """One ffmpeg pass over `graph`, written to `out` as 16-bit PCM while measured."""
+    return parse_summary(_pass(inputs, graph, ["-map", "[out]", "-c:a", "pcm_s16le", str(out)]))
+
+
+def _pass(inputs: list[list[str]], graph: str, target: list[str]) -> str:
     sources = [arg for given in inputs for arg in given]
-    log = ffmpeg.run([*sources, "-filter_complex", graph, *target], timeout_s=600, loglevel="info")
-    return parse_summary(log)
+    return ffmpeg.run([*sources, "-filter_complex", graph, *target], timeout_s=600, loglevel="info")
 
 
 def _clamp(t_s: float, duration_s: float) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from engine.audio.loudness import TARGET_LUFS, measure
+from engine.audio.loudness import TARGET_LUFS, integrated
 from engine.audio.master import Mastered, level
 from engine.render.spec import AUDIO_RATE, MONO_TO_STEREO
 from engine.speech.base import Speech, wav_duration_s
@@ -29,7 +29,7 @@ DUCK = "sidechaincompress=threshold=0.015:ratio=8:attack=15:release=350:knee=4"
 def mix(speech: Speech, music: Path, out: Path) -> Mastered:
     """Write the mastered `speech` with `music` under it to `out` (48 kHz stereo WAV), mastered."""
     duration = speech.duration_s
-    bed_gain = min(MAX_BED_GAIN_DB, TARGET_LUFS - BED_BELOW_LU - measure(music).integrated_lufs)
+    bed_gain = min(MAX_BED_GAIN_DB, TARGET_LUFS - BED_BELOW_LU - integrated(music))
     fade_out_at = max(0.0, duration - FADE_OUT_S)
     shape = (
         f"[1:a:0]aformat=sample_rates={AUDIO_RATE}:channel_layouts=stereo,atrim=end={duration:.3f},"
