@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,7 +46,7 @@ from engine.render import still_loop
 from engine.render.deliver import cover, deliver, with_subtitles
 from engine.render.ffmpeg import disk_full
 from engine.render.isolation import run_isolated
-from engine.render.quality import measure
+from engine.render.quality import Quality, measure
 from engine.render.spec import RenderSpec, encoder_threads
 from engine.render.still_loop import Frames
 from engine.render.verify import verify
@@ -75,6 +76,7 @@ class _Run:
     stage_s: dict[str, float] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     timeline: list[tuple[float, float]] = field(default_factory=list)
+    _stages: threading.Lock = field(default_factory=threading.Lock)  # the card is timed on another thread
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -89,7 +91,8 @@ class _Run:
         try:
             yield
         finally:
-            self.stage_s[name] = round(self.stage_s.get(name, 0.0) + time.monotonic() - started, 3)
+            with self._stages:
+                self.stage_s[name] = round(self.stage_s.get(name, 0.0) + time.monotonic() - started, 3)
 
     def result(self, status: str, error: str | None = None) -> Result:
         return replace(
@@ -161,6 +164,7 @@ def generate(
                 run.stage_s["wait"] = round(grant.waited_s, 3)
                 plan = plan.stepped_down(grant.index, grant.stepped_down or "")
                 _planned(run, plan)
+                pictures.replan(plan)
             budget = _budget(settings, grant)
             output = _render_chain(run, plan, speech, sound, settings, work_dir, emit, budget, pictures)
         result = replace(run.result("ok"), output=output)
@@ -318,9 +322,23 @@ class _Pictures:
     def cover(self, size: tuple[int, int]) -> Path:
         return self.card(size).with_suffix(".jpg")
 
+    def replan(self, plan: Plan) -> None:
+        """Admission stepped the plan down: let go of what was drawn for sizes it no longer renders."""
+        self.plan = plan
+        sizes = {step.size for step in plan.steps()}
+        for size in list(self.written):
+            if size not in sizes:
+                wait([self.written[size]])
+                self.painters.pop(size, None)
+                self.still.pop(size, None)
+
     def close(self) -> None:
-        """Wait for the drawing on the thread: no file may land in a folder being removed."""
+        """Wait for the drawing on the thread: no file may land in a folder being removed. An error
+        no one asked for (the generation failed first) is logged, not lost."""
         wait(self.written.values())
+        for future in self.written.values():
+            if not future.cancelled() and future.exception() is not None:
+                log.warning("a card drawn beside the generation failed: %s", future.exception())
 
     def painter(self, size: tuple[int, int]) -> Painter:
         if size not in self.painters:
@@ -348,6 +366,15 @@ class _Pictures:
         painter = self.painter(size)
         return lambda index: painter.frame(self.states[index].highlight)
 
+    def measure(self, video: Path, size: tuple[int, int], index: int | None, at_s: float) -> Quality | None:
+        """The video's picture quality at `at_s` against the card shown then (state `index`'s, or
+        the plain card), drawn here if need be: beside the check, on the pool."""
+        if index is None:
+            return measure(video, self.card(size), at_s)
+        quality = measure(video, self.shown(size, index), at_s)
+        self.painter(size).forget("dim")  # drawn again for the reference: a fallback's files draw it anew
+        return quality
+
     def shown(self, size: tuple[int, int], index: int) -> Path:
         """State `index`'s card as a PNG file."""
         path = self.work_dir / f"card-{size[0]}x{size[1]}-{index:04d}.png"
@@ -362,11 +389,13 @@ class _Pictures:
             png = self.work_dir / f"card-{size[0]}x{size[1]}.png"
             image.save(png, format="PNG", compress_level=1)
             cover(image, png.with_suffix(".jpg"))
-            if not self.plan.request.captions:  # nothing more to draw: keep the frame, not the images (12 MB)
-                self.still[size] = painter.frame(None)
-                del self.painters[size]
-            else:  # the caption states are drawn from the dim card: the plain one is done with (6 MB)
+            steps = [step for step in self.plan.steps() if step.size == size]
+            if any(step.captions for step in steps):  # the states are drawn from the dim card, not this one (6 MB)
                 painter.forget("plain")
+            else:  # nothing more to draw: keep the still card's frame where a render takes one, not the images
+                if any(step.method in still_loop.METHODS for step in steps):
+                    self.still[size] = painter.frame(None)
+                del self.painters[size]
             return png
 
 
@@ -451,8 +480,7 @@ def _attempt(
         with run.stage("quality"):  # measured while the file is verified: two processes, two cores
             at = min(1.0, duration / 2)
             index = next((i for i, (_, start, end) in enumerate(spec.captions) if start <= at < end), None)
-            shown = pictures.card(step.size) if index is None else pictures.shown(step.size, index)
-            measured = _BESIDE.submit(measure, Path(spec.out_path), shown, at)
+            measured = _BESIDE.submit(pictures.measure, Path(spec.out_path), step.size, index, at)
         try:
             with run.stage("verify"):
                 probe = verify(Path(spec.out_path), width, height, duration, fps)

@@ -187,13 +187,15 @@ def live_progress() -> None:
     current: RunningGeneration | None = st.session_state.get("generation")
     if current is None:
         return
-    # Wait for the end here rather than between polls: the result shows the moment it is ready,
-    # not up to a poll later (0.25 s on average), and a wait holds no GIL from the generation.
-    current.wait(POLL_S - 0.05)
     view = current.snapshot()
     if view.done:
         st.rerun()  # the whole page, to show the result and enable the form again
     show_progress(view)
+    # Then wait for the end until the next poll is due: the result shows the moment it is ready, not
+    # up to a poll later (0.25 s on average), and a wait holds no GIL from the generation. Only here:
+    # a queued job's wait polls Redis. This runs last on the page (see `progress_slot`).
+    if isinstance(current, LocalGeneration) and current.wait(POLL_S - 0.05):
+        st.rerun()
 
 
 def absolute(path: str) -> str:
@@ -267,9 +269,8 @@ def show_report(result: Result) -> None:
             ]))  # fmt: skip
 
 
-if busy:
-    live_progress()
-elif job is not None:
+progress_slot = st.container()  # a running generation's progress: filled at the page's end
+if job is not None and not busy:
     view = job.snapshot()
     if view.result is not None:
         show_result(view.result)
@@ -339,3 +340,8 @@ with st.expander("Compare every tier and method (for tuning)"):
         for index, ((cell, _), frame) in enumerate(zip(cells, st.session_state["sweep_frames"], strict=True)):
             if frame is not None:
                 columns[index % 3].image(frame, caption=f"{cell.tier} · {cell.method}", width="stretch")
+
+
+if busy:
+    with progress_slot:
+        live_progress()

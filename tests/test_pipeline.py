@@ -139,3 +139,41 @@ def test_budget_keeps_a_margin():
     assert attempt_budget_mb(1000) == 900
     assert attempt_budget_mb(100) == 84
     assert attempt_budget_mb(10) == 0
+
+
+def test_a_full_disk_while_the_card_is_written_beside_says_so_and_leaves_nothing(settings, monkeypatch):
+    import errno
+
+    import engine.pipeline
+
+    def no_room(card, out):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(engine.pipeline, "cover", no_room)  # runs on the pool thread, beside the speech
+    with pytest.raises(RenderFailed, match=r"the disk is full or the file size limit was reached") as caught:
+        generate(Request("Stay hungry. Stay foolish.", tier="low"), settings)
+    assert caught.value.result.attempts == ()  # found before any render started
+    assert list(settings.temp_dir.iterdir()) == [] and not settings.outputs_dir.exists()
+
+
+def test_a_generation_that_fails_while_its_card_is_drawn_waits_for_it_before_tidying(settings, monkeypatch):
+    """The card is drawn on a thread while the speech is made: a generation refused meanwhile must not
+    remove its folder under the drawing, which would then write its files into a folder re-made or gone."""
+    import time
+
+    import engine.pipeline
+
+    drawn = []
+    slow = engine.pipeline._Pictures._draw
+
+    def slowly(self, size):
+        time.sleep(0.5)  # the speech is refused well before this
+        drawn.append(slow(self, size))
+        return drawn[-1]
+
+    monkeypatch.setattr(engine.pipeline._Pictures, "_draw", slowly)
+    with pytest.raises(InvalidInput, match="MAX_VIDEO_DURATION"):
+        generate(Request("Stay hungry. Stay foolish. Go."), replace(settings, max_video_duration_s=1))
+    assert len(drawn) == 1  # the drawing had finished when generate returned
+    time.sleep(0.2)
+    assert list(settings.temp_dir.iterdir()) == []

@@ -22,8 +22,9 @@ def _row(cells: Sequence[str]) -> str:
 
 
 def _cell(value: object) -> str:
-    """A value that cannot break the table: pipes escaped, lines joined, Markdown's specials kept literal."""
+    """A value that cannot break the table: pipes escaped, lines joined, Markdown's specials kept literal
+    (Streamlit's too: `$` starts LaTeX, `:name:` an emoji)."""
     text = "" if value is None else str(value)
-    for special in "\\|*_`[]<>#":
+    for special in "\\|*_`[]<>#$~:":
         text = text.replace(special, "\\" + special)
     return " ".join(text.split())
