@@ -141,7 +141,8 @@ def generate(
         emit(StageEvent("admit", f"tier {plan.tier.name}: {plan.reason}"))
         work_dir.mkdir(parents=True, exist_ok=True)
         pictures = _Pictures(run, plan, work_dir, emit)
-        pictures.draw(plan.steps()[0].size)  # while the speech is made
+        if _alone(ledger):  # drawn while the speech is made; else once admitted, in _render_chain
+            pictures.draw(plan.steps()[0].size)
         emit(StageEvent("speech", "making the speech"))
         with run.stage("speech"):
             speech = _speech(run, plan, settings, work_dir, emit, ledger, model)
@@ -189,6 +190,16 @@ def generate(
         if pictures is not None:
             pictures.close()
         remove_tree(work_dir)
+
+
+def _alone(ledger: Ledger | None) -> bool:
+    """Nothing else renders or waits on this host, so the card may be drawn beside the speech: its
+    drawing (22 MB at 1080p) is outside every reservation. Under load it is drawn once admitted, as
+    the render is: four requesters drawing before admission pushed the 512 MB soak out of memory."""
+    if ledger is None:
+        return True
+    now = ledger.view()
+    return now.running == 0 and now.waiting == 0
 
 
 def _budget(settings: Settings, grant: Grant | None) -> Budget:
@@ -293,8 +304,9 @@ class _Pictures:
     method, as PNG files for MoviePy's child).
 
     The plain card at the plan's size is drawn, and its PNG and cover written, on a thread while
-    the speech is made and mastered (both wait on processes), so the render starts at once and
-    holds no drawing in memory: a still card keeps only its raw frame (3 MB at 1080p)."""
+    the speech is made and mastered (both wait on processes) when the generation is alone on the
+    host (`_alone`), so the render starts at once; either way the render holds no drawing in
+    memory: a still card keeps only its raw frame (3 MB at 1080p)."""
 
     def __init__(self, run: _Run, plan: Plan, work_dir: Path, emit: OnEvent) -> None:
         self.run, self.plan, self.work_dir, self.emit = run, plan, work_dir, emit

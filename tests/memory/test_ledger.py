@@ -217,3 +217,48 @@ def test_concurrent_generations_take_turns_through_the_ledger(settings):
         thread.join()
     assert not errors and len(results) == 4 and all(r.status == "ok" for r in results)
     assert running["most"] == 1 and queued and queued[0].startswith("waiting for memory: position ")
+
+
+def test_with_others_on_the_host_the_card_is_drawn_only_once_admitted(settings, monkeypatch):
+    """Alone, a generation draws its card beside the speech; with another render holding the room, it
+    draws it only once admitted: the drawing (22 MB at 1080p) is outside every reservation, and four
+    requesters drawing before admission pushed the 512 MB soak out of memory."""
+    import engine.pipeline
+
+    book = Ledger(settings.data_dir, capacity_mb=lambda: 60.0, poll_s=0.02)
+    drawn_at, freed_at = [], []
+    draw = engine.pipeline._Pictures._draw
+
+    def timed(self, size):
+        drawn_at.append(time.monotonic())
+        return draw(self, size)
+
+    mastered_at = []
+    master = engine.pipeline.master
+
+    def mastering(*args):
+        done = master(*args)
+        mastered_at.append(time.monotonic())
+        return done
+
+    monkeypatch.setattr(engine.pipeline._Pictures, "_draw", timed)
+    monkeypatch.setattr(engine.pipeline, "master", mastering)
+    log, release = [], threading.Event()
+    holder = hold(book, [Need("other", 55.0, 1.0)], log, "other", release)
+    wait_for(lambda: log == ["other in other"])
+
+    def free_later():
+        time.sleep(1.0)
+        freed_at.append(time.monotonic())
+        release.set()
+
+    threading.Thread(target=free_later).start()
+    result = generate(Request("Stay hungry.", tier="low"), settings, ledger=book)
+    holder.join()
+    assert result.status == "ok" and result.stage_s["wait"] > 0.3
+    assert len(drawn_at) == 1 and drawn_at[0] > freed_at[0]  # not while the other held the room
+
+    drawn_at.clear()
+    mastered_at.clear()
+    generate(Request("Stay hungry.", tier="low"), settings, ledger=book)  # alone now
+    assert len(drawn_at) == 1 and drawn_at[0] < mastered_at[0]  # beside the speech and its mastering
