@@ -345,8 +345,8 @@ class _Pictures:
                 self.still.pop(size, None)
 
     def close(self) -> None:
-        """Wait for the drawing on the thread: no file may land in a folder being removed. An error
-        no one asked for (the generation failed first) is logged, not lost."""
+        """Wait for the drawing on the thread: no file may land in a folder being removed. A drawing
+        that failed is logged, so that one no one waited for (the generation failed first) is not lost."""
         wait(self.written.values())
         for future in self.written.values():
             if not future.cancelled() and future.exception() is not None:

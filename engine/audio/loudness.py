@@ -33,14 +33,17 @@ class Loudness:
 
 def measure(path: Path) -> Loudness:
     """The loudness of a media file's first audio stream; RenderFailed when it has none."""
-    log = ffmpeg.run(["-i", str(path), "-filter_complex", f"[0:a:0]{METER}", "-f", "null", "-"], 600, "info")
-    return parse_summary(log)
+    return parse_summary(_metered(path, METER))
 
 
 def integrated(path: Path) -> float:
     """The integrated loudness (LUFS) of a media file's first audio stream, without its peak."""
-    log = ffmpeg.run(["-i", str(path), "-filter_complex", f"[0:a:0]{LOUDNESS_METER}", "-f", "null", "-"], 600, "info")
-    return parse_integrated(log)
+    return parse_integrated(_metered(path, LOUDNESS_METER))
+
+
+def _metered(path: Path, meter: str) -> str:
+    """ffmpeg's log of `meter` run over the file's first audio stream."""
+    return ffmpeg.run(["-i", str(path), "-filter_complex", f"[0:a:0]{meter}", "-f", "null", "-"], 600, "info")
 
 
 _INTEGRATED = re.compile(r"I:\s+(-?(?:[\d.]+|inf))\s+LUFS")

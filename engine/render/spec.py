@@ -45,6 +45,11 @@ VBV_INIT = 0.9  # x264's default
 MUX_KBPS = 4  # the boxes of a 1080p MP4 with 30 fps: about 2.5 kbit/s, measured
 
 
+def macroblocks(width: int, height: int) -> int:
+    """The 16x16 blocks H.264 codes a frame of this size in."""
+    return -(-width // 16) * -(-height // 16)
+
+
 @dataclass(frozen=True)
 class RenderSpec:
     method: str
@@ -83,8 +88,7 @@ class RenderSpec:
     def skip_kbps(self) -> float:
         """The bits of the frames that only hold a picture (engine.render.h264): 69 bytes each at
         1080x1920, measured, of which about 16 are headers."""
-        blocks = -(-self.width // 16) * -(-self.height // 16)
-        return self.fps * (16 + blocks / 128) * 8 / 1000
+        return self.fps * (16 + macroblocks(self.width, self.height) / 128) * 8 / 1000
 
     def room_kbps(self) -> int:
         """What the tier's video bitrate leaves the picture: less the sound and the MP4's boxes."""

@@ -29,7 +29,7 @@ from engine.memory.watchdog import Progress, Step
 from engine.render import ffmpeg
 from engine.render.h264 import first_picture_bytes, splice
 from engine.render.h264 import pictures as h264_pictures
-from engine.render.spec import BUFFER_S, H264_HIGH, MP4_DELIVERY, X264_STILL, RenderSpec, aac
+from engine.render.spec import BUFFER_S, H264_HIGH, MP4_DELIVERY, X264_STILL, RenderSpec, aac, macroblocks
 
 METHODS = ("ffmpeg", "emergency")  # the methods this module renders: bare ffmpeg runs, no Python child
 SEGMENT_S = 2  # a keyframe at least this often, unless a still card's keyframe would break the cap
@@ -157,7 +157,7 @@ def any_of(terms: list[str]) -> str:
 
 def level(width: int, height: int, fps: int) -> str:
     """The lowest H.264 level for the frame size and rate."""
-    blocks = -(-width // 16) * -(-height // 16)
+    blocks = macroblocks(width, height)
     for name, per_second, per_frame in _LEVELS:
         if blocks <= per_frame and blocks * fps <= per_second:
             return name
