@@ -9,7 +9,8 @@ QuoteError
 │   └── LimitReached       a visitor's own limit (one at a time, so many an hour)
 ├── SpeechFailed       no speech engine produced usable audio
 ├── RenderFailed       every render method failed
-└── QueueUnreachable   the job queue (BROKER_URL) stopped answering while a job was waited for
+├── QueueUnreachable   the job queue (BROKER_URL) stopped answering while a job was waited for
+└── HistoryUnavailable the history database (DATA_DIR or DATABASE_URL) could not be read or written
 
 Every message is a sentence a visitor can act on: what was wrong, what to do. `kind`
 names the class in the history and across a job queue, so nobody branches on message text.
@@ -111,6 +112,18 @@ class QueueUnreachable(QuoteError):
     kind = "queue_unreachable"
 
 
+class HistoryUnavailable(QuoteError):
+    """A generation goes on without its row when this is raised writing it (it is logged)."""
+
+    kind = "history_unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the history database could not be read or written ({reason}); check that DATA_DIR is writable "
+            "and has room, or that DATABASE_URL reaches the database"
+        )
+
+
 KINDS: dict[str, type[QuoteError]] = {
     cls.kind: cls
     for cls in (
@@ -124,6 +137,7 @@ KINDS: dict[str, type[QuoteError]] = {
         SpeechFailed,
         RenderFailed,
         QueueUnreachable,
+        HistoryUnavailable,
     )
 }
 

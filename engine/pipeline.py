@@ -18,12 +18,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from engine.audio.master import master
 from engine.audio.mix import mix
 from engine.audio.music import music_file
-from engine.errors import InvalidInput, QuoteError, RenderFailed
+from engine.errors import HistoryUnavailable, InvalidInput, QuoteError, RenderFailed
 from engine.history import HistoryStore
 from engine.history.storage import cleanup, over_quota, remove_tree
 from engine.memory.costs import CostModel, estimated_duration_s
@@ -250,7 +248,7 @@ class _History:
         try:
             write(*args)
             return True
-        except SQLAlchemyError:
+        except HistoryUnavailable:
             log.exception("could not write the history; the generation goes on")
             return False
 

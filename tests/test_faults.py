@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine.errors import RenderFailed
+from engine.errors import HistoryUnavailable, RenderFailed
 from engine.history import HistoryStore
 from engine.models import Request
 from engine.pipeline import generate
@@ -99,6 +99,19 @@ def test_a_locked_history_does_not_stop_a_generation(settings, tmp_path):
         blocker.close()
     assert result.status == "ok" and result.output.exists()
     assert store.generations() == []  # no row at all rather than half a row
+    store.close()
+
+
+def test_an_unreadable_history_plans_from_the_prior_and_the_video_is_made(settings, tmp_path):
+    path = tmp_path / "broken.db"
+    store = HistoryStore(f"sqlite:///{path}")
+    for stale in tmp_path.glob("broken.db*"):
+        stale.unlink()
+    path.write_bytes(b"not a database " * 512)
+    result = generate(Request("Stay hungry.", tier="low"), settings, store=store)
+    assert result.status == "ok" and result.output.exists()
+    with pytest.raises(HistoryUnavailable, match=r"^the history database could not be read or written \(file is not"):
+        store.generations()
     store.close()
 
 

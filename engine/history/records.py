@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,8 @@ class GenerationRecord:
 
     @classmethod
     def from_row(cls, row) -> GenerationRecord:
-        data = row._mapping
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        """From a row of SQLAlchemy's, or a mapping of column to value."""
+        return cls(**_typed(cls, getattr(row, "_mapping", row)))
 
 
 @dataclass(frozen=True)
@@ -83,4 +85,14 @@ class AttemptRecord:
 
     @classmethod
     def from_row(cls, row) -> AttemptRecord:
-        return cls(**dict(row._mapping))
+        """From a row of SQLAlchemy's, or a mapping of column to value."""
+        return cls(**_typed(cls, getattr(row, "_mapping", row)))
+
+
+def _typed(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns that are fields of `cls`; flags as booleans (SQLite keeps them as 0 and 1)."""
+    return {
+        f.name: bool(data[f.name]) if data[f.name] is not None and str(f.type).startswith("bool") else data[f.name]
+        for f in fields(cls)
+        if f.name in data
+    }

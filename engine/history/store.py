@@ -3,6 +3,9 @@
 A generation is written twice: a `running` row when it starts, then everything else in
 one transaction when it ends. A process that dies in between leaves the `running` row,
 which the next start marks `interrupted`: never a half-written row.
+
+What a generation writes and the cost model reads is plain SQL (engine.history.database: on a
+SQLite file, without SQLAlchemy); the history's pages read through SQLAlchemy Core (`engine`).
 """
 
 from __future__ import annotations
@@ -13,20 +16,22 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, fields
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
-from engine.history import schema
-from engine.history.migrations import migrate
+from engine.history.database import SCHEMA_VERSION, AlchemyDatabase, Database, SqliteDatabase, set_pragmas, sqlite_file
 from engine.history.records import AttemptRecord, GenerationRecord
 from engine.models import NOT_STORED, QueueDelivery, Request, Result
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -51,110 +56,107 @@ def database_url(settings: Settings) -> str:
 class HistoryStore:
     def __init__(self, url: str, busy_timeout_s: float = 30.0) -> None:
         self.url = url
-        self.engine = _make_engine(url, busy_timeout_s)
-        with self._migration_lock(), self.engine.begin() as conn:
-            self.version = migrate(conn)
+        self.busy_timeout_s = busy_timeout_s
+        self.sqlite_path = sqlite_file(url)
+        self.db: Database = (
+            SqliteDatabase(self.sqlite_path, busy_timeout_s) if self.sqlite_path else AlchemyDatabase(self.engine)
+        )
+        self.version = self.db.schema_version()
+        if self.version < SCHEMA_VERSION:  # migrations need SQLAlchemy: imported only when there is one to run
+            from engine.history.migrations import migrate
+
+            with self._migration_lock(), self.engine.begin() as conn:
+                self.version = migrate(conn)
 
     @classmethod
     def open(cls, settings: Settings) -> HistoryStore:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return cls(database_url(settings))
 
-    @property
-    def sqlite_path(self) -> Path | None:
-        database = self.engine.url.database
-        return Path(database) if self.engine.url.get_backend_name() == "sqlite" and database else None
+    @cached_property
+    def engine(self) -> Engine:
+        """SQLAlchemy's engine on the database, made when first used (by the history's pages)."""
+        return _make_engine(self.url, self.busy_timeout_s)
 
     def close(self) -> None:
-        self.engine.dispose()
+        if "engine" in self.__dict__:
+            self.engine.dispose()
 
     # writes
 
     def begin(self, generation_id: str, request: Request, delivery: QueueDelivery | None = None) -> None:
         """The `running` row, written before any work."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.insert(schema.generations).values(
-                    id=generation_id,
-                    created_at=time.time(),
-                    status="running",
-                    text_chars=len(request.text),
-                    lang=request.lang,
-                    tier_asked=request.tier,
-                    method_asked=request.method,
-                    aspect=request.aspect,
-                    tts_engine=request.tts,
-                    speed=request.speed,
-                    preset=request.preset,
-                    caption_style=request.caption_style,
-                    music=request.music,
-                    host=host_name(),
-                    pid=os.getpid(),
-                    fell_back=False,
-                    file_removed=False,
-                    job_id=delivery.job_id if delivery else None,
-                    delivery=delivery.number if delivery else None,
-                )
-            )
+        values = dict(
+            id=generation_id,
+            created_at=time.time(),
+            status="running",
+            text_chars=len(request.text),
+            lang=request.lang,
+            tier_asked=request.tier,
+            method_asked=request.method,
+            aspect=request.aspect,
+            tts_engine=request.tts,
+            speed=request.speed,
+            preset=request.preset,
+            caption_style=request.caption_style,
+            music=request.music,
+            host=host_name(),
+            pid=os.getpid(),
+            fell_back=False,
+            file_removed=False,
+            job_id=delivery.job_id if delivery else None,
+            delivery=delivery.number if delivery else None,
+        )
+        with self.db.transaction(write=True) as tx:
+            tx.run(_insert("generations", values), values)
 
     def admitted(self, known: Result) -> None:
         """What the plan chose (tier, why, the memory seen, the prediction), on the running row."""
-        g = schema.generations
         values = {name: getattr(known, name) for name in PLANNED}
-        with self.engine.begin() as conn:
-            conn.execute(sa.update(g).where(g.c.id == known.generation_id, g.c.status == "running").values(**values))
+        with self.db.transaction(write=True) as tx:
+            tx.run(
+                f"UPDATE generations SET {_assign(values)} WHERE id = :row_id AND status = 'running'",
+                {**values, "row_id": known.generation_id},
+            )
 
     def finish(self, result: Result, error_kind: str | None = None) -> None:
         """Everything the generation learned, its attempts and its timeline, in one transaction."""
-        g = schema.generations
         values = {
             **stored_values(result),
             "error_kind": error_kind or result.error_kind, "finished_at": time.time(), "fell_back": result.fell_back,
             "stage_s": json.dumps(result.stage_s), "output_path": str(result.output) if result.output else None,
         }  # fmt: skip
-        with self.engine.begin() as conn:
-            conn.execute(sa.update(g).where(g.c.id == result.generation_id).values(**values))
-            if result.attempts:
-                conn.execute(
-                    sa.insert(schema.attempts),
-                    [  # every Attempt field is a column of the same name (tests/test_one_definition.py)
-                        {"generation_id": result.generation_id, "number": n, **asdict(attempt)}
-                        for n, attempt in enumerate(result.attempts, start=1)
-                    ],
-                )
-            points = downsample(result.timeline, MAX_TIMELINE_POINTS)
-            if points:
-                conn.execute(
-                    sa.insert(schema.samples),
-                    [
-                        dict(generation_id=result.generation_id, seq=i, t_s=t, rss_mb=r)
-                        for i, (t, r) in enumerate(points)
-                    ],
-                )
+        # every Attempt field is a column of the same name (tests/test_one_definition.py)
+        attempts = [
+            {"generation_id": result.generation_id, "number": n, **asdict(attempt)}
+            for n, attempt in enumerate(result.attempts, start=1)
+        ]
+        points = [
+            {"generation_id": result.generation_id, "seq": i, "t_s": t, "rss_mb": r}
+            for i, (t, r) in enumerate(downsample(result.timeline, MAX_TIMELINE_POINTS))
+        ]
+        with self.db.transaction(write=True) as tx:
+            assigned = {**values, "row_id": result.generation_id}
+            tx.run(f"UPDATE generations SET {_assign(values)} WHERE id = :row_id", assigned)
+            for table, rows in (("attempts", attempts), ("samples", points)):
+                if rows:
+                    tx.run(_insert(table, rows[0]), rows)
 
     def mark_interrupted(self) -> list[str]:
         """Rows left `running` by a process of this host that is gone: marked, and their ids."""
-        g = schema.generations
-        with self.engine.begin() as conn:
+        with self.db.transaction(write=True) as tx:
             # Rows of this machine (any worker on it): their pids can be checked here.
-            machine = socket.gethostname()
-            rows = conn.execute(
-                sa.select(g.c.id, g.c.pid, g.c.created_at).where(
-                    g.c.status == "running",
-                    sa.or_(g.c.host == machine, g.c.host.startswith(f"{machine}/", autoescape=True)),
-                )
-            ).all()
-            dead = [row.id for row in rows if not _alive_since(row.pid, row.created_at)]
+            rows = tx.rows(
+                f"SELECT id, pid, created_at FROM generations WHERE status = 'running' AND {OF_HOST}",
+                of_host(socket.gethostname()),
+            )
+            dead = [row_id for row_id, pid, created_at in rows if not _alive_since(pid, created_at)]
             if dead:
-                conn.execute(
-                    sa.update(g)
-                    .where(g.c.id.in_(dead), g.c.status == "running")
-                    .values(
-                        status="interrupted",
-                        error="the process stopped before the generation finished",
-                        error_kind="interrupted",
-                        finished_at=time.time(),
-                    )
+                why = "the process stopped before the generation finished"
+                tx.run(
+                    "UPDATE generations SET status = 'interrupted', error = :error, error_kind = 'interrupted', "
+                    "finished_at = :at WHERE id = :row_id AND status = 'running'",
+                    [{"row_id": row_id, "at": time.time(), "error": why} for row_id in dead],
                 )
         return dead
 
@@ -162,117 +164,96 @@ class HistoryStore:
         """Rows of a queued job left `running` by a worker that was lost, on any host: marked
         interrupted with `note`, and their ids. Rows already marked by a start-up sweep on the
         lost worker's machine get the more telling note too."""
-        g = schema.generations
-        swept = sa.and_(g.c.status == "interrupted", g.c.error_kind == "interrupted")
-        with self.engine.begin() as conn:
-            lost = conn.execute(
-                sa.update(g)
-                .where(g.c.job_id == job_id, sa.or_(g.c.status == "running", swept))
-                .values(status="interrupted", error=note, error_kind="worker_lost", finished_at=time.time())
-                .returning(g.c.id)
-            ).all()
-        return [row.id for row in lost]
+        with self.db.transaction(write=True) as tx:
+            lost = tx.rows(
+                "UPDATE generations SET status = 'interrupted', error = :note, error_kind = 'worker_lost', "
+                "finished_at = :at WHERE job_id = :job_id AND (status = 'running' OR "
+                "(status = 'interrupted' AND error_kind = 'interrupted')) RETURNING id",
+                {"note": note, "at": time.time(), "job_id": job_id},
+            )
+        return [row_id for (row_id,) in lost]
 
     def mark_files_removed(self, paths: list[str]) -> None:
         if not paths:
             return
-        g = schema.generations
-        with self.engine.begin() as conn:
-            conn.execute(sa.update(g).where(g.c.output_path.in_(paths)).values(file_removed=True))
+        with self.db.transaction(write=True) as tx:
+            tx.run(
+                "UPDATE generations SET file_removed = :removed WHERE output_path = :path",
+                [{"path": path, "removed": True} for path in paths],
+            )
 
     # reads
 
     def generations(self, since: float | None = None) -> list[GenerationRecord]:
-        g = schema.generations
-        query = sa.select(g).order_by(g.c.created_at)
-        if since is not None:
-            query = query.where(g.c.created_at >= since)
-        with self.engine.connect() as conn:
-            return [GenerationRecord.from_row(row) for row in conn.execute(query)]
+        where, params = ("", {}) if since is None else ("WHERE created_at >= :since", {"since": since})
+        with self.db.transaction() as tx:
+            rows = tx.mappings(f"SELECT * FROM generations {where} ORDER BY created_at", params)
+        return [GenerationRecord.from_row(row) for row in rows]
 
     def recent_cost_rows(self, host: str, generations: int = 2000) -> list[tuple]:
         """The finished attempts of this host's `generations` newest videos (successful ones, and ones
         the watchdog killed: their peak is at least what they reached), as (method, tier, aspect,
         captions, motion, peak MB, wall s, video s, status): what the cost model learns from, read
         through the (host, time) index so the cost stays flat as the history grows."""
-        a, g = schema.attempts, schema.generations
-        recent = (
-            sa.select(g.c.id, g.c.duration_s, g.c.aspect)
-            .where(sa.or_(g.c.host == host, g.c.host.startswith(f"{host}/", autoescape=True)))
-            .where(g.c.duration_s > 0, g.c.aspect.is_not(None))
-            .order_by(g.c.created_at.desc())
-            .limit(generations)
-            .subquery()
-        )
-        query = (
-            sa.select(
-                a.c.method,
-                a.c.tier,
-                recent.c.aspect,
-                a.c.captions,
-                a.c.motion,
-                a.c.peak_rss_mb,
-                a.c.wall_s,
-                recent.c.duration_s,
-                a.c.status,
-            )
-            .join(recent, a.c.generation_id == recent.c.id)
-            .where(a.c.status.in_(("ok", "killed")), a.c.peak_rss_mb > 0, a.c.wall_s > 0, a.c.captions.is_not(None))
-        )
-        with self.engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(query)]
+        sql = f"""
+            SELECT a.method, a.tier, r.aspect, a.captions, a.motion, a.peak_rss_mb, a.wall_s, r.duration_s, a.status
+            FROM attempts AS a JOIN (
+                SELECT id, duration_s, aspect FROM generations
+                WHERE {OF_HOST} AND duration_s > 0 AND aspect IS NOT NULL
+                ORDER BY created_at DESC LIMIT :newest
+            ) AS r ON a.generation_id = r.id
+            WHERE a.status IN ('ok', 'killed') AND a.peak_rss_mb > 0 AND a.wall_s > 0 AND a.captions IS NOT NULL
+        """
+        with self.db.transaction() as tx:
+            rows = tx.rows(sql, {**of_host(host), "newest": generations})
+        return [(m, t, aspect, bool(c), bool(mo), peak, wall, s, st) for m, t, aspect, c, mo, peak, wall, s, st in rows]
 
     def recent_speech_peaks(self, host: str, generations: int = 200) -> list[tuple[str, float]]:
         """(engine, peak MB) of this host's newest generations whose voice spoke in a process of
         its own (Piper): what the cost model learns the voice's need from."""
-        g = schema.generations
-        query = (
-            sa.select(g.c.tts_engine, g.c.tts_peak_mb)
-            .where(sa.or_(g.c.host == host, g.c.host.startswith(f"{host}/", autoescape=True)))
-            .where(g.c.tts_peak_mb > 0)
-            .order_by(g.c.created_at.desc())
-            .limit(generations)
-        )
-        with self.engine.connect() as conn:
-            return [(engine, peak) for engine, peak in conn.execute(query)]
+        sql = f"""
+            SELECT tts_engine, tts_peak_mb FROM generations WHERE {OF_HOST} AND tts_peak_mb > 0
+            ORDER BY created_at DESC LIMIT :newest
+        """
+        with self.db.transaction() as tx:
+            return [(engine, peak) for engine, peak in tx.rows(sql, {**of_host(host), "newest": generations})]
 
     def generation(self, generation_id: str) -> GenerationRecord | None:
-        g = schema.generations
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(g).where(g.c.id == generation_id)).first()
-        return GenerationRecord.from_row(row) if row else None
+        with self.db.transaction() as tx:
+            rows = tx.mappings("SELECT * FROM generations WHERE id = :row_id", {"row_id": generation_id})
+        return GenerationRecord.from_row(rows[0]) if rows else None
 
     def attempts(self, generation_id: str | None = None) -> list[AttemptRecord]:
-        a = schema.attempts
-        query = sa.select(a).order_by(a.c.generation_id, a.c.number)
-        if generation_id is not None:
-            query = query.where(a.c.generation_id == generation_id)
-        with self.engine.connect() as conn:
-            return [AttemptRecord.from_row(row) for row in conn.execute(query)]
+        where, params = ("", {}) if generation_id is None else ("WHERE generation_id = :id", {"id": generation_id})
+        with self.db.transaction() as tx:
+            rows = tx.mappings(f"SELECT * FROM attempts {where} ORDER BY generation_id, number", params)
+        return [AttemptRecord.from_row(row) for row in rows]
 
     def timeline(self, generation_id: str) -> list[tuple[float, float]]:
-        s = schema.samples
-        query = sa.select(s.c.t_s, s.c.rss_mb).where(s.c.generation_id == generation_id).order_by(s.c.seq)
-        with self.engine.connect() as conn:
-            return [(row.t_s, row.rss_mb) for row in conn.execute(query)]
+        with self.db.transaction() as tx:
+            rows = tx.rows(
+                "SELECT t_s, rss_mb FROM samples WHERE generation_id = :row_id ORDER BY seq", {"row_id": generation_id}
+            )
+        return [(t_s, rss_mb) for t_s, rss_mb in rows]
 
     def running_ids(self) -> set[str]:
-        g = schema.generations
-        with self.engine.connect() as conn:
-            return set(conn.execute(sa.select(g.c.id).where(g.c.status == "running")).scalars())
+        with self.db.transaction() as tx:
+            return {row_id for (row_id,) in tx.rows("SELECT id FROM generations WHERE status = 'running'")}
 
     def database_bytes(self) -> int:
         path = self.sqlite_path
         if path is not None:
             return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar() or 0)
+        with self.db.transaction() as tx:
+            return int(tx.rows("SELECT pg_database_size(current_database())")[0][0] or 0)
 
     @contextmanager
     def _migration_lock(self) -> Iterator[None]:
         """One migrating process at a time: a lock file beside SQLite, an advisory lock on PostgreSQL."""
         path = self.sqlite_path
         if path is None:
+            import sqlalchemy as sa
+
             with self.engine.begin() as conn:
                 conn.execute(sa.text("SELECT pg_advisory_lock(4242)"))
                 try:
@@ -283,6 +264,24 @@ class HistoryStore:
         with open(f"{path}.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
+
+
+def _insert(table: str, columns: Iterable[str]) -> str:
+    names = list(columns)
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(':' + name for name in names)})"
+
+
+def _assign(columns: Iterable[str]) -> str:
+    return ", ".join(f"{name} = :{name}" for name in columns)
+
+
+# This host's rows, and those of its workers (`host/worker`): parameters from of_host().
+OF_HOST = "(host = :host OR host LIKE :workers ESCAPE '/')"
+
+
+def of_host(host: str) -> dict[str, str]:
+    escaped = host.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return {"host": host, "workers": f"{escaped}/%"}
 
 
 def stored_values(result: Result) -> dict[str, object]:
@@ -319,18 +318,14 @@ def _alive_since(pid: int | None, created_at: float) -> bool:
 
 
 def _make_engine(url: str, busy_timeout_s: float) -> Engine:
+    import sqlalchemy as sa
+
     if not url.startswith("sqlite"):
         return sa.create_engine(url, pool_pre_ping=True)
     engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record) -> None:
-        # WAL lets readers work beside one writer; busy_timeout makes writers wait, not fail.
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        set_pragmas(dbapi_conn, busy_timeout_s)
 
     return engine

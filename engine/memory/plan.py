@@ -14,11 +14,12 @@ emergency render) plus a margin (the seed's 400 MB under the seed policy).
 
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import dataclass, field, replace
 
 from engine.choices import METHODS, TIERS
-from engine.errors import NotEnoughMemory
+from engine.errors import HistoryUnavailable, NotEnoughMemory
 from engine.history import HistoryStore
 from engine.memory.costs import Cost, CostModel, estimated_duration_s, key_for, learn, learn_speech, load_prior
 from engine.memory.ledger import Ledger, Need, attempt_budget_mb
@@ -34,6 +35,8 @@ from engine.visuals.text import QuoteText
 PREDICTION_MARGIN_SHARE = 0.15
 PREDICTION_MARGIN_MB = 16.0
 HOLD_EXTRA_S = 1.5  # cards, verification and quality around the render itself
+
+log = logging.getLogger(__name__)
 
 
 def margin_mb(peak_mb: float) -> float:
@@ -199,18 +202,23 @@ def make_plan(
 
 
 def cost_model(store: HistoryStore | None) -> CostModel:
-    """The shipped prior, with the cells this host's history has measured often enough laid over it."""
+    """The shipped prior, with the cells this host's history has measured often enough laid over it
+    (the prior alone when the history cannot be read: planning does not need it)."""
     prior = load_prior()
     if store is None:
+        return prior
+    try:
+        host = socket.gethostname()
+        costs, speech = store.recent_cost_rows(host), store.recent_speech_peaks(host)
+    except HistoryUnavailable:
+        log.exception("could not read the history; planning from the shipped prior")
         return prior
     rows = [
         (key_for(method, tier_name, aspect, captions, motion, seconds), peak_mb,
          wall_s / seconds if status == "ok" else None)
-        for method, tier_name, aspect, captions, motion, peak_mb, wall_s, seconds, status in store.recent_cost_rows(
-            socket.gethostname()
-        )
+        for method, tier_name, aspect, captions, motion, peak_mb, wall_s, seconds, status in costs
     ]  # fmt: skip
-    return prior.with_learned(learn(rows), learn_speech(store.recent_speech_peaks(socket.gethostname())))
+    return prior.with_learned(learn(rows), learn_speech(speech))
 
 
 def preview(

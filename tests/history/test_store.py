@@ -1,6 +1,7 @@
 """The history store on real SQLite files: migrations, round trips, crashes, concurrent writers."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -12,17 +13,18 @@ import sqlalchemy as sa
 
 from engine.errors import InvalidInput, NotEnoughMemory, RenderFailed
 from engine.history import HistoryStore
+from engine.history.database import SCHEMA_VERSION
 from engine.history.migrations import LATEST, MIGRATIONS, current_version
 from engine.history.store import downsample
 from engine.models import Request
 from engine.pipeline import generate
-from tests.helpers import result
+from tests.helpers import ROOT, result
 
 
 def test_a_new_file_is_migrated_to_the_latest_version(tmp_path):
     path = tmp_path / "fresh.db"
     store = HistoryStore(f"sqlite:///{path}")
-    assert store.version == LATEST == 8
+    assert store.version == LATEST == SCHEMA_VERSION == 8  # the version a generation checks without SQLAlchemy
     with store.engine.connect() as conn:
         assert set(sa.inspect(conn).get_table_names()) == {"meta", "generations", "attempts", "samples"}
         assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
@@ -62,6 +64,7 @@ def test_a_generation_round_trips(store):
     store.begin("a" * 32, Request("Stay hungry.", tier="high", method="auto"))
     [running] = store.generations()
     assert running.status == "running" and running.text_chars == 12 and running.tier_asked == "high"
+    assert running.fell_back is False and running.file_removed is False  # flags, not SQLite's 0 and 1
     store.finish(result("a" * 32))
     row = store.generation("a" * 32)
     assert (row.status, row.method, row.tier, row.peak_rss_mb, row.size_bytes) == (
@@ -77,6 +80,27 @@ def test_a_generation_round_trips(store):
     assert (attempt.number, attempt.method, attempt.status, attempt.budget_mb) == (1, "ffmpeg", "ok", 1800.0)
     timeline = store.timeline("a" * 32)
     assert len(timeline) == 300 and max(r for _, r in timeline) == 96.0
+
+
+def test_a_generation_on_a_migrated_file_does_not_import_sqlalchemy(settings, tmp_path):
+    """SQLAlchemy's modules (22 MB) would sit in the CLI's process beside every encoder."""
+    HistoryStore.open(settings).close()  # the first start migrates, with SQLAlchemy
+    script = textwrap.dedent(f"""
+        import sys
+        from engine.app.cli import main
+        code = main(["generate", "Stay hungry.", "--tier", "low", "--tts", "espeak", "--out", "{tmp_path / "a.mp4"}"])
+        print(code, sorted(name for name in sys.modules if name.startswith("sqlalchemy"))[:3])
+    """)  # fmt: skip
+    env = {**os.environ, "DATA_DIR": str(settings.data_dir), "TTS_ENGINE": "espeak"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.splitlines()[-1] == "0 []", done.stderr[-500:]
+    store = HistoryStore.open(settings)
+    [row] = store.generations()
+    assert row.status == "ok" and row.tier == "low" and row.pid > 0 and store.attempts(row.id)[0].status == "ok"
+    assert len(store.timeline(row.id)) > 0
+    store.close()
 
 
 def test_downsample_keeps_the_peak_and_order():
@@ -106,7 +130,7 @@ WRITER = textwrap.dedent(
     from dataclasses import replace
     from engine.history import HistoryStore
     from engine.models import Request
-    from tests.helpers import result
+    from tests.helpers import ROOT, result
     store = HistoryStore(sys.argv[1])
     for i in range(40):
         gid = uuid.uuid4().hex
