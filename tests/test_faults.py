@@ -20,6 +20,7 @@ from engine.errors import HistoryUnavailable, RenderFailed
 from engine.history import HistoryStore
 from engine.models import Request
 from engine.pipeline import generate
+from engine.settings import Settings
 from tests.helpers import LONG, ROOT, alive, encoding, ffmpeg_steps, render_children, run_cli, wait_for
 
 
@@ -102,7 +103,11 @@ def test_a_locked_history_does_not_stop_a_generation(settings, tmp_path):
     store.close()
 
 
-def test_an_unreadable_history_plans_from_the_prior_and_the_video_is_made(settings, tmp_path):
+def test_an_unreadable_history_plans_from_the_prior_and_the_video_is_made(tmp_path):
+    """Over MAX_STORAGE_MB too: the cleanup after the video cannot read the history either."""
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak", "MAX_STORAGE_MB": "1"})
+    settings.outputs_dir.mkdir(parents=True)
+    (settings.outputs_dir / "old.mp4").write_bytes(b"\0" * 2_000_000)
     path = tmp_path / "broken.db"
     store = HistoryStore(f"sqlite:///{path}")
     for stale in tmp_path.glob("broken.db*"):

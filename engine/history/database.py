@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 from engine.errors import HistoryUnavailable
 
@@ -47,11 +48,17 @@ class Database(Protocol):
 
 
 def sqlite_file(url: str) -> Path | None:
-    """The file of a `sqlite:///path` URL; None for any other database (or SQLite in memory)."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or "?" in url or len(url) == len(prefix) or url.endswith(":memory:"):
+    """The file of a SQLite URL (`sqlite:///path`, with any driver or options); None for another
+    database, or SQLite in memory."""
+    scheme, found, rest = url.partition(":///")
+    if not found or not is_sqlite(scheme):
         return None
-    return Path(url[len(prefix) :])
+    path = unquote(rest.split("?", 1)[0])
+    return Path(path) if path and path != ":memory:" else None
+
+
+def is_sqlite(url: str) -> bool:
+    return url.split(":", 1)[0].split("+", 1)[0] == "sqlite"
 
 
 def set_pragmas(connection: Any, busy_timeout_s: float) -> None:

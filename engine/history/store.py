@@ -25,7 +25,16 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from engine.history.database import SCHEMA_VERSION, AlchemyDatabase, Database, SqliteDatabase, set_pragmas, sqlite_file
+from engine.errors import HistoryUnavailable
+from engine.history.database import (
+    SCHEMA_VERSION,
+    AlchemyDatabase,
+    Database,
+    SqliteDatabase,
+    is_sqlite,
+    set_pragmas,
+    sqlite_file,
+)
 from engine.history.records import AttemptRecord, GenerationRecord
 from engine.models import NOT_STORED, QueueDelivery, Request, Result
 from engine.settings import Settings
@@ -63,10 +72,15 @@ class HistoryStore:
         )
         self.version = self.db.schema_version()
         if self.version < SCHEMA_VERSION:  # migrations need SQLAlchemy: imported only when there is one to run
+            from sqlalchemy.exc import SQLAlchemyError
+
             from engine.history.migrations import migrate
 
-            with self._migration_lock(), self.engine.begin() as conn:
-                self.version = migrate(conn)
+            try:
+                with self._migration_lock(), self.engine.begin() as conn:
+                    self.version = migrate(conn)
+            except SQLAlchemyError as exc:
+                raise HistoryUnavailable(str(exc).splitlines()[0]) from exc
 
     @classmethod
     def open(cls, settings: Settings) -> HistoryStore:
@@ -174,13 +188,13 @@ class HistoryStore:
         return [row_id for (row_id,) in lost]
 
     def mark_files_removed(self, paths: list[str]) -> None:
-        if not paths:
-            return
+        # One statement a chunk: output_path has no index, so each statement reads the whole table.
         with self.db.transaction(write=True) as tx:
-            tx.run(
-                "UPDATE generations SET file_removed = :removed WHERE output_path = :path",
-                [{"path": path, "removed": True} for path in paths],
-            )
+            for at in range(0, len(paths), CHUNK):
+                chunk = {f"p{n}": path for n, path in enumerate(paths[at : at + CHUNK])}
+                names = ", ".join(f":{name}" for name in chunk)
+                tx.run(f"UPDATE generations SET file_removed = :removed WHERE output_path IN ({names})",
+                       {**chunk, "removed": True})  # fmt: skip
 
     # reads
 
@@ -244,6 +258,8 @@ class HistoryStore:
         path = self.sqlite_path
         if path is not None:
             return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
+        if is_sqlite(self.url):
+            return 0  # in memory
         with self.db.transaction() as tx:
             return int(tx.rows("SELECT pg_database_size(current_database())")[0][0] or 0)
 
@@ -251,6 +267,9 @@ class HistoryStore:
     def _migration_lock(self) -> Iterator[None]:
         """One migrating process at a time: a lock file beside SQLite, an advisory lock on PostgreSQL."""
         path = self.sqlite_path
+        if path is None and is_sqlite(self.url):
+            yield  # in memory: this process's alone
+            return
         if path is None:
             import sqlalchemy as sa
 
@@ -275,13 +294,15 @@ def _assign(columns: Iterable[str]) -> str:
     return ", ".join(f"{name} = :{name}" for name in columns)
 
 
+CHUNK = 500  # paths a statement: well under SQLite's limit of bound parameters
+
 # This host's rows, and those of its workers (`host/worker`): parameters from of_host().
 OF_HOST = "(host = :host OR host LIKE :workers ESCAPE '/')"
 
 
 def of_host(host: str) -> dict[str, str]:
     escaped = host.replace("/", "//").replace("%", "/%").replace("_", "/_")
-    return {"host": host, "workers": f"{escaped}/%"}
+    return {"host": host, "workers": f"{escaped}//%"}  # the escape character escaped: a literal "/"
 
 
 def stored_values(result: Result) -> dict[str, object]:

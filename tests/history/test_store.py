@@ -103,6 +103,18 @@ def test_a_generation_on_a_migrated_file_does_not_import_sqlalchemy(settings, tm
     store.close()
 
 
+@pytest.mark.parametrize("form", ["sqlite+pysqlite:///{}", "sqlite:///{}?timeout=5", "sqlite:///:memory:"])
+def test_every_form_of_a_sqlite_url_is_served(tmp_path, form):
+    folder = tmp_path / "a b"
+    folder.mkdir()
+    store = HistoryStore(form.format(folder / "h.db"))
+    store.begin("a" * 32, Request("x"))
+    store.finish(result("a" * 32))
+    assert [row.status for row in store.generations()] == ["ok"] and store.database_bytes() >= 0
+    store.close()
+    assert sorted(p.name for p in folder.iterdir() if p.suffix == ".db") == ([] if "memory" in form else ["h.db"])
+
+
 def test_downsample_keeps_the_peak_and_order():
     points = [(i / 10, 10.0) for i in range(1000)]
     points[517] = (51.7, 999.0)

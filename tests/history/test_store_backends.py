@@ -76,7 +76,11 @@ def test_round_trip_and_stats(url):
     store.close()
 
 
-def test_interrupted_rows(url):
+@pytest.mark.parametrize("worker", [None, "w_1"])
+def test_interrupted_rows(url, worker, monkeypatch):
+    """A worker's rows (host `machine/worker`) are this machine's too."""
+    if worker:
+        monkeypatch.setenv("WORKER_NAME", worker)
     store = HistoryStore(url)
     store.begin("a" * 32, Request("x"))
     dead = subprocess.run([sys.executable, "-c", "print(__import__('os').getpid())"], capture_output=True, text=True)
@@ -84,6 +88,33 @@ def test_interrupted_rows(url):
         conn.execute(sa.text("UPDATE generations SET pid = :pid"), {"pid": int(dead.stdout)})
     assert store.mark_interrupted() == ["a" * 32]
     assert store.generation("a" * 32).status == "interrupted"
+    store.close()
+
+
+def test_a_hosts_rows_are_its_own_and_its_workers_and_no_other_hosts(url):
+    """The host is matched as a prefix with its `_`, `%` and `/` taken literally."""
+    store = HistoryStore(url)
+    hosts = ["a_b", "a_b/w1", "a_b/w/2", "axb/w1", "a_bc", "a_b%/w1", "A_B/w1"]
+    for n, host in enumerate(hosts):
+        store.begin(f"{n:032x}", Request("x"))
+        store.finish(result(f"{n:032x}", tts_engine="piper", tts_peak_mb=float(n + 1)))
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE generations SET host = :h WHERE id = :id"), {"h": host, "id": f"{n:032x}"})
+    found = sorted(peak for _, peak in store.recent_speech_peaks("a_b"))
+    # SQLite's LIKE ignores ASCII case (as SQLAlchemy's startswith did there); host names do too.
+    assert found == [1.0, 2.0, 3.0, *([7.0] if url.startswith("sqlite") else [])]
+    store.close()
+
+
+def test_files_removed_are_marked_in_chunks(url, monkeypatch):
+    monkeypatch.setattr("engine.history.store.CHUNK", 2)
+    store = HistoryStore(url)
+    for n in range(5):
+        store.begin(f"{n:032x}", Request("x"))
+        store.finish(result(f"{n:032x}", output=Path(f"/data/outputs/{n}.mp4")))
+    store.mark_files_removed([f"/data/outputs/{n}.mp4" for n in (0, 1, 2, 4)] + ["/elsewhere.mp4"])
+    assert [row.file_removed for row in store.generations()] == [True, True, True, False, True]
+    store.mark_files_removed([])
     store.close()
 
 
