@@ -50,6 +50,7 @@ from engine.render.still_loop import Frames
 from engine.render.verify import verify
 from engine.settings import Settings
 from engine.speech import Speech, SpeechOrder, engines_for, speak
+from engine.speech.piper import saved_voice
 from engine.validate import validate
 from engine.visuals.background import background
 from engine.visuals.captions import CaptionState, caption_states
@@ -276,7 +277,7 @@ def _speech(
     memory like a render, and its memory is on the generation's timeline."""
     request = plan.request
     offset = run.elapsed()
-    need = voice_need(model, len(request.text))
+    need = voice_need(model, len(request.text), saved_voice(settings.models_dir).exists())
 
     def on_sample(t_s: float, rss_mb: float) -> None:
         run.timeline.append((round(offset + t_s, 3), round(rss_mb, 1)))
@@ -287,7 +288,13 @@ def _speech(
                                   f"needs {state.need_mb:.0f} MB, {max(0.0, state.free_mb):.0f} MB free"))  # fmt: skip
 
     reserve = voice_room(need, ledger, settings.max_memory_mb, waiting)
-    engines = engines_for(request.tts or settings.tts_engine, reserve, tld=request.tld, on_sample=on_sample)
+    engines = engines_for(
+        request.tts or settings.tts_engine,
+        reserve,
+        tld=request.tld,
+        on_sample=on_sample,
+        models_dir=settings.models_dir,
+    )
     order = SpeechOrder(request.text, request.lang, work_dir, plan.quote.phrase_spans(), request.captions,
                         request.speed)  # fmt: skip
     speech = speak(order, engines)

@@ -69,6 +69,11 @@ class Settings:
     def temp_dir(self) -> Path:
         return self.data_dir / "tmp"
 
+    @property
+    def models_dir(self) -> Path:
+        """What this host prepares once and keeps: the neural voice saved for mapping (engine.speech.piper)."""
+        return self.data_dir / "models"
+
 
 class _Reader:
     """Reads and checks one variable at a time; every failure names the variable."""

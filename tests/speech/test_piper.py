@@ -5,18 +5,22 @@ or cannot speak; and the speaking rate of every engine."""
 import itertools
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
 import responses
 
 from engine.errors import SpeechFailed
+from engine.memory.costs import load_prior
+from engine.memory.plan import margin_mb
 from engine.memory.reading import tree_rss_mb
+from engine.memory.voice import FIRST_USE_MB, voice_need
 from engine.models import Request
 from engine.pipeline import generate
 from engine.settings import Settings
 from engine.speech import SpeechOrder, engines_for, speak
-from engine.speech.piper import MAX_PIECE_CHARS, MAX_PIECE_WORDS, PiperEngine, pieces
+from engine.speech.piper import MAX_PIECE_CHARS, MAX_PIECE_WORDS, PiperEngine, pieces, saved_voice
 from engine.visuals.text import QuoteText
 from tests.helpers import GTTS_URL, QUOTES, wav_seconds
 
@@ -98,10 +102,53 @@ def test_the_speaking_rate_changes_how_long_the_quote_lasts(tmp_path, voice):
 
 
 def test_without_room_for_the_voice_the_generation_is_spoken_by_espeak_and_says_why(tmp_path):
-    """MAX_MEMORY_MB leaves about 130 MB beside this process: the renders fit, the voice (about
-    160 MB with its margin) does not, so eSpeak NG speaks and the report says why."""
-    limit = round(tree_rss_mb(os.getpid()) + 130)
+    """MAX_MEMORY_MB leaves about 100 MB beside this process: the renders fit, the voice (about
+    100 MB with its margin once saved, 132 MB on its first use) does not, so eSpeak NG speaks and
+    the report says why."""
+    limit = round(tree_rss_mb(os.getpid()) + 100)
     settings = Settings.from_env({"DATA_DIR": str(tmp_path / "data"), "MAX_MEMORY_MB": str(limit)})
     result = generate(Request(QUOTES["short"], tts="piper", tier="low"), settings)
     assert result.status == "ok" and result.tts_engine == "espeak" and result.tts_peak_mb is None
     assert result.tts_fallback_reason.startswith("piper: not enough memory for the neural voice")
+
+
+def test_the_voice_is_saved_once_then_its_weights_are_mapped_not_copied(tmp_path):
+    """The first use saves the voice (within what is reserved for it); every later one maps its
+    60 MB of weights from that file, so its own memory is well under the shipped model's size."""
+    models = tmp_path / "models"
+    speeches = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        speeches.append(PiperEngine(lambda: room(400), models_dir=models).synthesize(order("Hello.", tmp_path / name)))
+    first, later = speeches
+    saved = saved_voice(models)
+    assert saved.is_file() and (saved.parent / "voice.weights").stat().st_size > 50_000_000
+    assert [p.name for p in models.iterdir()] == [saved.parent.name]  # nothing half-saved left
+    assert first.peak_rss_mb <= FIRST_USE_MB + margin_mb(FIRST_USE_MB)
+    assert later.peak_rss_mb < 80  # the shipped model copied into the process alone is 60 MB over its ~45
+    assert voice_need(load_prior(), 100, saved=False).need_mb >= FIRST_USE_MB
+    assert wav_seconds(first.path) == pytest.approx(wav_seconds(later.path), abs=0.01)  # the same voice
+
+
+def test_two_first_uses_at_once_both_speak_and_one_voice_is_kept(tmp_path):
+    models = tmp_path / "models"
+    folders = [tmp_path / name for name in ("a", "b")]
+    for folder in folders:
+        folder.mkdir()
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda f: PiperEngine(lambda: room(400), models_dir=models).synthesize(order("Hi.", f)),
+                             folders))  # fmt: skip
+    assert [s.engine for s in done] == ["piper", "piper"]
+    assert [p.name for p in models.iterdir()] == [saved_voice(models).parent.name]
+
+
+def test_a_voice_that_cannot_be_saved_hands_over_to_espeak_saying_what_to_do(tmp_path):
+    (tmp_path / "models").write_text("in the way")
+    engines = engines_for("piper", lambda: room(400), models_dir=tmp_path / "models")
+    speech = speak(order("Stay hungry.", tmp_path), engines)
+    assert speech.engine == "espeak"
+    assert re.match(
+        r"piper: the neural voice failed: OSError: could not save the voice in .*models \(.+\); "
+        r"check that DATA_DIR is writable and has room",
+        speech.fallback_reason,
+    ), speech.fallback_reason
