@@ -62,7 +62,7 @@ def run_bench(
         if end_to_end_only:
             whole = end_to_end(long_text, folder, settings.data_dir, runs, progress, quick)
             return {"machine": _machine(runs, quick), **whole}
-        voices = speech_engines(every if not quick else cases, folder, runs, progress, ledger)
+        voices = speech_engines(every if not quick else cases, folder, runs, progress, ledger, settings.models_dir)
         if speech_only:
             return {"machine": _machine(runs, quick), "speech": voices}
         cells: list[Cell] = []

@@ -25,8 +25,10 @@ from engine.visuals.text import QuoteText
 ENGINES = ("espeak", "piper")
 
 
-def speech_engines(cases: list[dict], folder: Path, runs: int, progress, ledger: Ledger | None) -> list[dict]:
-    """One row per quote and engine: medians over `runs`."""
+def speech_engines(
+    cases: list[dict], folder: Path, runs: int, progress, ledger: Ledger | None, models_dir: Path
+) -> list[dict]:
+    """One row per quote and engine: medians over `runs`; Piper as this host saved it (`models_dir`)."""
 
     @contextmanager
     def room() -> Iterator[float]:  # measured, never cut short; still counted in the host's ledger
@@ -38,7 +40,9 @@ def speech_engines(cases: list[dict], folder: Path, runs: int, progress, ledger:
         text = case["text"]
         order = SpeechOrder(text, "en", folder, QuoteText.of(text).phrase_spans())
         for name in ENGINES:
-            engine = EspeakEngine() if name == "espeak" else PiperEngine(room)
+            engine = EspeakEngine() if name == "espeak" else PiperEngine(room, models_dir)
+            if isinstance(engine, PiperEngine):
+                engine.save_voice(folder)
             times, peaks, masters, speech = [], [], [], None
             for _ in range(runs):
                 started = time.perf_counter()

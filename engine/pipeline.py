@@ -50,7 +50,7 @@ from engine.render.still_loop import Frames
 from engine.render.verify import verify
 from engine.settings import Settings
 from engine.speech import Speech, SpeechOrder, engines_for, speak
-from engine.speech.piper import saved_voice
+from engine.speech.saved_voice import is_saved
 from engine.validate import validate
 from engine.visuals.background import background
 from engine.visuals.captions import CaptionState, caption_states
@@ -277,7 +277,7 @@ def _speech(
     memory like a render, and its memory is on the generation's timeline."""
     request = plan.request
     offset = run.elapsed()
-    need = voice_need(model, len(request.text), saved_voice(settings.models_dir).exists())
+    need = voice_need(model, len(request.text), is_saved(settings.models_dir))
 
     def on_sample(t_s: float, rss_mb: float) -> None:
         run.timeline.append((round(offset + t_s, 3), round(rss_mb, 1)))
@@ -289,11 +289,7 @@ def _speech(
 
     reserve = voice_room(need, ledger, settings.max_memory_mb, waiting)
     engines = engines_for(
-        request.tts or settings.tts_engine,
-        reserve,
-        tld=request.tld,
-        on_sample=on_sample,
-        models_dir=settings.models_dir,
+        request.tts or settings.tts_engine, reserve, settings.models_dir, request.tld, on_sample=on_sample
     )
     order = SpeechOrder(request.text, request.lang, work_dir, plan.quote.phrase_spans(), request.captions,
                         request.speed)  # fmt: skip

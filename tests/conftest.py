@@ -21,6 +21,12 @@ def settings(tmp_path: Path) -> Settings:
     return Settings.from_env({"DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak"})
 
 
+@pytest.fixture(scope="session")
+def voices(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tests' neural voice is saved: once for the session (its first use is tested apart)."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture
 def store(settings: Settings):
     """A fresh history store, the SQLite file in the test's data folder."""

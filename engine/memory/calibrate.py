@@ -108,7 +108,7 @@ def calibrate(
                             f"motion={motion!s:5} {cell['peak_mb']:7.1f} MB {cell['s_per_video_s']:.4f} s/s"
                         )
         speech = [speech_cost(name, texts[-1], folder) for name in ("espeak", "gtts")]
-        speech.append(_piper_cost(folder, 1 if quick else 3, ledger))
+        speech.append(_piper_cost(folder, 1 if quick else 3, ledger, settings.models_dir))
         for row in speech:
             progress(f"speech {row['engine']:7} {row['peak_mb']:7.1f} MB")
     finally:
@@ -181,7 +181,7 @@ def speech_cost(engine: str, text: str, folder: Path) -> dict:
     return {"engine": engine, "peak_mb": round(max(0.0, sampler.peak_mb - baseline), 1), "runs": 1}
 
 
-def _piper_cost(folder: Path, runs: int, ledger: Ledger | None) -> dict:
+def _piper_cost(folder: Path, runs: int, ledger: Ledger | None, models_dir: Path) -> dict:
     """The neural voice's peak: its own process, speaking the longest quote allowed (its memory
     follows the longest piece it speaks, and a longer quote has more pieces to find it in)."""
     from engine.speech.base import SpeechOrder
@@ -197,9 +197,11 @@ def _piper_cost(folder: Path, runs: int, ledger: Ledger | None) -> dict:
         with ledger.admit([Need("calibrate piper", 300.0, 20)]) if ledger is not None else nullcontext():
             yield 1000.0  # measured, not limited
 
+    voice = PiperEngine(room, models_dir)
+    voice.save_voice(own)
     peaks = []
     for _ in range(runs):
-        speech = PiperEngine(room).synthesize(SpeechOrder(text, "en", own, QuoteText.of(text).phrase_spans()))
+        speech = voice.synthesize(SpeechOrder(text, "en", own, QuoteText.of(text).phrase_spans()))
         peaks.append(speech.peak_rss_mb)
         speech.path.unlink()
     return {"engine": "piper", "peak_mb": round(p95(peaks), 1), "runs": runs}

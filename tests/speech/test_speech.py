@@ -1,6 +1,7 @@
 """Offline speech for real; gTTS against recorded HTTP answers (the only fake is the network)."""
 
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
@@ -22,7 +23,7 @@ def no_room():
 
 
 def chain(choice: str):
-    return engines_for(choice, no_room)
+    return engines_for(choice, no_room, Path("unused: the voice is refused its memory first"))
 
 
 def test_offline_speech_is_real_audio_with_word_timings(tmp_path):

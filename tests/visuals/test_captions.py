@@ -66,11 +66,11 @@ def test_phrases_cut_at_punctuation_without_orphans():
     assert [QUOTES["short"][a:b] for a, b in spans] == ["Stay hungry.", "Stay foolish.", "Go"]
 
 
-def spoken(text: str, voice: str, folder: Path) -> Speech:
+def spoken(text: str, voice: str, folder: Path, models: Path) -> Speech:
     """The speech a captioned generation makes of `text`, mastered: the same engine and order as
     the pipeline's (both voices are deterministic), so the test knows the states it drew."""
     order = SpeechOrder(text, "en", folder, QuoteText.of(text).phrase_spans(), timed=True)
-    raw = engines_for(voice, unlimited)[0].synthesize(order)
+    raw = engines_for(voice, unlimited, models)[0].synthesize(order)
     return master(raw, folder / "mastered.wav").speech
 
 
@@ -80,10 +80,10 @@ def unlimited():
 
 
 @pytest.mark.parametrize("voice", ["espeak", "piper"])
-def test_caption_states_follow_the_speech(tmp_path, voice):
+def test_caption_states_follow_the_speech(tmp_path, voice, voices):
     """Each sentence's first phrase starts when its first word is heard: silence just before,
     speech within 100 ms after (measured on the audio itself)."""
-    speech = spoken(QUOTES["long"], voice, tmp_path)
+    speech = spoken(QUOTES["long"], voice, tmp_path, voices)
     quote = QuoteText.of(QUOTES["long"])
     states = caption_states(quote, speech)
     tokens = quote.tokens
@@ -116,7 +116,7 @@ def test_frames_follow_the_captions_over_60_seconds(settings, tmp_path, voice):
     request = Request(SIXTY_S, tts=voice, tier="low", captions=True, method="ffmpeg", fallback=False)
     result = generate(request, settings)
     assert result.captions and result.duration_s > 60 and result.tts_engine == voice
-    speech = spoken(SIXTY_S, voice, tmp_path)
+    speech = spoken(SIXTY_S, voice, tmp_path, settings.models_dir)
     assert speech.duration_s == pytest.approx(result.duration_s, abs=0.05)
     states = caption_states(QuoteText.of(SIXTY_S), speech)
     assert frames_follow(result.output, QuoteText.of(SIXTY_S), states, (854, 480), tmp_path) >= 10
@@ -132,7 +132,7 @@ def test_frames_follow_each_word(settings, tmp_path, voice):
     result = generate(request, settings)
     assert (result.caption_style, result.tts_engine) == ("word", voice)
     quote = QuoteText.of(QUOTES["long"])
-    states = caption_states(quote, spoken(QUOTES["long"], voice, tmp_path), "word")
+    states = caption_states(quote, spoken(QUOTES["long"], voice, tmp_path, settings.models_dir), "word")
     assert len(states) == len(quote.tokens) and {s.word for s in states} == set(range(len(quote.tokens)))
     assert frames_follow(result.output, quote, states, (854, 480), tmp_path) >= 30  # of 101 words
 
