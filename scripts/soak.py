@@ -95,11 +95,14 @@ def worker(generations: int, concurrency: int) -> None:
 def _outcome(request, result, error) -> dict:
     return {
         "status": result.status if result else "error", "motion": request.motion, "captions": request.captions,
+        "voice": result.tts_engine if result else None,
+        "voice_reason": result.tts_fallback_reason if result else None,
         "aspect": request.aspect, "tier": result.tier if result else None, "method": result.method if result else None,
         "wait_s": result.stage_s.get("wait", 0.0) if result else None,
         "attempts": [
             {"method": a.method, "tier": a.tier, "status": a.status, "peak_rss_mb": a.peak_rss_mb,
-             "predicted_peak_mb": a.predicted_peak_mb} for a in result.attempts
+             "predicted_peak_mb": a.predicted_peak_mb, "budget_mb": a.budget_mb, "error": a.error}
+            for a in result.attempts
         ] if result else [],
         "error": str(error) if error else None, "error_kind": error.kind if error else None,
     }  # fmt: skip
@@ -166,6 +169,10 @@ def summarize(outcomes: list[dict], asked: int) -> dict:
         "tiers": dict(Counter(o["tier"] for o in ok)),
         "still_cards_at_high": round(sum(o["tier"] == "high" for o in still) / len(still), 4) if still else None,
         "methods": dict(Counter(o["method"] for o in ok)),
+        "voices": dict(Counter(o["voice"] for o in ok)),
+        "voice_fallbacks": sorted({(o["voice_reason"] or "")[:160] for o in ok if o["voice_reason"]})[:5],
+        "killed": [dict(a, captions=o["captions"], motion=o["motion"], aspect=o["aspect"])
+                   for o in outcomes for a in o["attempts"] if a["status"] == "killed"][:5],
         "fallbacks": sum(len(o["attempts"]) > 1 for o in ok),
         "refusals": dict(Counter(o["error_kind"] for o in outcomes if o["error_kind"])),
         "waits_s": {"median": round(statistics.median(o["wait_s"] for o in ok), 2),
@@ -232,6 +239,7 @@ def main() -> int:
     parser.add_argument("--cli-generations", type=int, default=6)
     parser.add_argument("--cli-concurrency", type=int, default=3)
     parser.add_argument("--too-small-mb", type=int, default=60)
+    parser.add_argument("--tts", default="espeak", help="TTS_ENGINE: espeak, or piper for the neural voice's soak")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -240,7 +248,7 @@ def main() -> int:
 
     data = Path(tempfile.mkdtemp(prefix="soak-"))
     # Nothing about memory is set: the defaults are the product.
-    env = {**os.environ, "DATA_DIR": str(data), "TTS_ENGINE": "espeak", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "DATA_DIR": str(data), "TTS_ENGINE": args.tts, "PYTHONPATH": str(ROOT)}
     for name in ("MAX_MEMORY_MB", "MIN_REQUIRED_MEMORY_MB", "TIER_POLICY"):
         env.pop(name, None)
     try:

@@ -16,6 +16,7 @@ import pytest
 import responses
 
 from engine.errors import SpeechFailed
+from engine.history.store import host_name
 from engine.memory.plan import margin_mb
 from engine.memory.reading import tree_rss_mb
 from engine.memory.voice import FIRST_USE_MB
@@ -203,3 +204,14 @@ def test_a_damaged_voice_is_saved_again_and_what_a_stopped_saving_left_is_remove
     assert voice.synthesize(order("Hello.", tmp_path)).engine == "piper"
     assert (saved.parent / "voice.weights").stat().st_size > 50_000_000
     assert sorted(p.name for p in models.iterdir()) == sorted([saved.parent.name, alive.name])
+
+
+def test_the_voices_first_use_is_not_learned_as_its_need(settings, store):
+    """Saving the voice takes more than speaking with it; the cost model learns from the rest."""
+    request = Request("Stay hungry.", tts="piper", tier="low")
+    first = generate(request, settings, store=store)
+    later = generate(request, settings, store=store)
+    assert (first.tts_engine, later.tts_engine) == ("piper", "piper")
+    assert first.tts_peak_mb is None and max(r for _, r in first.timeline) > 90  # saving: on the timeline
+    assert 40 < later.tts_peak_mb < 80
+    assert [peak for _, peak in store.recent_speech_peaks(host_name())] == [later.tts_peak_mb]
