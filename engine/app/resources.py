@@ -21,8 +21,8 @@ T = TypeVar("T")
 
 @cache
 def shared_store(settings: Settings) -> HistoryStore:
-    """The history, opened (and migrated) once per process."""
-    return HistoryStore.open(settings)
+    """The history, opened (and migrated, in a process of its own) once per process."""
+    return HistoryStore.open(settings, migrate_apart=True)
 
 
 def start_up(settings: Settings) -> HistoryStore:

@@ -6,6 +6,7 @@ SQLite and PostgreSQL both take. A new database runs every step from the first.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -118,3 +119,21 @@ def migrate(conn: Connection) -> int:
         conn.execute(sa.delete(schema.meta).where(schema.meta.c.key == "schema_version"))
         conn.execute(sa.insert(schema.meta).values(key="schema_version", value=str(version)))
     return version
+
+
+def main(argv: list[str]) -> int:
+    """`python -m engine.history.migrations URL`: bring the database at URL to the latest schema
+    (how the app and the command line migrate without loading SQLAlchemy themselves)."""
+    from engine.errors import HistoryUnavailable
+    from engine.history.store import HistoryStore
+
+    try:
+        HistoryStore(argv[1]).close()
+    except HistoryUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from engine.errors import HistoryUnavailable
+from engine.errors import HistoryUnavailable, rebuild
 from engine.history.database import (
     SCHEMA_VERSION,
     AlchemyDatabase,
@@ -83,9 +85,15 @@ class HistoryStore:
                 raise HistoryUnavailable(str(exc).splitlines()[0]) from exc
 
     @classmethod
-    def open(cls, settings: Settings) -> HistoryStore:
+    def open(cls, settings: Settings, migrate_apart: bool = False) -> HistoryStore:
+        """The store of `settings`. With `migrate_apart` (the app's and the command line's store), a
+        SQLite file behind the schema is migrated by a process of its own first: SQLAlchemy, which
+        migrations need (22 MB), is never loaded into a long-lived process for it."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(database_url(settings))
+        url = database_url(settings)
+        if migrate_apart:
+            _migrate_apart(url)
+        return cls(url)
 
     @cached_property
     def engine(self) -> Engine:
@@ -336,6 +344,23 @@ def _alive_since(pid: int | None, created_at: float) -> bool:
         return psutil.Process(pid).create_time() <= created_at + 1
     except psutil.Error:
         return False
+
+
+def _migrate_apart(url: str) -> None:
+    path = sqlite_file(url)
+    if path is None or SqliteDatabase(path, 30.0).schema_version() >= SCHEMA_VERSION:
+        return  # another database needs SQLAlchemy anyway; a migrated file needs nothing
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    argv = [sys.executable, "-m", "engine.history.migrations", url]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise HistoryUnavailable(f"the migration did not run: {exc}") from None
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"the migration failed with exit {done.returncode}"]
+        said = lines[-1].removeprefix("error: ")
+        raise rebuild(HistoryUnavailable.kind, said) if said != lines[-1] else HistoryUnavailable(said)
 
 
 def _make_engine(url: str, busy_timeout_s: float) -> Engine:
