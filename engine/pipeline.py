@@ -277,8 +277,7 @@ def _speech(
     memory like a render, and its memory is on the generation's timeline."""
     request = plan.request
     offset = run.elapsed()
-    saved = is_saved(settings.models_dir)
-    need = voice_need(model, len(request.text), saved)
+    need = voice_need(model, len(request.text), is_saved(settings.models_dir))
 
     def on_sample(t_s: float, rss_mb: float) -> None:
         run.timeline.append((round(offset + t_s, 3), round(rss_mb, 1)))
@@ -295,8 +294,8 @@ def _speech(
     order = SpeechOrder(request.text, request.lang, work_dir, plan.quote.phrase_spans(), request.captions,
                         request.speed)  # fmt: skip
     speech = speak(order, engines)
-    if speech.engine == "piper" and not saved:
-        # Its first use saved the voice: no measure of what it needs from now on (the history's
+    if speech.saved_voice:
+        # This run saved the voice first: no measure of what it needs from now on (the history's
         # figure teaches the cost model that); its memory stays on the timeline.
         speech = replace(speech, peak_rss_mb=0.0)
     if speech.duration_s > settings.max_video_duration_s:

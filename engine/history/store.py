@@ -352,11 +352,19 @@ def _migrate_apart(url: str) -> None:
         return  # another database needs SQLAlchemy anyway; a migrated file needs nothing
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    argv = [sys.executable, "-m", "engine.history.migrations", url]
+    # -P: the engine from its own folder, whatever the current directory holds.
+    argv = [sys.executable, "-P", "-m", "engine.history.migrations", url]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise HistoryUnavailable(f"the migration did not run: {exc}") from None
+    except subprocess.TimeoutExpired:
+        raise HistoryUnavailable("its migration took over 300 s; another process may hold history.db.lock") from None
+    except OSError as exc:
+        raise HistoryUnavailable(f"its migration could not start: {exc.strerror or exc}") from None
+    if done.returncode < 0:
+        # Stopped by a signal: on a machine this small, out of memory. Migrated here instead (the
+        # store does it when it opens a file behind), where the command says if there is room to render.
+        log.warning("the history's migration was stopped (signal %d); migrating in this process", -done.returncode)
+        return
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or [f"the migration failed with exit {done.returncode}"]
         said = lines[-1].removeprefix("error: ")

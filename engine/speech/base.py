@@ -47,6 +47,7 @@ class Speech:
     words: tuple[WordTiming, ...] = ()
     fallback_reason: str | None = None  # why an earlier engine was passed over
     peak_rss_mb: float = 0.0  # of a voice that speaks in a child process of its own (Piper)
+    saved_voice: bool = False  # Piper saved its voice for this host first: the peak is that of saving
 
 
 class SpeechEngine(Protocol):

@@ -70,13 +70,16 @@ class PiperEngine:
                 if wav.is_file():
                     wav.unlink()  # half a speech
                 sweep(self.models_dir)  # a voice it was saving when it stopped
-                said = told["error"] if isinstance(told, dict) else error  # its own sentence, when it wrote one
+                said = told.get("error", error) if isinstance(told, dict) else error  # its own sentence, if any
                 raise SpeechFailed(f"the neural voice {_said(status)}: {said}")
-            words = _words(order.text, told or [])
+            told = told or {}
+            words = _words(order.text, told.get("pieces", []))
         finally:
             spec.unlink(missing_ok=True)
             timings.unlink(missing_ok=True)
-        return Speech(wav, wav_duration_s(wav), self.name, words, peak_rss_mb=peak)
+        return Speech(
+            wav, wav_duration_s(wav), self.name, words, peak_rss_mb=peak, saved_voice=told.get("saved_now", False)
+        )
 
 
 def pieces(text: str, phrases: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:

@@ -11,7 +11,8 @@ saved it (engine.speech.saved_voice).
 
 The spec: {"text", "pieces": [[start, end], ...] character spans, "length_scale", "wav", "timings",
 "saved": where the saved voice is kept}.
-Exit 0 when both files are written; otherwise exit 1, the timings file holding {"error": one line}.
+Exit 0 when both files are written, the timings file holding {"pieces": each piece's timings,
+"saved_now": whether this run saved the voice}; otherwise exit 1, the file holding {"error": one line}.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def main(argv: list[str]) -> int:
     take_group_down_with_parent()
     spec = json.loads(Path(argv[1]).read_text())
     try:
-        voice = _load(Path(spec["saved"]))
-        timings = _speak(voice, spec)
+        voice, saved_now = _load(Path(spec["saved"]))
+        timings = {"pieces": _speak(voice, spec), "saved_now": saved_now}
     except Exception as exc:  # one line for the parent, which hands over to the offline voice
         Path(spec["timings"]).write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}))
         return 1
@@ -48,9 +49,9 @@ def _load(saved: Path):
 
     shipped, config = _voice_files()
     onnxruntime.set_seed(SEED)  # the voice's sampling noise, fixed: the same quote is spoken the same way
-    session = open_saved(saved, shipped, _options)
+    session, saved_now = open_saved(saved, shipped, _options)
     give_back()  # what loading (or saving) parsed and copied is freed memory: give it back
-    return PiperVoice(session=session, config=PiperConfig.from_dict(json.loads(config.read_text())))
+    return PiperVoice(session=session, config=PiperConfig.from_dict(json.loads(config.read_text()))), saved_now
 
 
 def _options():

@@ -59,18 +59,23 @@ def sweep(models_dir: Path) -> None:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def open_saved(saved: Path, shipped: Path, options: Callable[[], Any]) -> Any:
-    """The runtime's session on the saved voice, saving it first if it is not there yet. A saved
-    voice the runtime cannot open (cut short by a crash of the machine) is saved again."""
+def open_saved(saved: Path, shipped: Path, options: Callable[[], Any]) -> tuple[Any, bool]:
+    """The runtime's session on the saved voice, and whether it was saved now: first if it was not
+    there yet. A saved voice the runtime cannot open (cut short by a crash of the machine) is saved
+    again. Another voice's or runtime's folder is left: a host may run two versions at once."""
     import onnxruntime
+    from onnxruntime.capi import onnxruntime_pybind11_state as runtime
 
     sweep(saved.parent.parent)
     if saved.is_file():
         try:
-            return onnxruntime.InferenceSession(str(saved), sess_options=options(), providers=["CPUExecutionProvider"])
-        except Exception:  # the runtime's own error types
+            return onnxruntime.InferenceSession(
+                str(saved), sess_options=options(), providers=["CPUExecutionProvider"]
+            ), False
+        except (runtime.Fail, runtime.InvalidProtobuf, runtime.InvalidGraph, runtime.NoSuchFile):
+            # The files themselves are bad (a failure of another kind leaves the host's voice alone).
             shutil.rmtree(saved.parent, ignore_errors=True)
-    return _save(saved, shipped, options)
+    return _save(saved, shipped, options), True
 
 
 def _save(saved: Path, shipped: Path, options: Callable[[], Any]) -> Any:
@@ -99,9 +104,6 @@ def _save(saved: Path, shipped: Path, options: Callable[[], Any]) -> Any:
             raise OSError(f"could not save the voice in {home} ({_first_line(exc)}); {ROOM}") from None
         _to_disk(work)
         work.chmod(0o777 & ~_umask())  # mkdtemp's folder is its owner's alone; the voice is the host's
-        for old in home.glob(f"{_PREFIX}*"):  # another voice or runtime's: not used again
-            if old != saved.parent:
-                shutil.rmtree(old, ignore_errors=True)
         with contextlib.suppress(OSError):  # another process saved it first: theirs is kept
             work.rename(saved.parent)
         return session

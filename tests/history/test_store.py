@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from engine.errors import InvalidInput, NotEnoughMemory, RenderFailed
-from engine.history import HistoryStore
+from engine.errors import HistoryUnavailable, InvalidInput, NotEnoughMemory, RenderFailed
+from engine.history import HistoryStore, database_url
 from engine.history.database import SCHEMA_VERSION
 from engine.history.migrations import LATEST, MIGRATIONS, current_version
 from engine.history.store import downsample
@@ -58,6 +58,33 @@ def test_the_first_schema_is_migrated_and_keeps_its_rows(tmp_path):
     )
     assert old.host is None and old.ssim is None and store.timeline(old.id) == []
     store.close()
+
+
+def _first_schema(url: str, extra: str | None = None) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        MIGRATIONS[0](conn)
+        conn.execute(sa.text("INSERT INTO meta VALUES ('schema_version', '1')"))
+        conn.execute(sa.text("INSERT INTO generations (id, created_at, status, text_chars) VALUES ('x', 1.0, 'ok', 3)"))
+        if extra:
+            conn.execute(sa.text(extra))
+    engine.dispose()
+
+
+def test_an_older_history_is_migrated_by_a_process_of_its_own(settings, monkeypatch):
+    settings.data_dir.mkdir(parents=True)
+    _first_schema(database_url(settings))
+    monkeypatch.setattr("engine.history.migrations.migrate", lambda conn: pytest.fail("migrated in this process"))
+    store = HistoryStore.open(settings, migrate_apart=True)
+    assert store.version == SCHEMA_VERSION and [row.id for row in store.generations()] == ["x"]
+    store.close()
+
+
+def test_a_migration_that_fails_apart_says_why(settings):
+    settings.data_dir.mkdir(parents=True)
+    _first_schema(database_url(settings), "CREATE TABLE samples (x INTEGER)")  # what version 2 makes
+    with pytest.raises(HistoryUnavailable, match=r"^the history database could not be read or written \(.*samples"):
+        HistoryStore.open(settings, migrate_apart=True)
 
 
 def test_a_generation_round_trips(store):
@@ -143,7 +170,7 @@ WRITER = textwrap.dedent(
     from dataclasses import replace
     from engine.history import HistoryStore
     from engine.models import Request
-    from tests.helpers import ROOT, result
+    from tests.helpers import result
     store = HistoryStore(sys.argv[1])
     for i in range(40):
         gid = uuid.uuid4().hex
