@@ -5,8 +5,9 @@ It speaks in a child process (`engine.speech.piper_child`) under the memory watc
 like a render: `reserve` waits for its turn in the host's ledger and gives the watchdog's
 budget, or says why there is no room (then the chain goes on to eSpeak NG). The quote is spoken
 in short pieces: the phrases the plan read, split to at most MAX_PIECE_WORDS words, because the
-voice's memory grows with the length of what it speaks at once (measured: 332 MB for a 529-
-character quote spoken whole; 155 to 175 MB in pieces of at most four words, whatever the quote's length).
+voice's memory grows with the length of what it speaks at once (measured, as RSS from the shipped
+model: 332 MB for a 529-character quote spoken whole; 155 to 175 MB in pieces of at most four words,
+whatever the quote's length; its own memory from the saved voice now: 63 to 83 MB).
 
 The voice is the one this host saved under DATA_DIR/models on its first use (engine.speech.saved_voice).
 """
