@@ -52,7 +52,7 @@ def test_watchdog_kills_the_whole_group_and_reports_it(tmp_path, speech_wav):
     run = run_isolated(spec, budget_mb=40)
     assert run.status == "killed"
     assert "over its 40 MB budget" in run.error
-    assert run.peak_rss_mb > 40
+    assert run.peak_rss_mb >= 40  # killed once over it; the figure is rounded to 0.1 MB (40.04 reads 40.0)
     assert not (tmp_path / "spec-moviepy.json").exists()
 
 
