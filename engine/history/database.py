@@ -72,13 +72,6 @@ def set_pragmas(connection: Any, busy_timeout_s: float) -> None:
     cursor.close()
 
 
-def version_of(rows: list[tuple]) -> int:
-    return int(rows[0][0]) if rows and rows[0][0] else 0
-
-
-VERSION_SQL = "SELECT value FROM meta WHERE key = 'schema_version'"
-
-
 class SqliteDatabase:
     """A history file through sqlite3: a connection per transaction (opening one takes well under a
     millisecond), so that threads never share one."""
@@ -114,11 +107,12 @@ class SqliteDatabase:
             return 0
         try:
             with self.transaction() as tx:
-                return version_of(tx.rows(VERSION_SQL))
+                rows = tx.rows("SELECT value FROM meta WHERE key = 'schema_version'")
         except HistoryUnavailable as exc:
             if "no such table" in str(exc):
                 return 0
             raise
+        return int(rows[0][0]) if rows and rows[0][0] else 0  # as migrations.current_version reads it
 
 
 def _rollback(connection: sqlite3.Connection) -> None:
@@ -164,12 +158,10 @@ class AlchemyDatabase:
             raise HistoryUnavailable(str(exc)) from exc
 
     def schema_version(self) -> int:
-        import sqlalchemy as sa
+        from engine.history.migrations import current_version
 
         with self.transaction() as tx:
-            if not sa.inspect(tx.connection).has_table("meta"):
-                return 0
-            return version_of(tx.rows(VERSION_SQL))
+            return current_version(tx.connection)
 
 
 class _AlchemyTransaction:

@@ -39,6 +39,7 @@ from engine.history.database import (
 )
 from engine.history.records import AttemptRecord, GenerationRecord
 from engine.models import NOT_STORED, QueueDelivery, Request, Result
+from engine.render.lifetime import die_with_parent, engine_env
 from engine.settings import Settings
 
 if TYPE_CHECKING:
@@ -350,12 +351,12 @@ def _migrate_apart(url: str) -> None:
     path = sqlite_file(url)
     if path is None or SqliteDatabase(path, 30.0).schema_version() >= SCHEMA_VERSION:
         return  # another database needs SQLAlchemy anyway; a migrated file needs nothing
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     # -P: the engine from its own folder, whatever the current directory holds.
     argv = [sys.executable, "-P", "-m", "engine.history.migrations", url]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+        done = subprocess.run(
+            argv, capture_output=True, text=True, env=engine_env(), timeout=300, preexec_fn=die_with_parent()
+        )
     except subprocess.TimeoutExpired:
         raise HistoryUnavailable("its migration took over 300 s; another process may hold history.db.lock") from None
     except OSError as exc:

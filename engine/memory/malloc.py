@@ -11,6 +11,7 @@ their pages, one heap per thread that touched them. Measured:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import sys
@@ -19,6 +20,14 @@ M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 THRESHOLD_BYTES = 2 << 20
 # For the processes we start (ffmpeg, MoviePy's child and its ffmpeg): glibc reads it as they start.
 CHILD_ENV = (("MALLOC_MMAP_THRESHOLD_", str(THRESHOLD_BYTES)),)
+
+
+def give_back_freed() -> None:
+    """Hand the heap memory this process has freed back to the system now (glibc's malloc_trim):
+    a child that frees a lot at once (the neural voice after loading, and after each piece) keeps
+    its peak to that of one piece."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the memory is reused, not returned
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 def give_back_big_buffers() -> bool:

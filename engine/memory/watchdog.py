@@ -20,9 +20,8 @@ from typing import IO, BinaryIO
 
 from engine.memory.sampler import TreeSampler
 from engine.render.ffmpeg import disk_full, explain
-from engine.render.lifetime import die_with_parent
+from engine.render.lifetime import die_with_parent, engine_env
 
-_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 OnSample = Callable[[float, float], None]
 
 
@@ -116,7 +115,7 @@ def run_step(
     step: Step, budget_mb: float, on_sample: OnSample, remaining_s: float, timeout_s: float
 ) -> tuple[str, str | None, float]:
     """Run one command under the watchdog: (status, reason, peak MB of its tree)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PROJECT_ROOT, os.environ.get("PYTHONPATH")]))}
+    env = engine_env()
     env.update(step.env)
     feeder = _Feeder(step.feed) if step.feed is not None else None
     try:

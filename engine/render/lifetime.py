@@ -12,8 +12,10 @@ import ctypes
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def _prctl() -> Callable[..., int] | None:
@@ -34,6 +36,12 @@ def take_group_down_with_parent() -> None:
         return
     signal.signal(signal.SIGTERM, lambda _signum, _frame: os.killpg(0, signal.SIGKILL))
     _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def engine_env() -> dict[str, str]:
+    """This process's environment for a Python child that runs `-m engine...`: this checkout first on
+    its path, whatever the current directory (the app may be started from anywhere)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PROJECT_ROOT, os.environ.get("PYTHONPATH")]))}
 
 
 def die_with_parent() -> Callable[[], None] | None:

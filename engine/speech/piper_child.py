@@ -45,12 +45,13 @@ def _load(saved: Path):
     from piper import PiperVoice
     from piper.config import PiperConfig
 
-    from engine.speech.saved_voice import give_back, open_saved
+    from engine.memory.malloc import give_back_freed
+    from engine.speech.saved_voice import open_saved
 
     shipped, config = _voice_files()
     onnxruntime.set_seed(SEED)  # the voice's sampling noise, fixed: the same quote is spoken the same way
     session, saved_now = open_saved(saved, shipped, _options)
-    give_back()  # what loading (or saving) parsed and copied is freed memory: give it back
+    give_back_freed()  # what loading (or saving) parsed and copied is freed memory: give it back
     return PiperVoice(session=session, config=PiperConfig.from_dict(json.loads(config.read_text()))), saved_now
 
 
@@ -82,7 +83,7 @@ def _speak(voice, spec: dict) -> list[dict]:
     word's share of it by its phonemes (what the voice spends its time on)."""
     from piper.config import SynthesisConfig
 
-    from engine.speech.saved_voice import give_back
+    from engine.memory.malloc import give_back_freed
 
     text = spec["text"]
     settings = SynthesisConfig(length_scale=spec["length_scale"])
@@ -96,7 +97,7 @@ def _speak(voice, spec: dict) -> list[dict]:
             for chunk in voice.synthesize(text[start:end], syn_config=settings):
                 out.writeframes(chunk.audio_int16_bytes)
                 samples += len(chunk.audio_int16_array)
-            give_back()
+            give_back_freed()
             seconds = samples / voice.config.sample_rate
             words = _word_shares(voice, text, start, end, clock, seconds)
             timings.append({"start": start, "end": end, "start_s": round(clock, 3),

@@ -27,6 +27,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from engine.memory.malloc import give_back_freed
+
 VOICE = "voice.onnx"
 WEIGHTS = "voice.weights"
 ROOM = "check that DATA_DIR is writable and has room"
@@ -94,7 +96,7 @@ def _save(saved: Path, shipped: Path, options: Callable[[], Any]) -> Any:
         saving.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
         try:
             onnxruntime.InferenceSession(str(shipped), sess_options=saving, providers=["CPUExecutionProvider"])
-            give_back()
+            give_back_freed()
             # Opened before it is put in place: a voice cut short (a full disk) is never kept. The
             # session maps the files, which stay valid whatever becomes of their names.
             session = onnxruntime.InferenceSession(
@@ -109,14 +111,6 @@ def _save(saved: Path, shipped: Path, options: Callable[[], Any]) -> Any:
         return session
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def give_back() -> None:
-    """Hand freed heap memory back to the system (glibc), so the peak stays that of one piece."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: the memory is reused, not returned
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _to_disk(folder: Path) -> None:
