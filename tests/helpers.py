@@ -67,6 +67,22 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess
     )
 
 
+def writes_of(monkeypatch, out: Path) -> list[list[str]]:
+    """The ffmpeg runs (engine.render.ffmpeg.run, the real one) that write `out`, as they happen."""
+    from engine.render import ffmpeg
+
+    writes: list[list[str]] = []
+    real_run = ffmpeg.run
+
+    def run(args: list[str], *rest, **named) -> str:
+        if str(out) in args:
+            writes.append(args)
+        return real_run(args, *rest, **named)
+
+    monkeypatch.setattr(ffmpeg, "run", run)
+    return writes
+
+
 def wait_for(predicate, timeout_s: float = 30.0):
     """Poll `predicate` until it returns something true, and return that; fail after `timeout_s`."""
     deadline = time.monotonic() + timeout_s

@@ -34,6 +34,9 @@ EDGE_S = 0.02  # kept beyond the first and last loud frame: soft onsets and endi
 CEILING_DBFS = -2.5
 AIM_LU = 0.5  # half the tolerance: the AAC encoding moves it by about 0.1
 MAX_PASSES = 3
+MIN_SLOPE = 0.25  # of loudness gained per decibel added, aimed with: less would overshoot wildly
+# What a limited voice keeps of an added decibel: 0.4 to 0.6 for Piper and eSpeak NG (measured).
+FIRST_SLOPE = 0.5
 MAX_GAIN_DB = 30.0
 
 
@@ -80,8 +83,12 @@ def level(inputs: list[list[str]], shape: str, measured_lufs: float, out: Path) 
         # The limiter takes back part of each added decibel: aim along the line through the last two tries.
         (g0, l0), (g1, l1) = tried[-1], (gain, loudness.integrated_lufs)
         slope = (l1 - l0) / (g1 - g0) if g1 != g0 and l1 != l0 else 1.0
+        if len(tried) == 1 and slope < MIN_SLOPE:
+            # The first point is measured before the pad and the limiter (or assumed): when the line
+            # through it makes no sense (the limiter took more than the gain added), use a typical one.
+            slope = FIRST_SLOPE
         tried.append((g1, l1))
-        gain = g1 + miss / min(1.0, max(0.25, slope))
+        gain = g1 + miss / min(1.0, max(MIN_SLOPE, slope))
     return loudness
 
 

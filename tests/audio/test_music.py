@@ -18,7 +18,7 @@ from engine.render import ffmpeg
 from engine.render.ffmpeg import probe
 from engine.speech.base import SpeechOrder
 from engine.speech.espeak import EspeakEngine
-from tests.helpers import QUOTES
+from tests.helpers import QUOTES, writes_of
 
 
 def read(path: Path) -> tuple[np.ndarray, int]:
@@ -62,6 +62,16 @@ def test_uploads_are_judged_by_content_size_and_length(tmp_path):
     long = tone_file(tmp_path, ".wav", 660, "-ar", "8000", "-c:a", "pcm_u8")  # 11 minutes, 5 MB
     with pytest.raises(InvalidInput, match="lasts 11 min, over the 10 min limit"):
         check_upload(long.read_bytes())
+
+
+@pytest.mark.parametrize("name", ["pad", "piano", "pulse"])
+def test_a_mix_under_mastered_speech_is_written_once(tmp_path, monkeypatch, name):
+    """The mix starts from the gain that lands it on the target, so it is written and measured once
+    (each write is a pass over the whole sound)."""
+    speech = master(EspeakEngine().synthesize(SpeechOrder(QUOTES["medium"], "en", tmp_path)), tmp_path / "m.wav").speech
+    writes = writes_of(monkeypatch, tmp_path / "mix.wav")
+    mixed = mix(speech, bed(name, tmp_path / "music"), tmp_path / "mix.wav")
+    assert len(writes) == 1 and mixed.loudness.meets_target(), mixed.loudness
 
 
 def test_the_music_is_ducked_under_the_voice_and_the_mix_mastered(tmp_path):

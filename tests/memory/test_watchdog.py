@@ -1,0 +1,65 @@
+"""The watchdog's wait for a step: woken by the process's end, stopped at its time, and the same
+where the kernel has no pidfds (its fallback)."""
+
+import os
+import sys
+
+import pytest
+
+from engine.memory import watchdog
+from engine.memory.watchdog import Step, run_step
+from tests.helpers import alive
+
+
+def _no_pidfd(_pid: int) -> int:
+    raise OSError(38, "Function not implemented")
+
+
+@pytest.fixture(params=["pidfd", "polling"])
+def kernel(request, monkeypatch):
+    if request.param == "polling":
+        monkeypatch.setattr(os, "pidfd_open", _no_pidfd)
+    return request.param
+
+
+def _python(code: str) -> Step:
+    return Step([sys.executable, "-c", code], is_ffmpeg=False)
+
+
+def test_a_step_that_ends_is_ok(kernel):
+    status, reason, _peak = run_step(_python("pass"), 500, lambda *_: None, remaining_s=30, timeout_s=30)
+    assert (status, reason) == ("ok", None)
+
+
+def test_a_step_that_fails_gives_its_reason(kernel):
+    step = _python("import sys; sys.exit('no such card')")
+    status, reason, _peak = run_step(step, 500, lambda *_: None, remaining_s=30, timeout_s=30)
+    assert (status, reason) == ("failed", "no such card.")
+
+
+def test_a_step_past_its_time_is_stopped_with_its_group(kernel, tmp_path):
+    pid_file = tmp_path / "child.pid"
+    # A child of the step's own, which must die with its group.
+    code = (
+        "import subprocess, sys, time; "
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)"
+    )
+    status, reason, _peak = run_step(_python(code), 500, lambda *_: None, remaining_s=1.5, timeout_s=1.5)
+    assert (status, reason) == ("timeout", "stopped after 2 s without finishing")
+    assert not alive(int(pid_file.read_text()))
+
+
+def test_wait_says_whether_the_process_ended(kernel):
+    import subprocess
+
+    quick = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert watchdog.wait(quick, 30) is True
+    assert quick.returncode == 0
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert watchdog.wait(slow, 0.2) is False
+        assert slow.returncode is None
+    finally:
+        slow.kill()
+        slow.wait()
