@@ -72,9 +72,8 @@ def level(inputs: list[list[str]], shape: str, measured_lufs: float, out: Path) 
     difference added while it lands more than AIM_LU off."""
     ceiling = 10 ** (CEILING_DBFS / 20)
     tried: list[tuple[float, float]] = [(0.0, measured_lufs)]  # (gain dB, loudness it gave)
-    gain = TARGET_LUFS - measured_lufs if math.isfinite(measured_lufs) else 0.0
+    gain = min(MAX_GAIN_DB, TARGET_LUFS - measured_lufs if math.isfinite(measured_lufs) else 0.0)
     for _ in range(MAX_PASSES):
-        gain = min(gain, MAX_GAIN_DB)
         limit = f"volume={gain:.2f}dB,alimiter=limit={ceiling:.4f}:attack=5:release=50:level=false:latency=true"
         loudness = _run(inputs, f"{shape},{limit},asplit[out][meter];[meter]{METER},anullsink", out)
         miss = TARGET_LUFS - loudness.integrated_lufs
@@ -85,10 +84,12 @@ def level(inputs: list[list[str]], shape: str, measured_lufs: float, out: Path) 
         slope = (l1 - l0) / (g1 - g0) if g1 != g0 and l1 != l0 else 1.0
         if len(tried) == 1 and slope < MIN_SLOPE:
             # The first point is measured before the pad and the limiter (or assumed): when the line
-            # through it makes no sense (the limiter took more than the gain added), use a typical one.
+            # through it is this flat (the limiter took back most of the gain), use a typical one.
             slope = FIRST_SLOPE
         tried.append((g1, l1))
-        gain = g1 + miss / min(1.0, max(MIN_SLOPE, slope))
+        gain = min(MAX_GAIN_DB, g1 + miss / min(1.0, max(MIN_SLOPE, slope)))
+        if gain == g1:  # at the most it may add: another write would be the same
+            break
     return loudness
 
 

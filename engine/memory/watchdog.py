@@ -190,21 +190,26 @@ def wait(proc: subprocess.Popen, timeout_s: float) -> bool:
     """Wait for `proc` to end, woken as it does (through a pidfd): subprocess's own timed wait
     polls with sleeps of up to 50 ms, 15 ms late on average for a render's step (measured).
     False when `timeout_s` passed first."""
+    open_pidfd = getattr(os, "pidfd_open", None)  # Linux 5.3 and later
     try:
-        handle = os.pidfd_open(proc.pid)
-    except OSError:  # a kernel before 5.3
+        handle = open_pidfd(proc.pid) if open_pidfd is not None else None
+    except OSError:
+        handle = None
+    if handle is None:
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return False
         return True
     try:
-        ended, _, _ = select.select([handle], [], [], timeout_s)
+        ended = select.poll()  # not select.select: a long-lived server's descriptors pass 1024
+        ended.register(handle, select.POLLIN)
+        done = bool(ended.poll(timeout_s * 1000))
     finally:
         os.close(handle)
-    if ended:
+    if done:
         proc.wait()
-    return bool(ended)
+    return done
 
 
 def kill_group(pgid: int) -> None:

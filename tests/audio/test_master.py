@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, measure
-from engine.audio.master import EDGE_S, PAD_S, master, voiced_span
+from engine.audio.master import EDGE_S, MAX_GAIN_DB, PAD_S, master, voiced_span
 from engine.render.ffmpeg import probe
 from engine.speech.base import Speech, SpeechOrder, WordTiming
 from engine.speech.espeak import EspeakEngine
+from tests.helpers import writes_of
 
 RATE = 22050
 
@@ -65,6 +66,16 @@ def test_a_quiet_and_a_clipped_voice_both_end_at_the_target(tmp_path, level):
     source = write_wav(tmp_path / "in.wav", signal)
     done = master(Speech(source, 6.0, "espeak"), tmp_path / "out.wav")
     assert_mastered(done.speech.path)
+
+
+def test_a_voice_too_quiet_to_reach_the_target_is_raised_by_the_most_allowed_once(tmp_path, monkeypatch):
+    source = write_wav(tmp_path / "in.wav", tone(6.0, 0.004))
+    before = measure(source).integrated_lufs
+    writes = writes_of(monkeypatch, tmp_path / "out.wav")
+    done = master(Speech(source, 6.0, "espeak"), tmp_path / "out.wav")
+    assert len(writes) == 1  # a second write at the same (greatest) gain would be the same
+    assert done.loudness.integrated_lufs == pytest.approx(before + MAX_GAIN_DB, abs=1.0)
+    assert done.loudness.integrated_lufs < TARGET_LUFS - TOLERANCE_LU
 
 
 def test_silence_at_the_ends_is_trimmed_to_an_even_pad_and_words_move_with_it(tmp_path):
