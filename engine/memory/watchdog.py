@@ -52,8 +52,12 @@ class Progress:
         with self.changed:
             while self.frames < frames:
                 seen = self.frames
-                self.changed.wait(timeout=stall_s)
-                if self.frames == seen:
+
+                def moved(seen: int = seen) -> bool:
+                    return self.frames != seen
+
+                # ffmpeg repeats its count every period: only a new count, not a line, is progress.
+                if not self.changed.wait_for(moved, timeout=stall_s):
                     return
 
     def read(self, stdout: IO[bytes]) -> None:

@@ -35,9 +35,11 @@ METHODS = ("ffmpeg", "emergency")  # the methods this module renders: bare ffmpe
 SEGMENT_S = 2  # a keyframe at least this often, unless a still card's keyframe would break the cap
 CRF = 23
 PRESET = "superfast"
-# Frames written to ffmpeg beyond those it has encoded: its queues would otherwise hold a dozen
-# (measured at 1080x1920: 115 MB for the run instead of 76, and no faster).
-AHEAD = 1
+# Frames written to ffmpeg beyond those it reports encoded. It reports each a frame late, so one
+# is always on its way (with one alone, x264 waits for every report: 2.3 s for the 117 word states
+# of 529 characters at 1080x1920); a second keeps x264 busy while the next card is drawn (1.8 s, the
+# same 49.5 MB); a third held 3 MB more (measured). Unbounded, its queues held a dozen frames.
+AHEAD = 2
 # Headers that do not depend on the pictures (x264's `stitchable`), and no keyframes but the ones
 # asked for: what splicing needs. A still picture gains nothing from B-frames or lookahead.
 X264_SPLICE = f"{X264_STILL}:stitchable=1:scenecut=0:subme=0"
@@ -96,8 +98,9 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
         pipe.write(black)
         pipe.write(black)
         for index, (state, _key) in enumerate(pictures.shown):
+            frame = source(state)  # drawn while x264 encodes the pictures before it
             progress.wait_for(2 + index - AHEAD)
-            pipe.write(source(state))
+            pipe.write(frame)
 
     def feed_stream(pipe: BinaryIO, _progress: Progress) -> None:
         found = h264_pictures(encoded.read_bytes())

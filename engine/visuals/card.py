@@ -26,7 +26,7 @@ HIGHLIGHT_COLOUR = (255, 214, 102)
 AUTHOR_COLOUR = (214, 204, 236)
 LINE_HEIGHT = 1.3
 AUTHOR_SCALE = 0.6
-KEPT_RUNS = 32  # text runs kept as masks, for a phrase's states and the lines around it (0.7 MB at 1080x1920)
+KEPT_RUNS = 12  # text runs kept as masks, for a phrase's states and the lines around it (0.3 MB at 1080x1920)
 
 
 # A phrase's token range [first, last), and in the word style the token being spoken.

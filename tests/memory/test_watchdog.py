@@ -83,3 +83,32 @@ def test_wait_sees_the_end_when_descriptors_pass_1024():
         for handle in held:
             os.close(handle)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_progress_waits_for_a_new_count_not_a_repeated_line():
+    """ffmpeg prints its frame count every period, changed or not: a feed that took a repeated line
+    for progress ran ahead of the encoder, and ffmpeg queued its raw frames (91 MB, not 49)."""
+    import threading
+    import time
+
+    from engine.memory.watchdog import Progress
+
+    read_end, write_end = os.pipe()
+    progress = Progress()
+    reader = threading.Thread(target=progress.read, args=(os.fdopen(read_end, "rb"),))
+    reader.start()
+    with os.fdopen(write_end, "wb", buffering=0) as ffmpeg_stdout:
+
+        def report() -> None:
+            for _ in range(20):
+                ffmpeg_stdout.write(b"frame=2\nprogress=continue\n")
+                time.sleep(0.01)
+            ffmpeg_stdout.write(b"frame=3\n")
+
+        writer = threading.Thread(target=report)
+        writer.start()
+        progress.wait_for(3, stall_s=5)
+        assert progress.frames == 3
+        writer.join()
+    reader.join()
+    assert progress.frames > 3  # ended: nothing more to wait for
