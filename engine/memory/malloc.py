@@ -11,9 +11,8 @@ their pages, one heap per thread that touched them. Measured:
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import ctypes.util
+import functools
 import sys
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
@@ -22,20 +21,31 @@ THRESHOLD_BYTES = 2 << 20
 CHILD_ENV = (("MALLOC_MMAP_THRESHOLD_", str(THRESHOLD_BYTES)),)
 
 
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, by its soname; None where there is none (macOS, musl: the memory is reused, not
+    returned). Not ctypes.util.find_library: it runs ldconfig, a fork of this process each time
+    (of the neural voice's 82 MB after each piece: 0.2 s, and a tree that briefly read 164 MB)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim, libc.mallopt  # noqa: B018 (musl has neither)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 def give_back_freed() -> None:
     """Hand the heap memory this process has freed back to the system now (glibc's malloc_trim):
     a child that frees a lot at once (the neural voice after loading, and after each piece) keeps
     its peak to that of one piece."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: the memory is reused, not returned
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def give_back_big_buffers() -> bool:
     """Fix this process's mmap threshold; False where there is no glibc (macOS, musl) to ask."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES))
-    except (OSError, AttributeError):
-        return False
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES))

@@ -72,8 +72,9 @@ def draw_cards(
 class Painter:
     """The cards of one quote at one size, laid out once. A caption state differs from the card
     with every word dim only in the lines its phrase is on: that band is drawn again, not the
-    whole card (measured at 1080x1920, 529 characters: 4.6 ms a state, converted to YUV; a whole
-    card drawn and written as a PNG, as before, took about 90)."""
+    whole card, and its text from masks kept from state to state (measured at 1080x1920, the 101
+    word states of 529 characters: 3.3 to 3.7 ms a state, converted to YUV, 5.7 without the masks;
+    a whole card drawn and written as a PNG, as before, took about 90)."""
 
     def __init__(self, quote: QuoteText, size: tuple[int, int], background: Background | None = None) -> None:
         self.quote, self.size = quote, size
