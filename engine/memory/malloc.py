@@ -25,7 +25,8 @@ CHILD_ENV = (("MALLOC_MMAP_THRESHOLD_", str(THRESHOLD_BYTES)),)
 def _glibc() -> ctypes.CDLL | None:
     """glibc, by its soname; None where there is none (macOS, musl: the memory is reused, not
     returned). Not ctypes.util.find_library: it runs ldconfig, a fork of this process each time
-    (of the neural voice's 82 MB after each piece: 0.2 s, and a tree that briefly read 164 MB)."""
+    (of the neural voice's 82 MB after each piece: 0.5 s of its 2.5 for 529 characters, and a
+    tree that briefly read 164 MB)."""
     if not sys.platform.startswith("linux"):
         return None
     try:

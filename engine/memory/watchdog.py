@@ -46,9 +46,10 @@ class Progress:
         self.frames = 0
         self.changed = threading.Condition()
 
-    def wait_for(self, frames: int, stall_s: float = 1.0) -> None:
+    def wait_for(self, frames: int, stall_s: float = 1.0) -> bool:
         """Until ffmpeg has done `frames` frames, has stopped, or has said nothing new for `stall_s`
-        (it may want more input before it says anything: a writer must never wait on it forever)."""
+        (it may want more input before it says anything: a writer must never wait on it forever).
+        False when it stalled."""
         with self.changed:
             while self.frames < frames:
                 seen = self.frames
@@ -58,7 +59,8 @@ class Progress:
 
                 # ffmpeg repeats its count every period: only a new count, not a line, is progress.
                 if not self.changed.wait_for(moved, timeout=stall_s):
-                    return
+                    return False
+            return True
 
     def read(self, stdout: IO[bytes]) -> None:
         for line in stdout:

@@ -10,7 +10,7 @@ by copy. The sound is encoded in the same run, on a thread of its own.
 Two ffmpeg runs whatever the number of states. Measured at 1080x1920 against the methods they
 replace (a looped 2 s segment; one segment per caption state, every frame encoded): the still card
 96 MB (now 46), the phrase captions of 529 characters 102 MB and 11.2 s for the whole generation
-(now 55 MB and 1.7 s), and word captions 22.6 s (2.4 s). Encoding every frame has a floor of its
+(now 50 MB and 1.9 s), and word captions 22.6 s (2.6 s). Encoding every frame has a floor of its
 own: x264 on 770 identical 1080x1920 frames takes 2.6 s at `ultrafast`.
 """
 
@@ -35,10 +35,12 @@ METHODS = ("ffmpeg", "emergency")  # the methods this module renders: bare ffmpe
 SEGMENT_S = 2  # a keyframe at least this often, unless a still card's keyframe would break the cap
 CRF = 23
 PRESET = "superfast"
-# Frames written to ffmpeg beyond those it reports encoded. It reports each a frame late, so one
-# is always on its way (with one alone, x264 waits for every report: 2.3 s for the 117 word states
-# of 529 characters at 1080x1920); a second keeps x264 busy while the next card is drawn (1.8 s, the
-# same 49.5 MB); a third held 3 MB more (measured). Unbounded, its queues held a dozen frames.
+# Frames written to ffmpeg beyond those it reports encoded, before each write (one more after it).
+# It reports each a frame late, so one is always on its way (with one alone, x264 waits for every
+# report: 2.3 s for the 117 pictures of 529 characters' word captions at 1080x1920); a second keeps
+# x264 busy while the next card is drawn (1.8 s, the same 49.6 MB); a third held 3 MB more
+# (measured). Unbounded, its queues held a dozen frames. Should an ffmpeg report later still, a
+# wait that stalls lets the feed one frame further ahead, not stall again for every picture.
 AHEAD = 2
 # Headers that do not depend on the pictures (x264's `stitchable`), and no keyframes but the ones
 # asked for: what splicing needs. A still picture gains nothing from B-frames or lookahead.
@@ -97,9 +99,11 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
     def feed_cards(pipe: BinaryIO, progress: Progress) -> None:
         pipe.write(black)
         pipe.write(black)
+        ahead = AHEAD
         for index, (state, _key) in enumerate(pictures.shown):
             frame = source(state)  # drawn while x264 encodes the pictures before it
-            progress.wait_for(2 + index - AHEAD)
+            if not progress.wait_for(2 + index - ahead):
+                ahead += 1
             pipe.write(frame)
 
     def feed_stream(pipe: BinaryIO, _progress: Progress) -> None:

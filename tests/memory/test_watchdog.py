@@ -112,3 +112,23 @@ def test_progress_waits_for_a_new_count_not_a_repeated_line():
         writer.join()
     reader.join()
     assert progress.frames > 3  # ended: nothing more to wait for
+
+
+def test_progress_that_stalls_lets_the_writer_on_and_says_so():
+    """An ffmpeg that says nothing new (it wants more input first) never holds the writer for
+    longer than the stall."""
+    import threading
+
+    from engine.memory.watchdog import Progress
+
+    read_end, write_end = os.pipe()
+    progress = Progress()
+    reader = threading.Thread(target=progress.read, args=(os.fdopen(read_end, "rb"),))
+    reader.start()
+    with os.fdopen(write_end, "wb", buffering=0) as ffmpeg_stdout:
+        ffmpeg_stdout.write(b"frame=2\n")
+        assert progress.wait_for(2, stall_s=5) is True
+        ffmpeg_stdout.write(b"frame=2\n" * 5)
+        assert progress.wait_for(3, stall_s=0.2) is False and progress.frames == 2
+    reader.join()
+    assert progress.wait_for(10**6) is True  # ended: nothing more to wait for
