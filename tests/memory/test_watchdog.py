@@ -2,12 +2,19 @@
 where the kernel has no pidfds (its fallback)."""
 
 import os
+import resource
+import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
 
 import pytest
 
 from engine.memory import watchdog
-from engine.memory.watchdog import Step, run_step
+from engine.memory.watchdog import Progress, Step, run_step
 from tests.helpers import alive, wait_for
 
 
@@ -54,8 +61,6 @@ def test_a_step_past_its_time_is_stopped_with_its_group(kernel, tmp_path):
 
 
 def test_wait_says_whether_the_process_ended(kernel):
-    import subprocess
-
     quick = subprocess.Popen([sys.executable, "-c", "pass"])
     assert watchdog.wait(quick, 30) is True
     assert quick.returncode == 0
@@ -70,9 +75,6 @@ def test_wait_says_whether_the_process_ended(kernel):
 
 def test_wait_sees_the_end_when_descriptors_pass_1024():
     """A long-lived server holds many descriptors: the pidfd's number may pass what select() takes."""
-    import resource
-    import subprocess
-
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), max(hard, 1200)))
     held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
@@ -85,19 +87,23 @@ def test_wait_sees_the_end_when_descriptors_pass_1024():
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_progress_waits_for_a_new_count_not_a_repeated_line():
-    """ffmpeg prints its frame count every period, changed or not: a feed that took a repeated line
-    for progress ran ahead of the encoder, and ffmpeg queued its raw frames (91 MB, not 49)."""
-    import threading
-    import time
-
-    from engine.memory.watchdog import Progress
-
+@contextmanager
+def _reported() -> Iterator[tuple[Progress, BinaryIO]]:
+    """A Progress reading what the test writes as ffmpeg's stdout; the pipe closed (ffmpeg ended)
+    and the reader done on leaving."""
     read_end, write_end = os.pipe()
     progress = Progress()
     reader = threading.Thread(target=progress.read, args=(os.fdopen(read_end, "rb"),))
     reader.start()
     with os.fdopen(write_end, "wb", buffering=0) as ffmpeg_stdout:
+        yield progress, ffmpeg_stdout
+    reader.join()
+
+
+def test_progress_waits_for_a_new_count_not_a_repeated_line():
+    """ffmpeg prints its frame count every period, changed or not: a feed that took a repeated line
+    for progress ran ahead of the encoder, and ffmpeg queued its raw frames (91 MB, not 49)."""
+    with _reported() as (progress, ffmpeg_stdout):
 
         def report() -> None:
             for _ in range(20):
@@ -110,25 +116,15 @@ def test_progress_waits_for_a_new_count_not_a_repeated_line():
         progress.wait_for(3, stall_s=5)
         assert progress.frames == 3
         writer.join()
-    reader.join()
     assert progress.frames > 3  # ended: nothing more to wait for
 
 
 def test_progress_that_stalls_lets_the_writer_on_and_says_so():
     """An ffmpeg that says nothing new (it wants more input first) never holds the writer for
     longer than the stall."""
-    import threading
-
-    from engine.memory.watchdog import Progress
-
-    read_end, write_end = os.pipe()
-    progress = Progress()
-    reader = threading.Thread(target=progress.read, args=(os.fdopen(read_end, "rb"),))
-    reader.start()
-    with os.fdopen(write_end, "wb", buffering=0) as ffmpeg_stdout:
+    with _reported() as (progress, ffmpeg_stdout):
         ffmpeg_stdout.write(b"frame=2\n")
         assert progress.wait_for(2, stall_s=5) is True
         ffmpeg_stdout.write(b"frame=2\n" * 5)
         assert progress.wait_for(3, stall_s=0.2) is False and progress.frames == 2
-    reader.join()
     assert progress.wait_for(10**6) is True  # ended: nothing more to wait for
