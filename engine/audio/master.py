@@ -15,19 +15,18 @@ passes, 0.1 s for 2.5 s of speech, 0.35 s for 32 s. ffmpeg's `loudnorm` was trie
 from __future__ import annotations
 
 import math
-import wave
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from engine.audio.levels import levels
 from engine.audio.loudness import LOUDNESS_METER, METER, TARGET_LUFS, Loudness, parse_integrated, parse_summary
 from engine.render import ffmpeg
 from engine.speech.base import Speech, wav_duration_s
 
 PAD_S = 0.25  # silence left before the first word and after the last
-SILENCE_DBFS = -45.0  # a 10 ms frame quieter than this is silence
-FRAME_S = 0.01
+SILENCE_DBFS = -45.0  # a 10 ms frame quieter than this (RMS) is silence
 EDGE_S = 0.02  # kept beyond the first and last loud frame: soft onsets and endings
 # The limiter's ceiling, in sample peak. True peak lands a little above it, and AAC's encoding
 # adds up to 0.7 dB more (measured): -2.5 keeps the delivered file under -1 dBTP.
@@ -95,30 +94,13 @@ def level(inputs: list[list[str]], shape: str, measured_lufs: float, out: Path) 
 
 def voiced_span(path: Path) -> tuple[float, float]:
     """Seconds from the start of a 16-bit WAV to its first and past its last frame louder than
-    SILENCE_DBFS (with EDGE_S either side); the whole file when it is all silence. Read a
-    second at a time: a long speech costs no more memory than a short one."""
-    threshold = 32768 * 10 ** (SILENCE_DBFS / 20)
-    with wave.open(str(path), "rb") as wav:
-        rate, channels, total = wav.getframerate(), wav.getnchannels(), wav.getnframes()
-        frame = max(1, round(rate * FRAME_S))
-        first = last = None
-        index = 0
-        while chunk := wav.readframes(frame * 100):
-            samples = np.frombuffer(chunk, dtype="<i2").reshape(-1, channels)[:, 0].astype(np.float32)
-            usable = len(samples) // frame * frame
-            if usable == 0:
-                break
-            rms = np.sqrt(np.mean(samples[:usable].reshape(-1, frame) ** 2, axis=1))
-            loud = np.flatnonzero(rms > threshold)
-            if loud.size:
-                first = index + int(loud[0]) if first is None else first
-                last = index + int(loud[-1])
-            index += usable // frame
-    length = total / rate
-    if first is None or last is None:
-        return 0.0, length
-    step = frame / rate
-    return max(0.0, first * step - EDGE_S), min(length, (last + 1) * step + EDGE_S)
+    SILENCE_DBFS (with EDGE_S either side); the whole file when it is all silence."""
+    found = levels(path)
+    loud = np.flatnonzero(found.rms > 32768 * 10 ** (SILENCE_DBFS / 20))
+    if loud.size == 0:
+        return 0.0, found.length_s
+    first, last = int(loud[0]), int(loud[-1])
+    return max(0.0, first * found.frame_s - EDGE_S), min(found.length_s, (last + 1) * found.frame_s + EDGE_S)
 
 
 def _loudness(inputs: list[list[str]], graph: str) -> float:
