@@ -5,7 +5,7 @@ once (a still card: one; with captions: one a state, and again as a keyframe eve
 within a long one), handed over as raw frames through a pipe at the rate they change, so that
 its rate control spends the bitrate over the video's real duration. `engine.render.h264` then
 holds each picture for its frames with copies of one all-skip P frame, and the stream is muxed
-by copy. The sound is encoded in the same run, on a thread of its own.
+by copy. The sound is encoded in the same run, on threads of its own (`engine.render.sound`).
 
 Two ffmpeg runs whatever the number of states. Measured at 1080x1920 against the methods they
 replace (a looped 2 s segment; one segment per caption state, every frame encoded): the still card
@@ -29,7 +29,8 @@ from engine.memory.watchdog import Progress, Step
 from engine.render import ffmpeg
 from engine.render.h264 import first_picture_bytes, splice
 from engine.render.h264 import pictures as h264_pictures
-from engine.render.spec import BUFFER_S, H264_HIGH, MP4_DELIVERY, X264_STILL, RenderSpec, aac, macroblocks
+from engine.render.sound import encode as encode_sound
+from engine.render.spec import BUFFER_S, H264_HIGH, MP4_DELIVERY, X264_STILL, RenderSpec, macroblocks
 
 METHODS = ("ffmpeg", "emergency")  # the methods this module renders: bare ffmpeg runs, no Python child
 SEGMENT_S = 2  # a keyframe at least this often, unless a still card's keyframe would break the cap
@@ -88,7 +89,8 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
     """The two runs (encode the pictures and the sound; splice and mux), and their scratch files.
     `frames` draws a caption state's card (or the still card); without it each is read from its PNG."""
     temp = Path(spec.temp_dir)
-    encoded, sound = temp / "pictures.h264", temp / "sound.m4a"
+    encoded = temp / "pictures.h264"
+    sound = encode_sound(spec, temp)
     pictures = Pictures.of(spec)
     if sum(pictures.hold) != round(spec.duration_s * spec.fps):
         raise RenderFailed("the caption states overlap or leave gaps; this is a bug, please report it")
@@ -126,21 +128,21 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
         # A raw input needs no probing: without these, ffmpeg reads 5 MB (eight 480p frames) first.
         "-thread_queue_size", "1", "-probesize", "32", "-analyzeduration", "0",
         "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{spec.width}x{spec.height}",
-        "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0", "-i", spec.audio_path,
+        "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0", *sound.inputs,
         "-map", "0:v:0", "-c:v", "libx264", *H264_HIGH, "-level", level(spec.width, spec.height, spec.fps),
         "-preset", PRESET, "-tune", "stillimage", "-crf", str(CRF),
         "-maxrate", f"{kbps}k", "-bufsize", f"{round(buffer_kbit)}k",
         "-g", "100000", "-force_key_frames", f"expr:{keys}", "-x264-params", X264_SPLICE,
         "-threads", "1", "-f", "h264", str(encoded),
-        "-map", "1:a:0", *aac(spec.audio_kbps, spec.audio_stereo), *MP4_DELIVERY, str(sound),
+        *sound.outputs,
         "-progress", "pipe:1", "-stats_period", "0.002",
     ])  # fmt: skip
     mux = ffmpeg.command([
-        "-r", str(spec.fps), "-f", "h264", "-i", "pipe:0", "-i", str(sound), "-map", "0:v:0", "-map", "1:a:0",
+        "-r", str(spec.fps), "-f", "h264", "-i", "pipe:0", *sound.source, "-map", "0:v:0", "-map", "1:a:0",
         "-c", "copy", "-t", f"{spec.duration_s:.3f}", *MP4_DELIVERY, spec.out_path,
     ])  # fmt: skip
     first = Step(encode, True, crash=spec.crash, feed=feed_cards, env=CHILD_ENV)
-    return [first, Step(mux, True, feed=feed_stream)], [encoded, sound]
+    return [first, Step(mux, True, feed=feed_stream)], [encoded, *sound.files]
 
 
 def key_interval(spec: RenderSpec, keyframe_bytes: int) -> int:
