@@ -3,12 +3,16 @@ on its own core, when there is a pause to split at.
 
 ffmpeg's AAC encoder runs on one thread, and with a still card it is the render's longest part:
 0.52 s for the 32 s of the 529-character quote. Two encoders on the two halves, in the same ffmpeg
-run: 0.38 s (measured in turn, three runs each). The halves are joined by copy. An AAC frame decodes
-by overlapping the window of the frame before it, 2,048 samples, so each half's encoder sees
-silence past its end where the whole encode sees the other half: where that window is silent as
-well, nothing is lost. The first half's last frame and the second half's first cover the same
-window across the split; the second's is dropped. Measured against the source at 48 kHz on that
-quote: 44.57 dB SNR joined, 44.50 dB in one encode, the same length to the sample.
+run: 0.38 s; the still card's whole encode, 0.58 to 0.49 s (measured in turn). In two processes
+they took 0.35 s, but a render step is one process under the watchdog; halved by one filter graph
+(`asplit`), no quicker than whole, as a graph runs on one thread.
+
+The halves are joined by copy. An AAC frame decodes by overlapping the window of the frame before
+it, 2,048 samples, so each half's encoder sees silence past its end where the whole encode sees the
+other half: where that window is silent as well, nothing is lost. The first half's last frame and
+the second half's first cover the same window across the split; the second's is dropped. Measured
+against the source at 48 kHz on that quote: 44.57 dB SNR joined, 44.50 dB in one encode, the same
+length to the sample.
 
 A music bed is never silent, so a mix is encoded whole, as is a sound with no pause near its middle.
 """
@@ -42,7 +46,7 @@ class Encode:
 
 def encode(spec: RenderSpec, temp: Path) -> Encode:
     """The sound of `spec` as ADTS: halved at a pause when it has one and two cores may run it."""
-    at = split_at(Path(spec.audio_path)) if spec.threads >= 2 and "|" not in str(temp) else None
+    at = split_at(Path(spec.audio_path), spec.duration_s) if spec.threads >= 2 and "|" not in str(temp) else None
     if at is None:
         whole = temp / "sound.aac"
         codec = aac(spec.audio_kbps, spec.audio_stereo)
@@ -62,16 +66,18 @@ def encode(spec: RenderSpec, temp: Path) -> Encode:
     )  # fmt: skip
 
 
-def split_at(path: Path) -> int | None:
+def split_at(path: Path, until_s: float | None = None) -> int | None:
     """Where the second half starts, in samples at 48 kHz: a whole number of AAC frames in, in the
-    middle half of the sound, nearest its middle, with a frame of silence either side; None when no
-    such place is silent (or the file is not a 16-bit WAV)."""
+    middle half of the sound (of its first `until_s`, what the video keeps), nearest its middle,
+    with a frame of silence either side; None when no such place is silent (or the file is not a
+    16-bit WAV)."""
     try:
         found = levels(path)
     except (OSError, EOFError, wave.Error):
         return None
     quiet = found.peak <= 32768 * 10 ** (QUIET_DBFS / 20)
-    total = int(found.length_s * AUDIO_RATE) // FRAME
+    kept_s = found.length_s if until_s is None else min(until_s, found.length_s)
+    total = int(kept_s * AUDIO_RATE) // FRAME
     middle = total // 2
     for offset in range(total // 4):
         for frame in (middle - offset, middle + offset):

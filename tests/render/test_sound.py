@@ -51,6 +51,13 @@ def test_no_split_without_a_pause_in_the_middle_half(tmp_path, pauses):
     assert split_at(tones(tmp_path / "a.wav", pauses, 4.0)) is None
 
 
+def test_the_split_is_in_what_the_video_keeps(tmp_path):
+    """The emergency render keeps the first 60 s: the middle is that part's."""
+    wav = tones(tmp_path / "a.wav", [(0.5, 0.75)], 4.0)
+    assert split_at(wav) is None
+    assert split_at(wav, until_s=1.2) == 28 * FRAME  # 0.597 s: the middle of 1.2 s, rounded to a frame
+
+
 def test_no_split_of_what_is_not_a_wav(tmp_path):
     (tmp_path / "a.wav").write_bytes(b"not a wav at all")
     assert split_at(tmp_path / "a.wav") is None
