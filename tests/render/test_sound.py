@@ -58,6 +58,14 @@ def test_the_split_is_in_what_the_video_keeps(tmp_path):
     assert split_at(wav, until_s=1.2) == 28 * FRAME  # 0.597 s: the middle of 1.2 s, rounded to a frame
 
 
+def test_the_emergency_render_encodes_the_sound_whole(tmp_path, speech_wav):
+    """It is the smallest render and sets the floor: a second encoder is not its trade."""
+    wav = tones(tmp_path / "a.wav", [(1.5, 1.7)], 4.0)
+    for method, files in (("ffmpeg", 2), ("emergency", 1)):
+        spec = make_job(tmp_path, method, "low", speech_wav, audio_path=str(wav), duration_s=4.0)
+        assert len(encode(spec, tmp_path).files) == files
+
+
 def test_no_split_of_what_is_not_a_wav(tmp_path):
     (tmp_path / "a.wav").write_bytes(b"not a wav at all")
     assert split_at(tmp_path / "a.wav") is None
