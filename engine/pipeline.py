@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from engine.audio.master import master
+from engine.audio.loudness import Loudness
+from engine.audio.master import Carrier, carrier, master, relevel
 from engine.audio.mix import mix
 from engine.audio.music import music_file
 from engine.errors import HistoryUnavailable, InvalidInput, QuoteError, RenderFailed
@@ -147,17 +148,19 @@ def generate(
             speech = _speech(run, plan, settings, work_dir, emit, ledger, model)
         run.learn(tts_engine=speech.engine, tts_fallback_reason=speech.fallback_reason,
                   tts_peak_mb=speech.peak_rss_mb or None)  # fmt: skip
+        carried = carrier(plan.steps()[0].tier.audio_kbps)  # for the bitrate the video is planned at
         with run.stage("master"):
-            mastered = master(speech, work_dir / "speech-mastered.wav")
+            mastered = master(speech, work_dir / "speech-mastered.wav", carried)
         speech = mastered.speech
         pictures.spoken(speech)
         music = music_file(request.music, request.music_upload, settings.data_dir, work_dir)
         if music is not None:
             emit(StageEvent("music", "mixing the music under the voice"))
             with run.stage("music"):
-                mastered = replace(mix(speech, music, work_dir / "speech-music.wav"), speech=mastered.speech)
+                mastered = replace(mix(speech, music, work_dir / "speech-music.wav", carried), speech=mastered.speech)
         run.learn(loudness_lufs=mastered.loudness.integrated_lufs, true_peak_dbtp=mastered.loudness.true_peak_dbtp)
-        sound = work_dir / "speech-music.wav" if music is not None else speech.path
+        path = work_dir / "speech-music.wav" if music is not None else speech.path
+        sound = _Sound(run, path, music is not None, mastered.loudness, carried)
         plan = plan.spoken(speech.duration_s)
         with _admission(ledger, plan, emit) as grant:
             if grant is not None:
@@ -419,8 +422,30 @@ class _Pictures:
             return png
 
 
+class _Sound:
+    """What the video carries (the mastered speech, or its mix with music), mastered for the AAC
+    bitrate the video is planned at. A render at another bitrate (a fallback, a step down) gets it
+    written again for that bitrate's encode (`master.carrier`), so that its true peak stays under
+    -1 dBTP and its loudness at the target."""
+
+    def __init__(self, run: _Run, path: Path, stereo: bool, loudness: Loudness, carried: Carrier) -> None:
+        self.run, self.stereo = run, stereo
+        self.first = carried
+        self.versions: dict[Carrier, tuple[Path, Loudness]] = {carried: (path, loudness)}
+
+    def carried_at(self, audio_kbps: int) -> tuple[Path, Loudness]:
+        """The sound for an encode at `audio_kbps`, and its loudness as written."""
+        need = carrier(audio_kbps)
+        if need not in self.versions:
+            path, loudness = self.versions[self.first]
+            out = path.with_name(f"{path.stem}-at-{audio_kbps}k.wav")
+            with self.run.stage("master"):
+                self.versions[need] = (out, relevel(path, loudness, need, out))
+        return self.versions[need]
+
+
 def _render_chain(
-    run: _Run, plan: Plan, speech: Speech, sound: Path, settings: Settings, work_dir: Path, emit: OnEvent,
+    run: _Run, plan: Plan, speech: Speech, sound: _Sound, settings: Settings, work_dir: Path, emit: OnEvent,
     budget: Budget, pictures: _Pictures,
 ) -> Path:  # fmt: skip
     """Try the plan's steps in order; the first verified video is delivered with the files beside it.
@@ -467,7 +492,7 @@ def _deliver(run: _Run, plan: Plan, step: Step, speech: Speech, video: Path, cov
 
 
 def _attempt(
-    run: _Run, plan: Plan, speech: Speech, sound: Path, step: Step, pictures: _Pictures, attempt_dir: Path,
+    run: _Run, plan: Plan, speech: Speech, sound: _Sound, step: Step, pictures: _Pictures, attempt_dir: Path,
     emit: OnEvent, budget: Budget,
 ) -> Path | None:  # fmt: skip
     """Run one step in isolation and verify it; the verified file, or None after recording why."""
@@ -478,8 +503,9 @@ def _attempt(
     card = pictures.card(step.size)
     cards = pictures.captions(step.size, files=files) if step.captions else ()
     fps = frame_rate(request.preset, used)
+    carried, loudness = sound.carried_at(used.audio_kbps)
     spec = RenderSpec(
-        method=method, card_path=str(card), audio_path=str(sound), audio_stereo=sound != speech.path,
+        method=method, card_path=str(card), audio_path=str(carried), audio_stereo=sound.stereo,
         out_path=str(attempt_dir / "out.mp4"), temp_dir=str(attempt_dir),
         width=width, height=height, fps=fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
         duration_s=round(duration, 3), threads=encoder_threads(), captions=cards,
@@ -522,6 +548,7 @@ def _attempt(
         run.learn(tier_reason=f"emergency fallback, 480p at most {used.max_duration_s:.0f} s "
                               f"(asked: {run.known.tier_reason})")  # fmt: skip
     run.learn(
+        loudness_lufs=loudness.integrated_lufs, true_peak_dbtp=loudness.true_peak_dbtp,
         ssim=quality.ssim if quality else None, psnr_db=quality.psnr_db if quality else None,
         method=method, tier=used.name, width=probe.width, height=probe.height,
         duration_s=round(probe.duration_s, 3), size_bytes=probe.size_bytes,

@@ -28,9 +28,27 @@ from engine.speech.base import Speech, wav_duration_s
 PAD_S = 0.25  # silence left before the first word and after the last
 SILENCE_DBFS = -45.0  # a 10 ms frame quieter than this (RMS) is silence
 EDGE_S = 0.02  # kept beyond the first and last loud frame: soft onsets and endings
-# The limiter's ceiling, in sample peak. True peak lands a little above it, and AAC's encoding
-# adds up to 0.7 dB more (measured): -2.5 keeps the delivered file under -1 dBTP.
-CEILING_DBFS = -2.5
+
+
+@dataclass(frozen=True)
+class Carrier:
+    """What mastering leaves for the AAC encode that will carry the sound: room under the limiter's
+    ceiling for the peaks the encode adds, and the loudness it takes away, aimed above the target."""
+
+    ceiling_dbfs: float  # the limiter's, in sample peak
+    lift_lu: float = 0.0
+
+
+# By the least AAC bitrate (kbit/s, stereo) each applies to. The encoder's noise and band limit
+# (about 16 kHz at 128k, 9.5 kHz at 64k, 5.8 kHz at 48k, 3.2 kHz at 32k) raise the true peak over the
+# limiter's ceiling, the more the lower the bitrate, and erratically: measured on the bench quotes,
+# both offline voices, alone and under every bed, the delivered true peak was at most -2.2 dBTP at
+# 128k and -1.7 at 64k over a -2.5 dBFS ceiling; at 48k -1.2 over -2.5 (-0.7 for one run's eSpeak
+# NG, which varies from run to run), -1.4 over -4.0 and -3.0 over -4.5; at 32k +1.2 over -2.5, -0.1
+# over -4.5 and -3.1 over -6.5, where the encode also takes 0.6 to 0.7 LU away (its band ends at
+# 3.2 kHz).
+CARRIERS = ((64, Carrier(-2.5)), (48, Carrier(-4.5)), (0, Carrier(-6.5, lift_lu=0.6)))
+BEST = CARRIERS[0][1]
 AIM_LU = 0.5  # half the tolerance: the AAC encoding moves it by about 0.1
 MAX_PASSES = 3
 MIN_SLOPE = 0.25  # of loudness gained per decibel added, aimed with: less would overshoot wildly
@@ -45,8 +63,13 @@ class Mastered:
     loudness: Loudness  # as measured on the mastered WAV
 
 
-def master(speech: Speech, out: Path) -> Mastered:
-    """Write `speech`, mastered, to `out` (a WAV)."""
+def carrier(audio_kbps: int) -> Carrier:
+    """What mastering leaves for an AAC encode at `audio_kbps`."""
+    return next(found for least, found in CARRIERS if audio_kbps >= least)
+
+
+def master(speech: Speech, out: Path, carried: Carrier = BEST) -> Mastered:
+    """Write `speech`, mastered for an encode that leaves `carried`, to `out` (a WAV)."""
     start_s, end_s = voiced_span(speech.path)
     inputs = [["-i", str(speech.path)]]
     before = _loudness(inputs, f"[0:a:0]atrim=start={start_s:.4f}:end={end_s:.4f},{LOUDNESS_METER}")
@@ -55,7 +78,7 @@ def master(speech: Speech, out: Path) -> Mastered:
         f"[0:a:0]atrim=start={start_s:.4f}:end={end_s:.4f},asetpts=PTS-STARTPTS,aformat=channel_layouts=mono,"
         f"adelay={PAD_S * 1000:.0f},apad=pad_dur={PAD_S}"
     )
-    loudness = level(inputs, shape, before, out)
+    loudness = level(inputs, shape, before, out, carried)
     shift = PAD_S - start_s
     duration = wav_duration_s(out)
     words = tuple(
@@ -65,17 +88,24 @@ def master(speech: Speech, out: Path) -> Mastered:
     return Mastered(replace(speech, path=out, duration_s=duration, words=words), loudness)
 
 
-def level(inputs: list[list[str]], shape: str, measured_lufs: float, out: Path) -> Loudness:
+def relevel(path: Path, loudness: Loudness, carried: Carrier, out: Path) -> Loudness:
+    """Mastered sound at `path` (at `loudness`) written again to `out` for another encode: for a
+    render at a lower bitrate than mastering was told (a fallback, a step down)."""
+    return level([["-i", str(path)]], "[0:a:0]anull", loudness.integrated_lufs, out, carried)
+
+
+def level(inputs: list[list[str]], shape: str, measured_lufs: float, out: Path, carried: Carrier = BEST) -> Loudness:
     """Write the end of filter chain `shape` (over ffmpeg `inputs`), whose loudness is `measured_lufs`,
-    to `out` at TARGET_LUFS under the limiter's ceiling: each write measured, and made again with the
-    difference added while it lands more than AIM_LU off."""
-    ceiling = 10 ** (CEILING_DBFS / 20)
+    to `out` at TARGET_LUFS (lifted by what the encode takes away) under the limiter's ceiling: each
+    write measured, and made again with the difference added while it lands more than AIM_LU off."""
+    ceiling = 10 ** (carried.ceiling_dbfs / 20)
+    target = TARGET_LUFS + carried.lift_lu
     tried: list[tuple[float, float]] = [(0.0, measured_lufs)]  # (gain dB, loudness it gave)
-    gain = min(MAX_GAIN_DB, TARGET_LUFS - measured_lufs if math.isfinite(measured_lufs) else 0.0)
+    gain = min(MAX_GAIN_DB, target - measured_lufs if math.isfinite(measured_lufs) else 0.0)
     for _ in range(MAX_PASSES):
         limit = f"volume={gain:.2f}dB,alimiter=limit={ceiling:.4f}:attack=5:release=50:level=false:latency=true"
         loudness = _run(inputs, f"{shape},{limit},asplit[out][meter];[meter]{METER},anullsink", out)
-        miss = TARGET_LUFS - loudness.integrated_lufs
+        miss = target - loudness.integrated_lufs
         if not math.isfinite(miss) or abs(miss) <= AIM_LU:
             break
         # The limiter takes back part of each added decibel: aim along the line through the last two tries.

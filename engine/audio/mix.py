@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from engine.audio.loudness import TARGET_LUFS, integrated
-from engine.audio.master import Mastered, level
+from engine.audio.master import BEST, Carrier, Mastered, level
 from engine.render.spec import AUDIO_RATE, MONO_TO_STEREO
 from engine.speech.base import Speech, wav_duration_s
 
@@ -26,8 +26,9 @@ FADE_OUT_S = 2.0
 DUCK = "sidechaincompress=threshold=0.015:ratio=8:attack=15:release=350:knee=4"
 
 
-def mix(speech: Speech, music: Path, out: Path) -> Mastered:
-    """Write the mastered `speech` with `music` under it to `out` (48 kHz stereo WAV), mastered."""
+def mix(speech: Speech, music: Path, out: Path, carried: Carrier = BEST) -> Mastered:
+    """Write the mastered `speech` with `music` under it to `out` (48 kHz stereo WAV), mastered
+    for the encode that leaves `carried` (as the speech was)."""
     duration = speech.duration_s
     bed_gain = min(MAX_BED_GAIN_DB, TARGET_LUFS - BED_BELOW_LU - integrated(music))
     fade_out_at = max(0.0, duration - FADE_OUT_S)
@@ -41,5 +42,5 @@ def mix(speech: Speech, music: Path, out: Path) -> Mastered:
     inputs = [["-i", str(speech.path)], ["-stream_loop", "-1", "-i", str(music)]]
     # The voice was mastered to the target; the limiter takes back a little of the mix's peaks:
     # 0.3 dB more lands every bed under each bench quote within AIM_LU in one write (measured).
-    loudness = level(inputs, shape, TARGET_LUFS - 0.3, out)
+    loudness = level(inputs, shape, TARGET_LUFS + carried.lift_lu - 0.3, out, carried)
     return Mastered(replace(speech, path=out, duration_s=wav_duration_s(out)), loudness)

@@ -5,6 +5,7 @@ import pytest
 import responses
 
 from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, measure
+from engine.audio.master import carrier
 from engine.models import Request
 from engine.pipeline import generate
 from engine.render.ffmpeg import probe
@@ -27,3 +28,22 @@ def test_every_voice_and_method_delivers_streaming_loudness(settings, speech_mp3
     assert abs(sound.integrated_lufs - TARGET_LUFS) <= TOLERANCE_LU, sound
     assert sound.true_peak_dbtp <= MAX_TRUE_PEAK_DBTP, sound
     assert abs(result.loudness_lufs - sound.integrated_lufs) < 0.5  # what the history records is what was made
+
+
+@pytest.mark.parametrize("planned", ["emergency", "fallback"])
+def test_the_lowest_bitrate_keeps_the_true_peak_too(settings, planned):
+    """The emergency render's 32 kbit/s AAC raised the long quote's true peak from -2.2 to -0.1 dBTP
+    over mastering's ceiling for the best bitrates, and takes 0.6 LU away. Planned at that bitrate,
+    the speech is mastered for it; reached as a fallback, it is written again for that render."""
+    if planned == "emergency":
+        request = Request(QUOTES["long"], tier="high", method="emergency", fallback=False)
+    else:
+        request = Request(QUOTES["long"], tier="high", method="ffmpeg", crash_methods=("ffmpeg",))
+    result = generate(request, settings)
+    assert result.method == "emergency" and result.audio_kbps == 32
+    sound = measure(result.output)
+    assert abs(sound.integrated_lufs - TARGET_LUFS) <= TOLERANCE_LU, sound
+    assert sound.true_peak_dbtp <= MAX_TRUE_PEAK_DBTP, sound
+    # The history records the sound this render carried: under a ceiling 4 dB lower than the best
+    # bitrates' (its true peak, 4x oversampled, reads up to 2 dB over the limiter's sample ceiling).
+    assert result.true_peak_dbtp is not None and result.true_peak_dbtp < carrier(128).ceiling_dbfs - 1.5

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, measure
-from engine.audio.master import EDGE_S, MAX_GAIN_DB, PAD_S, master, voiced_span
+from engine.audio.master import EDGE_S, MAX_GAIN_DB, PAD_S, carrier, master, relevel, voiced_span
 from engine.render.ffmpeg import probe
 from engine.speech.base import Speech, SpeechOrder, WordTiming
 from engine.speech.espeak import EspeakEngine
@@ -56,6 +56,23 @@ def test_offline_speech_is_mastered_to_streaming_loudness(tmp_path):
     assert done.loudness.true_peak_dbtp == pytest.approx(again.true_peak_dbtp, abs=0.2)
     found = probe(done.speech.path)
     assert (found.audio_rate, found.audio_channels) == (probe(speech.path).audio_rate, "mono")  # 48 kHz at encoding
+
+
+def test_the_lower_the_bitrate_the_lower_the_ceiling():
+    ceilings = [carrier(kbps).ceiling_dbfs for kbps in (128, 64, 48, 32)]
+    assert ceilings == sorted(ceilings, reverse=True) and ceilings[0] > ceilings[-1]
+
+
+def test_mastered_speech_written_again_for_the_lowest_bitrate(tmp_path):
+    speech = EspeakEngine().synthesize(SpeechOrder("Stay hungry. Stay foolish. Go home and rest.", "en", tmp_path))
+    done = master(speech, tmp_path / "mastered.wav", carrier(128))
+    lowest = carrier(32)
+    again = relevel(done.speech.path, done.loudness, lowest, tmp_path / "again.wav")
+    found = measure(tmp_path / "again.wav")
+    assert abs(found.integrated_lufs - (TARGET_LUFS + lowest.lift_lu)) <= 0.5  # AIM_LU, lifted for the encode
+    # 4 dB lower a ceiling; the true peak (4x oversampled) reads up to 2.3 dB over the sample ceiling.
+    assert found.true_peak_dbtp < done.loudness.true_peak_dbtp - 1.5
+    assert again.integrated_lufs == pytest.approx(found.integrated_lufs, abs=0.2)
 
 
 @pytest.mark.parametrize("level", [0.02, 1.0], ids=["quiet", "clipped"])
