@@ -158,7 +158,8 @@ def generate(
             emit(StageEvent("music", "mixing the music under the voice"))
             with run.stage("music"):
                 mastered = replace(mix(speech, music, work_dir / "speech-music.wav", carried), speech=mastered.speech)
-        run.learn(loudness_lufs=mastered.loudness.integrated_lufs, true_peak_dbtp=mastered.loudness.true_peak_dbtp)
+        delivered = mastered.loudness.integrated_lufs - carried.lift_lu  # the encode takes the lift away
+        run.learn(loudness_lufs=round(delivered, 1), true_peak_dbtp=mastered.loudness.true_peak_dbtp)
         path = work_dir / "speech-music.wav" if music is not None else speech.path
         sound = _Sound(run, path, music is not None, mastered.loudness, carried)
         plan = plan.spoken(speech.duration_s)
@@ -434,14 +435,16 @@ class _Sound:
         self.versions: dict[Carrier, tuple[Path, Loudness]] = {carried: (path, loudness)}
 
     def carried_at(self, audio_kbps: int) -> tuple[Path, Loudness]:
-        """The sound for an encode at `audio_kbps`, and its loudness as written."""
+        """The sound for an encode at `audio_kbps`, and its loudness as that encode delivers it (the
+        file is aimed higher by what the encode takes away); RenderFailed if it cannot be written."""
         need = carrier(audio_kbps)
         if need not in self.versions:
             path, loudness = self.versions[self.first]
             out = path.with_name(f"{path.stem}-at-{audio_kbps}k.wav")
             with self.run.stage("master"):
                 self.versions[need] = (out, relevel(path, loudness, need, out))
-        return self.versions[need]
+        path, written = self.versions[need]
+        return path, replace(written, integrated_lufs=round(written.integrated_lufs - need.lift_lu, 1))
 
 
 def _render_chain(
@@ -503,9 +506,14 @@ def _attempt(
     card = pictures.card(step.size)
     cards = pictures.captions(step.size, files=files) if step.captions else ()
     fps = frame_rate(request.preset, used)
-    carried, loudness = sound.carried_at(used.audio_kbps)
+    try:
+        sound_file, loudness = sound.carried_at(used.audio_kbps)
+    except RenderFailed as exc:  # this render's own sound could not be written: the chain goes on
+        _attempted(run, step, limit, "failed", f"could not write the sound for its {used.audio_kbps}k AAC: {exc}",
+                   0.0, 0.0, emit)  # fmt: skip
+        return None
     spec = RenderSpec(
-        method=method, card_path=str(card), audio_path=str(carried), audio_stereo=sound.stereo,
+        method=method, card_path=str(card), audio_path=str(sound_file), audio_stereo=sound.stereo,
         out_path=str(attempt_dir / "out.mp4"), temp_dir=str(attempt_dir),
         width=width, height=height, fps=fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
         duration_s=round(duration, 3), threads=encoder_threads(), captions=cards,
@@ -535,14 +543,8 @@ def _attempt(
         finally:
             with run.stage("quality"):
                 quality = measured.result()
-    attempt = Attempt(
-        method, used.name, status, error, isolated.peak_rss_mb, isolated.wall_s, round(limit, 1),
-        captions=step.captions, motion=step.motion, predicted_peak_mb=step.predicted.peak_mb,
-    )  # fmt: skip
-    run.attempts.append(attempt)
-    emit(AttemptEvent(attempt))
+    _attempted(run, step, limit, status, error, isolated.peak_rss_mb, isolated.wall_s, emit)
     if probe is None:
-        log.warning("attempt %s at %s failed: %s", method, used.name, error)
         return None
     if method == "emergency":
         run.learn(tier_reason=f"emergency fallback, 480p at most {used.max_duration_s:.0f} s "
@@ -556,6 +558,20 @@ def _attempt(
         captions=bool(spec.captions), motion=spec.motion, notes=_notes(request, spec, speech),
     )  # fmt: skip
     return Path(spec.out_path)
+
+
+def _attempted(
+    run: _Run, step: Step, limit: float, status: str, error: str | None, peak_mb: float, wall_s: float, emit: OnEvent
+) -> None:
+    """Record an attempt's outcome, and tell the watcher."""
+    attempt = Attempt(
+        step.method, step.tier.name, status, error, peak_mb, wall_s, round(limit, 1),
+        captions=step.captions, motion=step.motion, predicted_peak_mb=step.predicted.peak_mb,
+    )  # fmt: skip
+    run.attempts.append(attempt)
+    emit(AttemptEvent(attempt))
+    if status != "ok":
+        log.warning("attempt %s at %s failed: %s", step.method, step.tier.name, error)
 
 
 def _notes(request: Request, spec: RenderSpec, speech: Speech) -> tuple[str, ...]:

@@ -24,11 +24,14 @@ class Levels:
 
 
 def levels(path: Path) -> Levels:
-    """The frame levels of a 16-bit PCM WAV (a partial last frame is left out)."""
+    """The frame levels of a 16-bit PCM WAV (a partial last frame is left out); wave.Error for
+    another sample width."""
     rms: list[np.ndarray] = []
     peak: list[np.ndarray] = []
     with wave.open(str(path), "rb") as wav:
         rate, channels, total = wav.getframerate(), wav.getnchannels(), wav.getnframes()
+        if wav.getsampwidth() != 2:
+            raise wave.Error(f"{path.name} is not 16-bit PCM")
         frame = max(1, round(rate * FRAME_S))
         for block in _blocks(wav, frame * 100, channels):
             usable = len(block) // frame * frame

@@ -1,5 +1,5 @@
-"""The video's sound, encoded for the FFmpeg and emergency methods: in two halves at a pause, each
-on its own core, when there is a pause to split at.
+"""The video's sound, encoded for the FFmpeg and emergency methods: for the FFmpeg method, in two
+halves at a pause, each on its own core, when there is a pause to split at.
 
 ffmpeg's AAC encoder runs on one thread, and with a still card it is the render's longest part:
 0.52 s for the 32 s of the 529-character quote. Two encoders on the two halves, in the same ffmpeg
@@ -14,11 +14,13 @@ the second half's first cover the same window across the split; the second's is 
 against the source at 48 kHz on that quote: 44.57 dB SNR joined, 44.50 dB in one encode, the same
 length to the sample.
 
-A music bed is never silent, so a mix is encoded whole, as is a sound with no pause near its middle.
+A mix with music is encoded whole (a bed is never silent: scanning it would find no pause), as is a
+sound with no pause near its middle, and the emergency render's.
 """
 
 from __future__ import annotations
 
+import math
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +51,8 @@ def encode(spec: RenderSpec, temp: Path) -> Encode:
     # The emergency render is the smallest there is, and sets the floor: a second encoder costs it
     # 2 to 3.6 MB (12% to 28%, measured by calibrate) for a tenth of a second. A path with "|" would
     # break the concat protocol's list.
-    halve = spec.threads >= 2 and spec.method != "emergency" and "|" not in str(temp)
-    at = split_at(Path(spec.audio_path), spec.duration_s) if halve else None
+    halve = spec.threads >= 2 and spec.method != "emergency" and not spec.audio_stereo and "|" not in str(temp)
+    at = split_at(Path(spec.audio_path)) if halve else None
     if at is None:
         whole = temp / "sound.aac"
         codec = aac(spec.audio_kbps, spec.audio_stereo)
@@ -70,24 +72,22 @@ def encode(spec: RenderSpec, temp: Path) -> Encode:
     )  # fmt: skip
 
 
-def split_at(path: Path, until_s: float | None = None) -> int | None:
+def split_at(path: Path) -> int | None:
     """Where the second half starts, in samples at 48 kHz: a whole number of AAC frames in, in the
-    middle half of the sound (of its first `until_s`, what the video keeps), nearest its middle,
-    with a frame of silence either side; None when no such place is silent (or the file is not a
-    16-bit WAV)."""
+    middle half of the sound, nearest its middle, with a frame of silence either side; None when no
+    such place is silent (or the file is not a 16-bit WAV)."""
     try:
         found = levels(path)
-    except (OSError, EOFError, wave.Error):
+    except (OSError, EOFError, ValueError, wave.Error):  # ValueError: a truncated last frame
         return None
     quiet = found.peak <= 32768 * 10 ** (QUIET_DBFS / 20)
-    kept_s = found.length_s if until_s is None else min(until_s, found.length_s)
-    total = int(kept_s * AUDIO_RATE) // FRAME
+    total = int(found.length_s * AUDIO_RATE) // FRAME
     middle = total // 2
     for offset in range(total // 4):
         for frame in (middle - offset, middle + offset):
             start_s = (frame - 1) * FRAME / AUDIO_RATE - REACH_S
             end_s = (frame + 1) * FRAME / AUDIO_RATE + REACH_S
-            first, last = int(start_s / found.frame_s), int(end_s / found.frame_s)
+            first, last = math.floor(start_s / found.frame_s), math.floor(end_s / found.frame_s)
             if first >= 0 and last < len(quiet) and bool(np.all(quiet[first : last + 1])):
                 return frame * FRAME
     return None

@@ -44,6 +44,7 @@ def test_the_lowest_bitrate_keeps_the_true_peak_too(settings, planned):
     sound = measure(result.output)
     assert abs(sound.integrated_lufs - TARGET_LUFS) <= TOLERANCE_LU, sound
     assert sound.true_peak_dbtp <= MAX_TRUE_PEAK_DBTP, sound
+    assert abs(result.loudness_lufs - sound.integrated_lufs) < 0.5  # recorded as delivered, not as aimed
     # The history records the sound this render carried: under a ceiling 4 dB lower than the best
     # bitrates' (its true peak, 4x oversampled, reads up to 2 dB over the limiter's sample ceiling).
     assert result.true_peak_dbtp is not None and result.true_peak_dbtp < carrier(128).ceiling_dbfs - 1.5

@@ -51,25 +51,28 @@ def test_no_split_without_a_pause_in_the_middle_half(tmp_path, pauses):
     assert split_at(tones(tmp_path / "a.wav", pauses, 4.0)) is None
 
 
-def test_the_split_is_in_what_the_video_keeps(tmp_path):
-    """The emergency render keeps the first 60 s: the middle is that part's."""
-    wav = tones(tmp_path / "a.wav", [(0.5, 0.75)], 4.0)
-    assert split_at(wav) is None
-    assert split_at(wav, until_s=1.2) == 28 * FRAME  # 0.597 s: the middle of 1.2 s, rounded to a frame
-
-
-def test_the_emergency_render_encodes_the_sound_whole(tmp_path, speech_wav):
-    """It is the smallest render and sets the floor: a second encoder is not its trade."""
+def test_the_emergency_render_and_a_mix_encode_the_sound_whole(tmp_path, speech_wav):
+    """The emergency render is the smallest and sets the floor: a second encoder is not its trade.
+    A mix with music is never silent (this one is, to show that it is not even looked at)."""
     wav = tones(tmp_path / "a.wav", [(1.5, 1.7)], 4.0)
-    for method, files in (("ffmpeg", 2), ("emergency", 1)):
-        spec = make_job(tmp_path, method, "low", speech_wav, audio_path=str(wav), duration_s=4.0)
+    for method, stereo, files in (("ffmpeg", False, 2), ("emergency", False, 1), ("ffmpeg", True, 1)):
+        spec = make_job(tmp_path, method, "low", speech_wav, audio_path=str(wav), duration_s=4.0, audio_stereo=stereo)
         assert len(encode(spec, tmp_path).files) == files
 
 
-def test_no_split_of_what_is_not_a_wav(tmp_path):
+def test_no_split_of_what_is_not_a_16_bit_wav(tmp_path):
     (tmp_path / "a.wav").write_bytes(b"not a wav at all")
     assert split_at(tmp_path / "a.wav") is None
     assert split_at(tmp_path / "missing.wav") is None
+    with wave.open(str(tmp_path / "wide.wav"), "wb") as out:  # 24-bit: read as 16-bit, its silence would be noise
+        out.setnchannels(1)
+        out.setsampwidth(3)
+        out.setframerate(RATE)
+        out.writeframes(bytes(3 * RATE * 4))
+    assert split_at(tmp_path / "wide.wav") is None
+    truncated = tones(tmp_path / "cut.wav", [(1.5, 1.7)], 4.0)
+    truncated.write_bytes(truncated.read_bytes()[:-1])  # an odd number of bytes: half a sample
+    assert split_at(truncated) is None  # not a traceback
 
 
 def decoded(path: Path) -> np.ndarray:
@@ -104,6 +107,7 @@ def test_the_halves_join_into_the_whole_sound(tmp_path, speech_wav):
         assert len(encode(spec, job).files) == threads
         run = run_isolated(spec, budget_mb=4000)
         assert run.status == "ok", run.error
+        assert sorted(p.name for p in job.iterdir()) == ["card.png", "out.mp4"]  # the halves are removed
         results[threads] = snr_db(Path(spec.out_path), source, at)
     # Joined without dropping the second half's first frame, it reads 5.0 dB here (measured).
     assert results[1] > 30
