@@ -78,7 +78,9 @@ class Result:
     tts_fallback_reason: str | None = None
     tts_peak_mb: float | None = None  # of a voice that speaks in a process of its own (Piper)
     speed: str = "normal"
-    loudness_lufs: float | None = None  # of the mastered speech, integrated (EBU R128)
+    # Of the sound the delivered render carried (the speech, or its mix with music), as mastered for its
+    # AAC bitrate: integrated loudness (EBU R128) as that encode delivers it, and the file's true peak.
+    loudness_lufs: float | None = None
     true_peak_dbtp: float | None = None
     aspect: str = "16:9"
     width: int = 0

@@ -435,8 +435,9 @@ class _Sound:
         self.versions: dict[Carrier, tuple[Path, Loudness]] = {carried: (path, loudness)}
 
     def carried_at(self, audio_kbps: int) -> tuple[Path, Loudness]:
-        """The sound for an encode at `audio_kbps`, and its loudness as that encode delivers it (the
-        file is aimed higher by what the encode takes away); RenderFailed if it cannot be written."""
+        """The sound for an encode at `audio_kbps`, and its loudness: integrated as that encode delivers
+        it (the file is aimed higher by what the encode takes away), and the file's true peak, before
+        the encode; RenderFailed if it cannot be written."""
         need = carrier(audio_kbps)
         if need not in self.versions:
             path, loudness = self.versions[self.first]

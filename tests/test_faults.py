@@ -56,6 +56,29 @@ def test_ffmpeg_failing_is_a_sentence(settings, monkeypatch, tmp_path):
         generate(Request("Stay hungry.", tier="low"), settings)
 
 
+def test_a_fallback_whose_sound_cannot_be_written_is_a_failed_attempt_with_a_sentence(settings, monkeypatch, tmp_path):
+    """The emergency render, reached as a fallback, writes the sound again for its 32k AAC; an
+    ffmpeg that fails on that write (and only on it) fails that attempt, which says why."""
+    from engine.render.ffmpeg import ffmpeg_exe
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do case "$arg" in *"]anull,"*) echo "Conversion failed: no room" >&2; exit 1;; esac; done\n'
+        f'exec {ffmpeg_exe()} "$@"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(fake))
+    request = Request("Stay hungry. Stay foolish.", tier="high", method="ffmpeg", crash_methods=("ffmpeg",))
+    with pytest.raises(RenderFailed, match="every render method failed") as caught:
+        generate(request, settings)
+    attempts = [(a.method, a.status, a.error) for a in caught.value.result.attempts]
+    assert attempts[0][:2] == ("ffmpeg", "crashed")
+    assert attempts[1] == (
+        "emergency", "failed", "could not write the sound for its 32k AAC: ffmpeg failed: Conversion failed: no room."
+    )  # fmt: skip
+
+
 def generate_under_file_limit(data: Path, *flags: str) -> subprocess.CompletedProcess:
     """The CLI under a 1.5 MB file size limit: speech and cards fit, a 1080p video does not."""
 

@@ -45,7 +45,7 @@ class Carrier:
 # both offline voices, alone and under every bed, the delivered true peak was at most -2.2 dBTP at
 # 128k and -1.7 at 64k over a -2.5 dBFS ceiling; at 48k -1.2 over -2.5 (-0.7 for one run's eSpeak
 # NG, which varies from run to run), -1.4 over -4.0 and -3.0 over -4.5; at 32k +1.2 over -2.5, -0.1
-# over -4.5 and -3.1 over -6.5, where the encode also takes 0.6 to 0.7 LU away (its band ends at
+# over -4.5 and -3.1 over -6.5, where the encode also takes 0.6 to 1.0 LU away (its band ends at
 # 3.2 kHz).
 CARRIERS = ((64, Carrier(-2.5)), (48, Carrier(-4.5)), (0, Carrier(-6.5, lift_lu=0.6)))
 BEST = CARRIERS[0][1]
