@@ -158,8 +158,8 @@ def generate(
             emit(StageEvent("music", "mixing the music under the voice"))
             with run.stage("music"):
                 mastered = replace(mix(speech, music, work_dir / "speech-music.wav", carried), speech=mastered.speech)
-        delivered = mastered.loudness.integrated_lufs - carried.lift_lu  # the encode takes the lift away
-        run.learn(loudness_lufs=round(delivered, 1), true_peak_dbtp=mastered.loudness.true_peak_dbtp)
+        delivered = carried.delivered(mastered.loudness)
+        run.learn(loudness_lufs=delivered.integrated_lufs, true_peak_dbtp=delivered.true_peak_dbtp)
         path = work_dir / "speech-music.wav" if music is not None else speech.path
         sound = _Sound(run, path, music is not None, mastered.loudness, carried)
         plan = plan.spoken(speech.duration_s)
@@ -445,7 +445,7 @@ class _Sound:
             with self.run.stage("master"):
                 self.versions[need] = (out, relevel(path, loudness, need, out))
         path, written = self.versions[need]
-        return path, replace(written, integrated_lufs=round(written.integrated_lufs - need.lift_lu, 1))
+        return path, need.delivered(written)
 
 
 def _render_chain(

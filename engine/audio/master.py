@@ -38,6 +38,11 @@ class Carrier:
     ceiling_dbfs: float  # the limiter's, in sample peak
     lift_lu: float = 0.0
 
+    def delivered(self, written: Loudness) -> Loudness:
+        """The loudness of sound written for this encode, as the encode delivers it: the integrated
+        level less the lift (the true peak stays the file's)."""
+        return replace(written, integrated_lufs=round(written.integrated_lufs - self.lift_lu, 1))
+
 
 # By the least AAC bitrate (kbit/s, stereo) each applies to. The encoder's noise and band limit
 # (about 16 kHz at 128k, 9.5 kHz at 64k, 5.8 kHz at 48k, 3.2 kHz at 32k) raise the true peak over the
