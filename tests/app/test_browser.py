@@ -167,19 +167,21 @@ def test_a_visitor_who_closes_the_tab_still_gets_a_recorded_video(server, page, 
 
 
 def test_a_batch_from_the_page_survives_a_reload_and_ends_in_a_zip(server, page, tmp_path):
+    import re
     import zipfile
 
     source = tmp_path / "quotes.csv"
     long = LONG.replace('"', "")
-    source.write_text(f'text,tier\n"{long}",low\n"{long} Again.",low\n,low\n"Hello.",ultra\n')
+    rows = "".join(f'"{long} Take {n}.",low\n' for n in range(1, 7))  # six rows: about 1 s each at low
+    source.write_text(f'text,tier\n{rows},low\n"Hello.",ultra\n')
     page.goto(f"{server.url}/batch")
     page.get_by_text("rows per batch").wait_for()
     page.locator("input[type=file]").set_input_files(str(source))
-    page.get_by_text("2 valid, 2 with a problem").wait_for()  # counted before anything starts
+    page.get_by_text("6 valid, 2 with a problem").wait_for()  # counted before anything starts
     page.get_by_role("button", name="Start the batch").click()
-    page.get_by_text("0 of 2 rows done").first.wait_for()  # running (each row speaks about 14 s)
+    page.get_by_text(re.compile(r"\b[0-5] of 6 rows done")).first.wait_for()  # running
     page.reload()  # a new session: the running batch is found again by its id in the address
-    page.get_by_text("of 2 rows done").first.wait_for()
+    page.get_by_text("of 6 rows done").first.wait_for()
     button = page.get_by_role("button", name="Download the videos and manifest (zip)")
     button.wait_for(timeout=120_000)
     page.screenshot(path=ARTIFACTS / "batch.png", full_page=True)
@@ -187,7 +189,7 @@ def test_a_batch_from_the_page_survives_a_reload_and_ends_in_a_zip(server, page,
         button.click()
     with zipfile.ZipFile(download.value.path()) as archive:
         names = sorted(archive.namelist())
-    assert names == ["0001.jpg", "0001.mp4", "0002.jpg", "0002.mp4", "manifest.csv"]
+    assert names == [f"{n:04}.{ext}" for n in range(1, 7) for ext in ("jpg", "mp4")] + ["manifest.csv"]
 
 
 @pytest.mark.parametrize("voice", ["espeak", "piper"])
