@@ -1,11 +1,14 @@
 """The sound of the delivered MP4, whichever voice spoke: AAC-LC, 48 kHz, stereo, -14 LUFS (±1 LU)
 and true peak at most -1 dBTP, measured on the file by ffmpeg's EBU R128 meter."""
 
+import threading
+
 import pytest
 import responses
 
 from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, measure
 from engine.audio.master import carrier
+from engine.memory.ledger import Ledger, Need
 from engine.models import Request
 from engine.pipeline import generate
 from engine.render.ffmpeg import probe
@@ -48,3 +51,31 @@ def test_the_lowest_bitrate_keeps_the_true_peak_too(settings, planned):
     # The history records the sound this render carried: under a ceiling 4 dB lower than the best
     # bitrates' (its true peak, 4x oversampled, reads up to 2 dB over the limiter's sample ceiling).
     assert result.true_peak_dbtp is not None and result.true_peak_dbtp < carrier(128).ceiling_dbfs - 1.5
+
+
+def test_a_step_down_at_admission_carries_the_sound_for_its_bitrate(settings):
+    """Mastered for the high tier's 128 kbit/s, the speech is written again when admission steps the
+    render down to the low tier's 48 kbit/s (a ceiling 2 dB lower), as a fallback's is."""
+    book = Ledger(settings.data_dir, capacity_mb=lambda: 200.0, poll_s=0.02)
+    held, release = threading.Event(), threading.Event()
+
+    def other() -> None:  # holds 159 of the 200 MB for a predicted minute: only the low tier fits beside it
+        with book.admit([Need("other", 159.0, 60.0)]):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=other)
+    holder.start()
+    try:
+        assert held.wait(10)
+        result = generate(Request(QUOTES["long"], method="ffmpeg", fallback=False), settings, ledger=book)
+    finally:
+        release.set()
+        holder.join()
+    assert (result.tier, result.audio_kbps) == ("low", 48)
+    assert (result.tier_reason or "").startswith("stepped down from high to low")
+    sound = measure(result.output)
+    assert abs(sound.integrated_lufs - TARGET_LUFS) <= TOLERANCE_LU, sound
+    assert sound.true_peak_dbtp <= MAX_TRUE_PEAK_DBTP, sound
+    # The history records the sound the low tier carried: mastered for 128k, the file read -2.2 dBTP.
+    assert result.true_peak_dbtp is not None and result.true_peak_dbtp < carrier(128).ceiling_dbfs - 1.0
