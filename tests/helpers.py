@@ -107,6 +107,19 @@ def ffmpeg_steps(root: int) -> list[psutil.Process]:
     return found
 
 
+def stop_an_ffmpeg_step(root: int) -> psutil.Process | None:
+    """One of the engine's ffmpeg runs under `root`, stopped (SIGSTOP) while it still runs, so that it
+    cannot end by itself; None when none is running now (a short one may end before it is stopped)."""
+    for proc in ffmpeg_steps(root):
+        try:
+            proc.suspend()
+        except psutil.Error:
+            continue
+        if alive(proc):
+            return proc
+    return None
+
+
 def alive(proc: psutil.Process | int) -> bool:
     """Is the process (or pid) still running (gone or a zombie: no)?"""
     try:

@@ -21,7 +21,17 @@ from engine.history import HistoryStore
 from engine.models import Request
 from engine.pipeline import generate
 from engine.settings import Settings
-from tests.helpers import LONG, ROOT, alive, encoding, ffmpeg_steps, render_children, run_cli, wait_for
+from tests.helpers import (
+    LONG,
+    ROOT,
+    alive,
+    encoding,
+    ffmpeg_steps,
+    render_children,
+    run_cli,
+    stop_an_ffmpeg_step,
+    wait_for,
+)
 
 
 def test_a_render_child_killed_mid_encode_falls_back(settings):
@@ -31,6 +41,7 @@ def test_a_render_child_killed_mid_encode_falls_back(settings):
     worker.start()
     [child] = wait_for(lambda: render_children(os.getpid()))
     wait_for(lambda: encoding(child))  # mid-encode
+    child.suspend()  # it cannot finish before the kill
     os.kill(child.pid, signal.SIGKILL)
     worker.join(120)
     result = outcome["result"]
@@ -184,8 +195,7 @@ def test_a_cli_killed_during_the_ffmpeg_method_leaves_no_ffmpeg_running(tmp_path
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        [step] = wait_for(lambda: ffmpeg_steps(cli.pid), 120)
-        step.suspend()
+        step = wait_for(lambda: stop_an_ffmpeg_step(cli.pid), 120)
         cli.kill()
         cli.wait()
         wait_for(lambda: not alive(step), timeout_s=10)

@@ -41,6 +41,8 @@ def page(tmp_path):
 
 
 def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
+    from tests.helpers import render_children, wait_for
+
     page.goto(server.url)
     page.get_by_label("Quote", exact=True).fill("Stay hungry. Stay foolish.")
     page.get_by_label("Author", exact=True).fill("Steve Jobs")
@@ -73,8 +75,14 @@ def test_generate_watch_and_find_it_in_history(server, page, tmp_path):
     except Exception:
         page.screenshot(path=ARTIFACTS / "failure.png", full_page=True)
         raise
-    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
-    page.screenshot(path=ARTIFACTS / "generate-live.png", full_page=True)
+    # The render child held still (SIGSTOP) until the live chart is drawn: the render may end sooner.
+    [child] = wait_for(lambda: render_children(server.proc.pid), 60)
+    child.suspend()
+    try:
+        page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        page.screenshot(path=ARTIFACTS / "generate-live.png", full_page=True)
+    finally:
+        child.resume()
     page.get_by_text("Done in").wait_for(timeout=120_000)
 
     page.goto(f"{server.url}/history")
@@ -132,16 +140,15 @@ def test_an_app_killed_during_the_ffmpeg_method_leaves_no_ffmpeg_running(page, t
     """The app SIGKILLed mid-render: its ffmpeg dies with it at once (parent-death signal)."""
     import psutil
 
-    from tests.helpers import wait_for
-    from tests.test_faults import LONG, alive, ffmpeg_steps
+    from tests.helpers import LONG, alive, stop_an_ffmpeg_step, wait_for
 
     env = {"DATA_DIR": str(tmp_path / "data"), "TTS_ENGINE": "espeak"}
     with StreamlitServer(env, tmp_path / "streamlit.log") as server:
         page.goto(server.url)
         page.get_by_label("Quote", exact=True).fill(LONG)
         page.get_by_role("button", name="Generate video").click()
-        [step] = wait_for(lambda: ffmpeg_steps(server.proc.pid), 120)
-        step.suspend()  # stopped, it cannot end by itself: only the parent-death signal ends it
+        # Stopped, it cannot end by itself: only the parent-death signal ends it.
+        step = wait_for(lambda: stop_an_ffmpeg_step(server.proc.pid), 120)
         psutil.Process(server.proc.pid).kill()  # the app alone, not its process group
         try:
             wait_for(lambda: not alive(step), timeout_s=10)

@@ -154,9 +154,14 @@ def test_processes_share_one_ledger_and_a_killed_one_frees_its_share_at_once(tmp
         book = ledger(tmp_path, 200, step_down_after_s=1000)
         assert book.view().running == 1 and book.view().reserved_mb == 150
         waits = []
-        threading.Timer(0.5, lambda: os.kill(holder.pid, signal.SIGKILL)).start()
+
+        def waiting(state):  # the other process dies once this one waits for it
+            waits.append(state)
+            if len(waits) == 1:
+                os.kill(holder.pid, signal.SIGKILL)
+
         started = time.monotonic()
-        with book.admit([Need("mine", 100, 1)], on_wait=waits.append):
+        with book.admit([Need("mine", 100, 1)], on_wait=waiting):
             waited = time.monotonic() - started
         assert waits and waits[0].running == 1  # it waited for the other process...
         assert waited < 60  # ...and went in when that process died, not after the 60 s it would have held
@@ -248,12 +253,17 @@ def test_with_others_on_the_host_the_card_is_drawn_only_once_admitted(settings, 
     wait_for(lambda: log == ["other in other"])
 
     def free_later():
-        time.sleep(1.0)
         freed_at.append(time.monotonic())
         release.set()
 
-    threading.Thread(target=free_later).start()
-    result = generate(Request("Stay hungry.", tier="low"), settings, ledger=book)
+    queued = []
+
+    def on_event(event):  # the other frees the room 0.5 s after this one starts to wait for it
+        if isinstance(event, StageEvent) and event.stage == "queued" and not queued:
+            queued.append(event)
+            threading.Timer(0.5, free_later).start()
+
+    result = generate(Request("Stay hungry.", tier="low"), settings, on_event, ledger=book)
     holder.join()
     assert result.status == "ok" and result.stage_s["wait"] > 0.3
     assert len(drawn_at) == 1 and drawn_at[0] > freed_at[0]  # not while the other held the room

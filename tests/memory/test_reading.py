@@ -1,3 +1,4 @@
+import itertools
 import os
 import subprocess
 import sys
@@ -147,9 +148,9 @@ def test_sampler_keeps_peak_and_timeline_at_20_hz_or_more():
     proc = subprocess.Popen([sys.executable, "-c", HOG.format(mb=80, s=1)])
     with TreeSampler(proc.pid) as sampler:
         proc.wait()
-    seconds = sampler.timeline[-1][0] - sampler.timeline[0][0]
+    gaps = sorted(b[0] - a[0] for a, b in itertools.pairwise(sampler.timeline))
     assert sampler.peak_mb >= 80
-    assert len(sampler.timeline) / seconds >= 20
+    assert gaps[len(gaps) // 2] <= 0.05  # the median gap: a machine's stalls stretch a few, not the rate
     assert max(rss for _, rss in sampler.timeline) == pytest.approx(sampler.peak_mb, abs=0.1)
 
 
