@@ -17,6 +17,10 @@ from tests.helpers import ROOT
 LONG_LIVED: set[int] = set()
 
 
+class PortTaken(RuntimeError):
+    pass
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -35,6 +39,15 @@ class StreamlitServer:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> StreamlitServer:
+        for _ in range(3):  # the free port found may be taken by another process before Streamlit binds it
+            try:
+                return self._start()
+            except PortTaken:
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+        raise RuntimeError("streamlit found its port taken three times")
+
+    def _start(self) -> StreamlitServer:
         log = self.log_path.open("wb")
         argv = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(self.port),
                 "--server.address", "127.0.0.1", "--server.headless", "true"]  # fmt: skip
@@ -50,7 +63,11 @@ class StreamlitServer:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {self.log_path.read_text()[-2000:]}")
+                said = self.log_path.read_text()[-2000:]
+                LONG_LIVED.discard(self.proc.pid)
+                if f"Port {self.port} is not available" in said:
+                    raise PortTaken(said)
+                raise RuntimeError(f"streamlit exited: {said}")
             try:
                 with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as answer:
                     if answer.status == 200:
