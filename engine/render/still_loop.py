@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from engine.errors import RenderFailed
-from engine.memory.malloc import CHILD_ENV
+from engine.memory.malloc import FFMPEG_ENV
 from engine.memory.watchdog import Progress, Step
 from engine.render import ffmpeg
 from engine.render.h264 import first_picture_bytes, splice
@@ -141,8 +141,8 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
         "-r", str(spec.fps), "-f", "h264", "-i", "pipe:0", *sound.source, "-map", "0:v:0", "-map", "1:a:0",
         "-c", "copy", "-t", f"{spec.duration_s:.3f}", *MP4_DELIVERY, spec.out_path,
     ])  # fmt: skip
-    first = Step(encode, True, crash=spec.crash, feed=feed_cards, env=CHILD_ENV)
-    return [first, Step(mux, True, feed=feed_stream)], [encoded, *sound.files]
+    first = Step(encode, True, crash=spec.crash, feed=feed_cards, env=FFMPEG_ENV)
+    return [first, Step(mux, True, feed=feed_stream, env=FFMPEG_ENV)], [encoded, *sound.files]
 
 
 def key_interval(spec: RenderSpec, keyframe_bytes: int) -> int:

@@ -21,6 +21,7 @@ def test_bench_quick_reports_ratios_against_plain_moviepy(tmp_path):
     assert all(c["ssim"] > 0.9 and c["size_bytes"] > 0 for c in report["cells"])
     assert {t["method"] for t in report["targets"]} == {"ffmpeg", "moviepy"}
     assert {row["method"] for row in report["flat_in_duration"]} == {"moviepy", "ffmpeg", "emergency"}
+    assert [row["runs"] for row in report["flat_in_duration"]] == [1, 1, 1]  # quick: once each
     assert report["leak"]["generations"] == 10
     assert report["sampling_overhead"]["samples_per_s"] >= 20
     [whole] = report["end_to_end"]  # the whole command against plain MoviePy, from outside
