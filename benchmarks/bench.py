@@ -249,7 +249,7 @@ def table(report: dict) -> str:
     for row in report["flat_in_duration"]:
         lines.append(
             f"flat {row['method']}: {row['short_peak_mb']} MB at {row['short_s']:.0f} s, {row['long_peak_mb']} MB at "
-            f"{row['long_s']:.0f} s ({row['growth']:+.1%})"
+            f"{row['long_s']:.0f} s ({row['growth']:+.1%}; the most of {row.get('runs', 1)} runs)"
         )
     leak = report["leak"]
     if leak:

@@ -48,17 +48,10 @@ class StreamlitServer:
         raise RuntimeError("streamlit found its port taken three times")
 
     def _start(self) -> StreamlitServer:
-        log = self.log_path.open("wb")
         argv = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(self.port),
                 "--server.address", "127.0.0.1", "--server.headless", "true"]  # fmt: skip
-        if self.cgroup is not None:
-            from scripts.cgroup import start_in_cgroup
-
-            self.proc = start_in_cgroup(self.cgroup, argv, self.env, ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)  # fmt: skip
-        else:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)  # fmt: skip
+        with self.log_path.open("wb") as log:  # the server writes to its own copy of the descriptor
+            self.proc = self._popen(argv, log)
         LONG_LIVED.add(self.proc.pid)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -76,6 +69,15 @@ class StreamlitServer:
                 time.sleep(0.3)
         self.__exit__()
         raise RuntimeError(f"streamlit did not start: {self.log_path.read_text()[-2000:]}")
+
+    def _popen(self, argv: list[str], log) -> subprocess.Popen:
+        if self.cgroup is not None:
+            from scripts.cgroup import start_in_cgroup
+
+            return start_in_cgroup(self.cgroup, argv, self.env, ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # fmt: skip
+        return subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
 
     def __exit__(self, *exc) -> None:
         if self.proc is None:

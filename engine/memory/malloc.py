@@ -19,10 +19,10 @@ M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 THRESHOLD_BYTES = 2 << 20
 # For the processes we start (ffmpeg, MoviePy's child and its ffmpeg): glibc reads it as they start.
 CHILD_ENV = (("MALLOC_MMAP_THRESHOLD_", str(THRESHOLD_BYTES)),)
-# ffmpeg's threads (its demuxers, filters, encoders) take a heap of their own when they meet in
-# malloc, and whether they meet changes from run to run: the emergency render of 60 s held 15.1 or
-# 17.4 MB over eight runs (10 s: 14.9). With one heap: 14.7 and 14.4 (medians), and the FFmpeg
-# method at 1080p 0.8 MB less, no slower (measured, six runs each, in turn).
+# ffmpeg's threads (its demuxers, filters, encoders) each take a malloc heap of their own, and what
+# those heaps keep changes from run to run. With one heap, the FFmpeg methods' ffmpeg holds less and
+# is no slower: the emergency render of 60 s 14.6 MB against 17.35 (medians of eight runs; 15.1 to
+# 17.4 MB), the FFmpeg method at 1080p 0.8 MB less, the still card end to end 1.1 MB (measured in turn).
 FFMPEG_ENV = (*CHILD_ENV, ("MALLOC_ARENA_MAX", "1"))
 
 

@@ -149,8 +149,8 @@ def test_an_app_killed_during_the_ffmpeg_method_leaves_no_ffmpeg_running(page, t
         page.get_by_role("button", name="Generate video").click()
         # Stopped, it cannot end by itself: only the parent-death signal ends it.
         step = wait_for(lambda: stop_an_ffmpeg_step(server.proc.pid), 120)
-        psutil.Process(server.proc.pid).kill()  # the app alone, not its process group
         try:
+            psutil.Process(server.proc.pid).kill()  # the app alone, not its process group
             wait_for(lambda: not alive(step), timeout_s=10)
         finally:
             if alive(step):

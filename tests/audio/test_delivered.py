@@ -9,6 +9,7 @@ import responses
 from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, measure
 from engine.audio.master import carrier
 from engine.memory.ledger import Ledger, Need
+from engine.memory.plan import cost_model, make_plan
 from engine.models import Request
 from engine.pipeline import generate
 from engine.render.ffmpeg import probe
@@ -56,11 +57,15 @@ def test_the_lowest_bitrate_keeps_the_true_peak_too(settings, planned):
 def test_a_step_down_at_admission_carries_the_sound_for_its_bitrate(settings):
     """Mastered for the high tier's 128 kbit/s, the speech is written again when admission steps the
     render down to the low tier's 48 kbit/s (a ceiling 2 dB lower), as a fallback's is."""
+    request = Request(QUOTES["long"], method="ffmpeg", fallback=False)
+    plan = make_plan(request, settings, cost_model(None), 10_000, 10_000, 32.0)
+    need = {option.tier.name: option.need_mb for option in plan.options}
+    assert need["medium"] > need["low"] + 1  # room for the low tier beside the other, not for medium
     book = Ledger(settings.data_dir, capacity_mb=lambda: 200.0, poll_s=0.02)
     held, release = threading.Event(), threading.Event()
 
-    def other() -> None:  # holds 159 of the 200 MB for a predicted minute: only the low tier fits beside it
-        with book.admit([Need("other", 159.0, 60.0)]):
+    def other() -> None:  # holds the rest for a predicted minute: a wait for high runs past the bound
+        with book.admit([Need("other", 200.0 - need["low"] - 1, 60.0)]):
             held.set()
             release.wait(60)
 
@@ -68,7 +73,7 @@ def test_a_step_down_at_admission_carries_the_sound_for_its_bitrate(settings):
     holder.start()
     try:
         assert held.wait(10)
-        result = generate(Request(QUOTES["long"], method="ffmpeg", fallback=False), settings, ledger=book)
+        result = generate(request, settings, ledger=book)
     finally:
         release.set()
         holder.join()
