@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import wave
 from dataclasses import replace
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from engine.errors import Busy
+from engine.memory.ledger import Ledger, Need
 from engine.models import Attempt, Result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,3 +153,21 @@ def encoding(child: psutil.Process) -> bool:
         return any("ffmpeg" in " ".join(p.cmdline()) for p in child.children(recursive=True))
     except psutil.Error:
         return False
+
+
+def hold(book: Ledger, needs: list[Need], log: list, name: str, release: threading.Event, waits=None):
+    """Another requester on the host's ledger, in a thread: admitted for `needs`, it holds its room
+    until `release` (10 s at most), logging "<name> in <tier>" and "<name> out" (or the Busy it got)."""
+
+    def run():
+        try:
+            with book.admit(needs, on_wait=(waits.append if waits is not None else None)) as grant:
+                log.append(f"{name} in {grant.need.label}")
+                release.wait(10)
+                log.append(f"{name} out")
+        except Busy as exc:
+            log.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread

@@ -13,7 +13,7 @@ from engine.memory.plan import cost_model, make_plan
 from engine.models import Request
 from engine.pipeline import generate
 from engine.render.ffmpeg import probe
-from tests.helpers import GTTS_URL, QUOTES, google_answer
+from tests.helpers import GTTS_URL, QUOTES, google_answer, hold, wait_for
 
 
 @pytest.mark.parametrize("voice", ["espeak", "piper", "gtts"])
@@ -62,17 +62,11 @@ def test_a_step_down_at_admission_carries_the_sound_for_its_bitrate(settings):
     need = {option.tier.name: option.need_mb for option in plan.options}
     assert need["medium"] > need["low"] + 1  # room for the low tier beside the other, not for medium
     book = Ledger(settings.data_dir, capacity_mb=lambda: 200.0, poll_s=0.02)
-    held, release = threading.Event(), threading.Event()
-
-    def other() -> None:  # holds the rest for a predicted minute: a wait for high runs past the bound
-        with book.admit([Need("other", 200.0 - need["low"] - 1, 60.0)]):
-            held.set()
-            release.wait(60)
-
-    holder = threading.Thread(target=other)
-    holder.start()
+    log, release = [], threading.Event()
+    # The other holds the rest for a predicted minute: a wait for high would run past the bound.
+    holder = hold(book, [Need("other", 200.0 - need["low"] - 1, 60.0)], log, "other", release)
     try:
-        assert held.wait(10)
+        wait_for(lambda: log == ["other in other"])
         result = generate(request, settings, ledger=book)
     finally:
         release.set()

@@ -17,26 +17,11 @@ from engine.memory.ledger import Ledger, Need
 from engine.memory.limits import VisitorLimits
 from engine.models import AttemptEvent, Request, StageEvent
 from engine.pipeline import generate
-from tests.helpers import ROOT, wait_for
+from tests.helpers import ROOT, hold, wait_for
 
 
 def ledger(folder: Path, capacity: float, **options) -> Ledger:
     return Ledger(folder, capacity_mb=lambda: capacity, poll_s=0.02, **options)
-
-
-def hold(book: Ledger, needs: list[Need], log: list, name: str, release: threading.Event, waits=None):
-    def run():
-        try:
-            with book.admit(needs, on_wait=(waits.append if waits is not None else None)) as grant:
-                log.append(f"{name} in {grant.need.label}")
-                release.wait(10)
-                log.append(f"{name} out")
-        except Busy as exc:
-            log.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
 
 
 def test_a_render_waits_until_its_need_fits_and_the_queue_is_fair(tmp_path):
