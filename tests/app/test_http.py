@@ -23,9 +23,16 @@ def server(data_env, tmp_path_factory):
         yield running
 
 
-def test_stats_match_the_cli(server, data_env):
+@pytest.fixture(scope="module")
+def two_videos(data_env):
+    """Two generations in the history, one per method, made once for the module: each test that
+    reads them asks for them, so none depends on another having run first (cleanup removes the
+    videos; the history rows stay)."""
     for args in (["--tier", "low"], ["--tier", "low", "--method", "moviepy"]):
         assert run_cli("generate", "Stay hungry.", *args, env=data_env).returncode == 0
+
+
+def test_stats_match_the_cli(server, data_env, two_videos):
     status, body = request(f"{server.url}/api/stats")
     assert status == 200
     over_http = json.loads(body)
@@ -64,7 +71,7 @@ def test_cleanup_refused_without_the_token_changes_nothing(server, headers, code
     assert json.loads(request(f"{server.url}/api/storage")[1])["outputs"] == before
 
 
-def test_cleanup_with_the_token(server):
+def test_cleanup_with_the_token(server, two_videos):
     assert json.loads(request(f"{server.url}/api/storage")[1])["outputs"]["count"] >= 1
     status, body = request(f"{server.url}/api/cleanup?older_than_days=0", "POST", {"Authorization": f"Bearer {TOKEN}"})
     assert status == 200 and json.loads(body)["removed_outputs"] >= 1
@@ -77,7 +84,7 @@ def test_cleanup_is_disabled_when_no_token_is_set(data_env, tmp_path):
     assert status == 403 and b"ADMIN_TOKEN" in body
 
 
-def test_the_history_streams_as_csv_with_the_pages_filters(server, data_env):
+def test_the_history_streams_as_csv_with_the_pages_filters(server, data_env, two_videos):
     import csv
     import io
 
