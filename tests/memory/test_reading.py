@@ -5,10 +5,12 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from engine.memory.reading import MB, container_memory, read_memory, tree_rss_mb
-from engine.memory.sampler import TreeSampler
+from engine.memory.sampler import TreeSampler, _Tree
+from tests.helpers import wait_for
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -142,6 +144,25 @@ def test_tree_rss_counts_grandchildren():
         proc.wait()
         for child in __import__("psutil").Process().children(recursive=True):
             child.kill()
+
+
+@pytest.mark.parametrize("read_at_start", ["the command", "nothing"])
+def test_a_forked_copy_of_the_root_is_not_counted_twice(read_at_start):
+    """A child forked but not exec'd (Python's subprocess runs `preexec_fn` there) shares the root's
+    pages. The root's command may read empty when it is read too early, as it starts: read again."""
+    hog = HOG.format(mb=60, s=0).replace("time.sleep(0)", "import os; os.fork(); time.sleep(5)")
+    proc = subprocess.Popen([sys.executable, "-c", hog])
+    try:
+        wait_for(lambda: len(psutil.Process(proc.pid).children()) == 1 and tree_rss_mb(proc.pid) >= 110)
+        tree = _Tree(proc.pid, rescan_every=1)
+        if read_at_start == "nothing":
+            tree.command = b""
+        assert 60 <= tree.held_mb() < 80  # counted twice, 120
+    finally:
+        for child in psutil.Process(proc.pid).children():
+            child.kill()
+        proc.kill()
+        proc.wait()
 
 
 def test_sampler_keeps_peak_and_timeline_at_20_hz_or_more():
