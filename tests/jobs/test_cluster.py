@@ -72,6 +72,32 @@ def cluster():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def two_workers_after(cluster):
+    """Each test leaves the cluster as it found it: Redis up, workers w1 and w2 and no other. The
+    tests put back what they kill or stop; this does it when one fails before it gets that far, so
+    that the tests after it do not fail for it."""
+    yield
+    changed = False
+    for name, proc in list(cluster["workers"].items()):
+        if name not in ("w1", "w2") or proc.poll() is not None:
+            stop_group(cluster["workers"].pop(name))
+            LONG_LIVED.discard(proc.pid)
+            changed = True
+    redis = cluster["redis"]
+    if redis.proc.poll() is not None:
+        LONG_LIVED.discard(redis.proc.pid)
+        cluster["redis"] = start_redis(redis.folder, port=redis.port)
+        LONG_LIVED.add(cluster["redis"].proc.pid)
+        changed = True
+    for name in ("w1", "w2"):
+        if name not in cluster["workers"]:
+            cluster["start_worker"](name)
+            changed = True
+    if changed:
+        _wait_for_workers(cluster["settings"])
+
+
 def _wait_for_workers(settings: Settings, timeout_s: float = 60) -> None:
     job = RemoteGeneration(Request("Ready.", tier="low"), settings).start()
     assert job.wait(timeout_s), "no worker took a first job"
