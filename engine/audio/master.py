@@ -140,10 +140,11 @@ def level(
             break
         # The limiter takes back part of each added decibel: aim along the line through the last two tries.
         (g0, l0), (g1, l1) = tried[-1], (gain, loudness.integrated_lufs)
-        slope = (l1 - l0) / (g1 - g0) if g1 != g0 else 1.0  # flat (0) when the limiter took back all of it
-        if len(tried) == 1 and slope < MIN_SLOPE:
-            # The first point is measured before the pad and the limiter (or assumed): when the line
-            # through it is this flat (the limiter took back most of the gain), use a typical one.
+        slope = (l1 - l0) / (g1 - g0) if g1 != g0 else 1.0
+        if slope < MIN_SLOPE and (len(tried) == 1 or l1 == l0):
+            # The first point is measured before the pad and the limiter (or assumed), and two writes
+            # may read the same to the meter's 0.1 LU: when the line through them is this flat (the
+            # limiter took back most of the gain), aim with a typical one.
             slope = FIRST_SLOPE
         tried.append((g1, l1))
         gain = min(MAX_GAIN_DB, g1 + miss / min(1.0, max(MIN_SLOPE, slope)))
