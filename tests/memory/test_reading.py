@@ -150,7 +150,7 @@ def test_tree_rss_counts_grandchildren():
 def test_a_forked_copy_of_the_root_is_not_counted_twice(read_at_start):
     """A child forked but not exec'd (Python's subprocess runs `preexec_fn` there) shares the root's
     pages. The root's command may read empty when it is read too early, as it starts: read again."""
-    hog = HOG.format(mb=60, s=0).replace("time.sleep(0)", "import os; os.fork(); time.sleep(5)")
+    hog = HOG.format(mb=60, s=0).replace("time.sleep(0)", "import os; os.fork(); time.sleep(60)")  # killed below
     proc = subprocess.Popen([sys.executable, "-c", hog])
     try:
         wait_for(lambda: len(psutil.Process(proc.pid).children()) == 1 and tree_rss_mb(proc.pid) >= 110)

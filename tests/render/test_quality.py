@@ -3,6 +3,7 @@
 import subprocess
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageDraw
 
 from engine.render.ffmpeg import ffmpeg_exe
@@ -16,12 +17,14 @@ def card(path: Path, text: str) -> Path:
     return path
 
 
-def test_a_frame_is_measured_against_its_own_card_not_another(tmp_path):
+@pytest.mark.parametrize("sound", [True, False], ids=["with sound", "silent film"])
+def test_a_frame_is_measured_against_its_own_card_not_another(tmp_path, sound):
     shown, other = card(tmp_path / "shown.png", "Stay hungry."), card(tmp_path / "other.png", "Stay foolish, go.")
     video = tmp_path / "video.mp4"
+    audio = ["-f", "lavfi", "-i", "sine=440:d=3", "-c:a", "aac", "-shortest"] if sound else []
     subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-loop", "1", "-i", str(shown), "-f", "lavfi", "-i", "sine=440:d=3",
-         "-t", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(video)],
+        [ffmpeg_exe(), "-v", "error", "-loop", "1", "-i", str(shown), *audio,
+         "-t", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video)],
         check=True, timeout=60,
     )  # fmt: skip
     own, another = measure(video, shown, 1.0), measure(video, other, 1.0)
