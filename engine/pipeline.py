@@ -157,7 +157,7 @@ def generate(
         if music is not None:
             emit(StageEvent("music", "mixing the music under the voice"))
             with run.stage("music"):
-                mastered = replace(mix(mastered, music, work_dir / "speech-music.wav", carried), speech=mastered.speech)
+                mastered = replace(mix(speech, music, work_dir / "speech-music.wav", carried), speech=mastered.speech)
         delivered = carried.delivered(mastered.loudness)
         run.learn(loudness_lufs=delivered.integrated_lufs, true_peak_dbtp=delivered.true_peak_dbtp)
         path = work_dir / "speech-music.wav" if music is not None else speech.path

@@ -9,14 +9,13 @@ tests hold it to at least 20 dB and 5 dB).
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from pathlib import Path
 
 from engine.audio.loudness import TARGET_LUFS, integrated
 from engine.audio.master import BEST, Carrier, Mastered, level
 from engine.render.spec import AUDIO_RATE, MONO_TO_STEREO
-from engine.speech.base import wav_duration_s
+from engine.speech.base import Speech, wav_duration_s
 
 BED_BELOW_LU = 12.0  # the bed's loudness under the voice's, before ducking
 MAX_BED_GAIN_DB = 20.0  # a nearly silent upload is raised this much at most, not into a wall of noise
@@ -27,16 +26,11 @@ FADE_OUT_S = 2.0
 DUCK = "sidechaincompress=threshold=0.015:ratio=8:attack=15:release=350:knee=4"
 
 
-def mix(voice: Mastered, music: Path, out: Path, carried: Carrier = BEST) -> Mastered:
-    """Write the mastered speech `voice` with `music` under it to `out` (48 kHz stereo WAV),
-    mastered for the encode that leaves `carried` (as the speech was)."""
-    speech, voice_lufs = voice.speech, voice.loudness.integrated_lufs
-    if not math.isfinite(voice_lufs):  # a silent voice: the bed sits under where it would have been
-        voice_lufs = TARGET_LUFS + carried.lift_lu
+def mix(speech: Speech, music: Path, out: Path, carried: Carrier = BEST) -> Mastered:
+    """Write the mastered `speech` with `music` under it to `out` (48 kHz stereo WAV), mastered
+    for the encode that leaves `carried` (as the speech was)."""
     duration = speech.duration_s
-    # Under the voice as written (mastering lands it within AIM_LU of the target, not on it), so the
-    # bed's place under the voice does not move with where the voice's write landed.
-    bed_gain = min(MAX_BED_GAIN_DB, voice_lufs - BED_BELOW_LU - integrated(music))
+    bed_gain = min(MAX_BED_GAIN_DB, TARGET_LUFS - BED_BELOW_LU - integrated(music))
     fade_out_at = max(0.0, duration - FADE_OUT_S)
     shape = (
         f"[1:a:0]aformat=sample_rates={AUDIO_RATE}:channel_layouts=stereo,atrim=end={duration:.3f},"
@@ -46,8 +40,7 @@ def mix(voice: Mastered, music: Path, out: Path, carried: Carrier = BEST) -> Mas
         f"[voice][ducked]amix=inputs=2:normalize=0:duration=first"
     )
     inputs = [["-i", str(speech.path)], ["-stream_loop", "-1", "-i", str(music)]]
-    # The bed adds a little to the voice's loudness, and the limiter takes back a little of the mix's
-    # peaks: from the voice's own, 0.3 dB more lands every bed under each bench quote within AIM_LU
-    # in one write (measured).
-    loudness = level(inputs, shape, voice_lufs - 0.3, out, carried)
+    # The voice was mastered to the target; the limiter takes back a little of the mix's peaks:
+    # 0.3 dB more lands every bed under each bench quote within AIM_LU in one write (measured).
+    loudness = level(inputs, shape, TARGET_LUFS + carried.lift_lu - 0.3, out, carried)
     return Mastered(replace(speech, path=out, duration_s=wav_duration_s(out)), loudness)

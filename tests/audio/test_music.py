@@ -68,18 +68,17 @@ def test_uploads_are_judged_by_content_size_and_length(tmp_path):
 def test_a_mix_under_mastered_speech_is_written_once(tmp_path, monkeypatch, name):
     """The mix starts from the gain that lands it on the target, so it is written and measured once
     (each write is a pass over the whole sound)."""
-    voice = master(EspeakEngine().synthesize(SpeechOrder(QUOTES["medium"], "en", tmp_path)), tmp_path / "m.wav")
+    speech = master(EspeakEngine().synthesize(SpeechOrder(QUOTES["medium"], "en", tmp_path)), tmp_path / "m.wav").speech
     writes = writes_of(monkeypatch, tmp_path / "mix.wav")
-    mixed = mix(voice, bed(name, tmp_path / "music"), tmp_path / "mix.wav")
+    mixed = mix(speech, bed(name, tmp_path / "music"), tmp_path / "mix.wav")
     assert len(writes) == 1 and mixed.loudness.meets_target(), mixed.loudness
 
 
 def test_the_music_is_ducked_under_the_voice_and_the_mix_mastered(tmp_path):
     """Measured on the mix: the music (what is left once the voice is taken out) stays at least
     20 dB under the voice while it speaks, and comes up at least 5 dB between sentences."""
-    voice = master(EspeakEngine().synthesize(SpeechOrder(QUOTES["long"], "en", tmp_path)), tmp_path / "m.wav")
-    speech = voice.speech
-    mixed = mix(voice, bed("pad", tmp_path / "music"), tmp_path / "mix.wav")
+    speech = master(EspeakEngine().synthesize(SpeechOrder(QUOTES["long"], "en", tmp_path)), tmp_path / "m.wav").speech
+    mixed = mix(speech, bed("pad", tmp_path / "music"), tmp_path / "mix.wav")
     assert mixed.loudness.meets_target() and measure(mixed.speech.path) == pytest.approx(mixed.loudness, abs=0.2)
     assert mixed.speech.duration_s == pytest.approx(speech.duration_s, abs=0.01)
     voice_file = tmp_path / "voice48.wav"

@@ -52,16 +52,15 @@ def test_piper_speaks_the_quote_with_a_timing_for_every_word(tmp_path, voices):
 
 
 @pytest.mark.parametrize("name", ["medium", "long"])
-def test_the_voice_is_mastered_in_one_write(tmp_path, voices, monkeypatch, name):
-    """Piper's peaks are high for its loudness: the limiter takes back much of the gain, and the
-    first write's gain allows for it (the gain alone took two writes; three, when the second aimed
-    along the line through the unlimited measurement)."""
+def test_the_voice_is_mastered_in_two_writes(tmp_path, voices, monkeypatch, name):
+    """Piper's peaks are high for its loudness: the limiter takes back more than a first small gain
+    adds, and the second write must not aim from that as if it were a line (it overshot: three)."""
     from engine.audio.master import master
 
     speech = PiperEngine(lambda: room(400), voices).synthesize(order(QUOTES[name], tmp_path))
     writes = writes_of(monkeypatch, tmp_path / "mastered.wav")
     done = master(speech, tmp_path / "mastered.wav")
-    assert len(writes) == 1 and done.loudness.meets_target(), done.loudness
+    assert 1 <= len(writes) <= 2 and done.loudness.meets_target(), done.loudness
 
 
 def test_pieces_are_short_keep_to_their_phrase_and_cover_every_word():
