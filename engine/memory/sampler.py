@@ -46,8 +46,9 @@ class _Tree:
         self.count += 1
         members = self._full_scan() if full else self._quick_scan()
         if not self.command:
-            # Read as the root was still starting, it was empty, and every copy of the root would
-            # count in full for the rest of the run: 6 to 17 MB on a generation's peak, one run in three.
+            # Read as the root was still starting (exec had closed Popen's pipe, not yet set the
+            # arguments), it was empty, and every copy of the root would count in full for the rest of
+            # the run: 6 to 17 MB on a generation's peak, in a quarter to two thirds of runs (measured).
             self.command = _command(self.pid)
         copies = {pid for pid in members[1:] if self.command and _command(pid) == self.command}
         return sum(_anon_bytes(pid) for pid in members if pid not in copies) / MB
