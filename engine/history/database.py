@@ -10,6 +10,7 @@ migrations use SQLAlchemy Core, which they import when they run.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -65,11 +66,27 @@ def set_pragmas(connection: Any, busy_timeout_s: float) -> None:
     """What every connection to a history file sets (a DB-API connection, either library's).
     WAL lets readers work beside one writer; busy_timeout makes writers wait, not fail."""
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _turn_to_wal(cursor, busy_timeout_s)
     cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _turn_to_wal(cursor: Any, busy_timeout_s: float) -> None:
+    """WAL is kept in the file, so this changes a new file only. SQLite takes that write lock from
+    inside a read and, to avoid a deadlock, does not wait for it: two processes opening a new
+    history at once (three CLIs on a fresh DATA_DIR) got "database is locked" at once, whatever
+    busy_timeout said. So the change is tried again, within the same timeout."""
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 class SqliteDatabase:
