@@ -1,10 +1,10 @@
 """Music under the voice: the bed looped or cut to the speech, faded in and out, ducked by the voice
 (ffmpeg's `sidechaincompress`, keyed by the speech), mixed, and the mix mastered like the speech.
 
-Levels: the bed is set BED_BELOW_LU under the voice before ducking, and the compressor takes it
-down about 9 dB more while the voice speaks. Measured on the long quote with each bed: the music
-sits 30 to 33 dB under the voice while it speaks and comes up 8 to 9 dB between sentences (the
-tests hold it to at least 20 dB and 5 dB).
+Levels: the bed is set BED_BELOW_LU under the target loudness, where the voice was mastered
+(within AIM_LU), before ducking; the compressor takes it down about 9 dB more while the voice
+speaks. Measured on the long quote with each bed: the music sits 30 to 33 dB under the voice while
+it speaks and comes up 8 to 9 dB between sentences (the tests hold it to at least 20 dB and 5 dB).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from engine.audio.master import BEST, Carrier, Mastered, level
 from engine.render.spec import AUDIO_RATE, MONO_TO_STEREO
 from engine.speech.base import Speech, wav_duration_s
 
-BED_BELOW_LU = 12.0  # the bed's loudness under the voice's, before ducking
+BED_BELOW_LU = 12.0  # the bed's loudness under the target's (the mastered voice's), before ducking
 MAX_BED_GAIN_DB = 20.0  # a nearly silent upload is raised this much at most, not into a wall of noise
 FADE_IN_S = 1.0
 FADE_OUT_S = 2.0
