@@ -176,7 +176,7 @@ def generate(
         if store is not None and over_quota(settings):
             try:
                 cleanup(settings, store, keep=[output, *([result.cover] if result.cover else []), *result.subtitles])
-            except HistoryUnavailable:  # the video is made; the quota is enforced at the next start or video
+            except (HistoryUnavailable, OSError):  # the video is made; the quota is enforced at the next start or video
                 log.exception("could not enforce MAX_STORAGE_MB; the video is delivered")
         emit(StageEvent("done", f"done in {run.elapsed():.1f} s"))
         return result

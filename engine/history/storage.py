@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -146,8 +147,9 @@ def _usage(folder: Path) -> tuple[int, int]:
                     if entry.is_dir(follow_symlinks=False):
                         pending.append(Path(entry.path))
                     elif entry.is_file(follow_symlinks=False):
-                        count += 1
-                        size += entry.stat(follow_symlinks=False).st_size
+                        with contextlib.suppress(FileNotFoundError):  # removed since it was listed
+                            size += entry.stat(follow_symlinks=False).st_size
+                            count += 1
         except OSError:
             continue  # gone, or not a folder
     return count, size
@@ -161,8 +163,11 @@ def _files(folder: Path) -> list[tuple[Path, int, float]]:
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         for name in filenames:
             path = Path(dirpath, name)
-            info = path.lstat()
-            if path.is_file() and not path.is_symlink():
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                continue  # removed since it was listed: another process's cleanup got there first
+            if stat.S_ISREG(info.st_mode):
                 found.append((path.resolve(), info.st_size, info.st_mtime))
         dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
     return found
@@ -201,15 +206,17 @@ def _sweep_temp(temp_dir: Path, root: Path, running: set[str], now: float) -> tu
         return 0, 0
     swept = unswept = 0
     for entry in temp_dir.iterdir():
-        if entry.name in running or now - entry.lstat().st_mtime < TEMP_GRACE_S:
-            continue
         try:
+            if entry.name in running or now - entry.lstat().st_mtime < TEMP_GRACE_S:
+                continue
             if entry.is_symlink() or not entry.is_dir():
                 entry.unlink(missing_ok=True)  # the link itself, inside DATA_DIR; never its target
             elif entry.resolve().is_relative_to(root):
                 shutil.rmtree(entry)
             else:
                 continue
+        except FileNotFoundError:
+            continue  # swept by another process starting at the same time
         except OSError as exc:
             log.warning("could not remove %s from the temp folder: %s", entry, exc)
             unswept += 1

@@ -1,8 +1,10 @@
 """Storage figures and cleanup's boundaries: age, quota, symlinks and `..`, running generations."""
 
 import os
+import shutil
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from engine.history.storage import TEMP_GRACE_S, cleanup, storage_report
 from engine.models import Request
@@ -119,3 +121,35 @@ def test_orphaned_temp_folders_are_swept_but_not_young_or_running_ones(settings,
     for folder in (folders["b" * 32], folders["r" * 32]):
         (folder / "speech.wav").unlink()
         folder.rmdir()
+
+
+def test_files_another_cleanup_removes_while_they_are_listed_are_passed_over(settings, store, monkeypatch):
+    """Two processes enforcing the quota or sweeping at once (a generation finishing beside a CLI
+    starting): what one removes after the other listed it is gone, not an error."""
+    tight = replace(settings, max_storage_mb=1)
+    files = [output(settings, store, c * 32, 400_000, age) for c, age in (("a", 300), ("b", 200), ("c", 100))]
+    stale = time.time() - 10 * TEMP_GRACE_S
+    temps = [settings.temp_dir / (c * 32) for c in "de"]
+    for folder in temps:
+        folder.mkdir(parents=True)
+        (folder / "speech.wav").write_bytes(b"x")
+        os.utime(folder, (stale, stale))
+    walk, iterdir = os.walk, Path.iterdir
+
+    def walk_losing_the_oldest(top, *args, **kwargs):
+        for dirpath, dirnames, filenames in walk(top, *args, **kwargs):
+            files[0].unlink(missing_ok=True)  # listed, then removed by the other process
+            yield dirpath, dirnames, filenames
+
+    def iterdir_losing_one(folder):
+        listed = list(iterdir(folder))
+        if folder == settings.temp_dir:
+            shutil.rmtree(temps[0], ignore_errors=True)
+        return iter(listed)
+
+    monkeypatch.setattr(os, "walk", walk_losing_the_oldest)
+    monkeypatch.setattr(Path, "iterdir", iterdir_losing_one)
+    report = cleanup(tight, store)
+    # The removed file no longer counts: the two left fit the quota.
+    assert [f.exists() for f in files] == [False, True, True] and report.removed_outputs == 0
+    assert (report.swept_temp, report.unswept_temp) == (1, 0) and not any(folder.exists() for folder in temps)
