@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +19,7 @@ import psutil
 
 from benchmarks.end_to_end import end_to_end, end_to_end_lines
 from benchmarks.speech import speech_engines, speech_lines
+from engine.history.storage import scratch
 from engine.memory.ledger import Ledger
 from engine.memory.plan import cost_model
 from engine.memory.sampler import TreeSampler
@@ -28,7 +27,7 @@ from engine.memory.tiers import tier
 from engine.render import ffmpeg
 from engine.render.isolation import run_isolated
 from engine.render.spec import RenderSpec, encoder_threads
-from engine.render.sweep import Cell, cell_lines, measure_cell, reservation, scratch_root
+from engine.render.sweep import Cell, cell_lines, measure_cell, reservation
 from engine.settings import Settings
 from engine.speech.base import SpeechOrder
 from engine.speech.espeak import EspeakEngine
@@ -57,8 +56,7 @@ def run_bench(
     if quick:
         cases = [c for c in cases if c["name"] == "long"]
     tiers = ["high"] if quick else ["high", "medium", "low"]
-    folder = Path(tempfile.mkdtemp(prefix="bench-", dir=scratch_root(settings)))
-    try:
+    with scratch(settings, "bench-") as folder:
         long_text = next(c["text"] for c in every if c["name"] == "long")
         if end_to_end_only:
             whole = end_to_end(long_text, folder, settings.data_dir, runs, progress, quick)
@@ -94,8 +92,6 @@ def run_bench(
             "leak": leak_check(settings, 10 if quick else 50, ledger),
         }
         return report
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _machine(runs: int, quick: bool) -> dict:
@@ -216,10 +212,11 @@ def leak_check(settings: Settings, generations: int, ledger: Ledger | None = Non
     from engine.models import Request
     from engine.pipeline import generate
 
-    folder = Path(tempfile.mkdtemp(prefix="leak-", dir=scratch_root(settings)))
-    local = Settings(**{**asdict(settings), "data_dir": folder, "tts_engine": "espeak", "min_required_memory_mb": 0})
     me = psutil.Process()
-    try:
+    with scratch(settings, "leak-") as folder:
+        local = Settings(
+            **{**asdict(settings), "data_dir": folder, "tts_engine": "espeak", "min_required_memory_mb": 0}
+        )
         for _ in range(3):
             generate(Request("Stay hungry. Stay foolish.", tier="low"), local, ledger=ledger)
         before = me.memory_info().rss / 2**20
@@ -228,8 +225,6 @@ def leak_check(settings: Settings, generations: int, ledger: Ledger | None = Non
             if result.output is not None:
                 result.output.unlink()
         after = me.memory_info().rss / 2**20
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     return {"generations": generations, "rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1),
             "growth_mb": round(after - before, 1)}  # fmt: skip
 

@@ -7,13 +7,15 @@ and never a file or temp folder of a generation still running.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
 import shutil
 import stat
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -200,6 +202,47 @@ def remove_tree(folder: Path) -> None:
     shutil.rmtree(folder, onerror=failed)
 
 
+@contextlib.contextmanager
+def held(folder: Path) -> Iterator[Path]:
+    """`folder` (made if need be) kept from the temp sweep while the body runs: a shared lock on it,
+    which the sweep asks for alone, passing the folder over while it is refused. A folder that is
+    not a generation's (the comparison's, the bench's) has no running row to keep it, and sits
+    unchanged past TEMP_GRACE_S while its next render waits for memory."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield folder
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def scratch(settings: Settings, prefix: str) -> Iterator[Path]:
+    """A new folder in DATA_DIR/tmp, held from the sweep while the body runs, and removed after."""
+    settings.temp_dir.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=settings.temp_dir))
+    try:
+        with held(folder):
+            yield folder
+    finally:
+        remove_tree(folder)
+
+
+def _remove_unless_held(folder: Path) -> bool:
+    """Remove `folder` under its lock taken alone; False, leaving it, while a process holds it."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        shutil.rmtree(folder)
+        return True
+    finally:
+        os.close(fd)
+
+
 def _sweep_temp(temp_dir: Path, root: Path, running: set[str], now: float) -> tuple[int, int]:
     """Remove temp entries no running generation owns; how many went, and how many could not."""
     if not temp_dir.is_dir():
@@ -211,9 +254,7 @@ def _sweep_temp(temp_dir: Path, root: Path, running: set[str], now: float) -> tu
                 continue
             if entry.is_symlink() or not entry.is_dir():
                 entry.unlink(missing_ok=True)  # the link itself, inside DATA_DIR; never its target
-            elif entry.resolve().is_relative_to(root):
-                shutil.rmtree(entry)
-            else:
+            elif not entry.resolve().is_relative_to(root) or not _remove_unless_held(entry):
                 continue
         except FileNotFoundError:
             continue  # swept by another process starting at the same time

@@ -7,15 +7,14 @@ The benchmark measures its cells the same way.
 
 from __future__ import annotations
 
-import shutil
 import statistics
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.choices import METHODS, TIERS
+from engine.history.storage import held, scratch
 from engine.memory.costs import CostModel, key_for
 from engine.memory.ledger import Ledger, Need, Waiting
 from engine.memory.limits import VisitorLimits
@@ -54,11 +53,6 @@ class Cell:
     error: str | None = None
 
 
-def scratch_root(settings: Settings) -> Path:
-    settings.temp_dir.mkdir(parents=True, exist_ok=True)
-    return settings.temp_dir
-
-
 def sweep(
     text: str,
     author: str,
@@ -73,26 +67,20 @@ def sweep(
     `ledger`, each render waits its turn for memory like a generation and runs under the
     watchdog; with `visitor`, the whole sweep counts as one of that visitor's generations."""
     limits, who = visitor or (VisitorLimits(), "")
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="sweep-", dir=scratch_root(settings)))
     case = {"name": "sweep", "text": text, "author": author}
     model = cost_model(None)
-    try:
-        with limits.hold(who):
-            speech = EspeakEngine().synthesize(SpeechOrder(text, "en", folder))
-            done = []
-            for tier_name, method in SWEEP:
-                frame = frames_dir / f"{tier_name}-{method}.jpg"
-                admit = reservation(ledger, model, method, tier_name, speech.duration_s, on_wait=_say_wait(progress))
-                cell = measure_cell(
-                    case, tier_name, method, speech, 1, folder, settings, frame, admit=admit, strict=False
-                )
-                outcome = f"{cell.peak_rss_mb:7.1f} MB {cell.wall_s:6.2f} s" if cell.status == "ok" else cell.error
-                progress(f"{tier_name:9} {method:9} {outcome}")
-                done.append((cell, frame))
-            return done
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    # The frames' folder is in DATA_DIR/tmp when the page asks: held, as the scratch is.
+    with limits.hold(who), held(frames_dir), scratch(settings, "sweep-") as folder:
+        speech = EspeakEngine().synthesize(SpeechOrder(text, "en", folder))
+        done = []
+        for tier_name, method in SWEEP:
+            frame = frames_dir / f"{tier_name}-{method}.jpg"
+            admit = reservation(ledger, model, method, tier_name, speech.duration_s, on_wait=_say_wait(progress))
+            cell = measure_cell(case, tier_name, method, speech, 1, folder, settings, frame, admit=admit, strict=False)
+            outcome = f"{cell.peak_rss_mb:7.1f} MB {cell.wall_s:6.2f} s" if cell.status == "ok" else cell.error
+            progress(f"{tier_name:9} {method:9} {outcome}")
+            done.append((cell, frame))
+        return done
 
 
 def _say_wait(progress: Callable[[str], None]) -> Callable[[Waiting], None]:

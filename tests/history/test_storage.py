@@ -6,7 +6,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from engine.history.storage import TEMP_GRACE_S, cleanup, storage_report
+from engine.history.storage import TEMP_GRACE_S, cleanup, held, scratch, storage_report
 from engine.models import Request
 from tests.helpers import result
 
@@ -153,3 +153,15 @@ def test_files_another_cleanup_removes_while_they_are_listed_are_passed_over(set
     # The removed file no longer counts: the two left fit the quota.
     assert [f.exists() for f in files] == [False, True, True] and report.removed_outputs == 0
     assert (report.swept_temp, report.unswept_temp) == (1, 0) and not any(folder.exists() for folder in temps)
+
+
+def test_a_held_scratch_folder_is_left_by_the_sweep_until_it_is_let_go(settings, store):
+    """The comparison's and the bench's folders have no running row: they are held instead."""
+    later = time.time() + 10 * TEMP_GRACE_S  # every folder is past its grace by then
+    with scratch(settings, "sweep-") as folder:
+        (folder / "speech.wav").write_bytes(b"x")
+        with held(settings.temp_dir / "frames") as frames:
+            assert (cleanup(settings, store, now=later).swept_temp, folder.exists(), frames.exists()) == (0, True, True)
+        assert cleanup(settings, store, now=later).swept_temp == 1 and not frames.exists()
+        assert folder.exists()
+    assert not folder.exists()  # removed as it is let go

@@ -1,6 +1,7 @@
 """The benchmark and the tuning sweep, end to end (quick versions)."""
 
 import json
+import shutil
 from pathlib import Path
 
 from PIL import Image
@@ -51,11 +52,14 @@ def test_sweep_refuses_bad_input(tmp_path):
     assert done.returncode == 2 and "empty" in done.stderr
 
 
-def test_the_sweep_waits_its_turn_and_runs_under_the_watchdog(settings, tmp_path):
+def test_the_sweep_waits_its_turn_and_runs_under_the_watchdog(settings, store, tmp_path):
     """The sweep draws from the same ledger as generations: each render waits for its predicted
-    need to fit and may hold only its grant; a render larger than the machine is stopped, and shown."""
+    need to fit and may hold only its grant; a render larger than the machine is stopped, and shown.
+    While it waits, another process's cleanup finds its folders past their grace and leaves them."""
     import threading
+    import time
 
+    from engine.history.storage import TEMP_GRACE_S, cleanup
     from engine.memory.ledger import Ledger, Need
     from engine.render.sweep import sweep
 
@@ -73,10 +77,12 @@ def test_the_sweep_waits_its_turn_and_runs_under_the_watchdog(settings, tmp_path
 
     def progress(line):
         seen.append(line)
-        if line.startswith("waiting for memory"):
+        if line.startswith("waiting for memory") and not release.is_set():
+            swept.append(cleanup(settings, store, now=time.time() + 10 * TEMP_GRACE_S).swept_temp)
             release.set()  # the other render ends once the sweep is seen waiting for it
 
-    cells = sweep("Stay hungry.", "", settings, tmp_path / "frames", book, progress=progress)
+    swept: list[int] = []
+    cells = sweep("Stay hungry.", "", settings, settings.temp_dir / "frames", book, progress=progress)
     other.join()
     assert seen[0].startswith("waiting for memory: position 1, 1 render(s) running")
     outcome = {(c.tier, c.method): c for c, _ in cells}
@@ -85,6 +91,8 @@ def test_the_sweep_waits_its_turn_and_runs_under_the_watchdog(settings, tmp_path
     assert outcome[("low", "ffmpeg")].status == "ok" and outcome[("emergency", "emergency")].status == "ok"
     assert any("killed by the watchdog" in line for line in seen)
     assert book.view().running == 0
+    assert swept == [0] and all(frame.exists() for cell, frame in cells if cell.status == "ok")
+    shutil.rmtree(settings.temp_dir / "frames")  # as the page does once it has read them
 
 
 def test_the_sweep_counts_as_one_of_the_visitors_generations(settings, tmp_path):
