@@ -175,6 +175,24 @@ def test_sampler_keeps_peak_and_timeline_at_20_hz_or_more():
     assert max(rss for _, rss in sampler.timeline) == pytest.approx(sampler.peak_mb, abs=0.1)
 
 
+def test_the_timeline_keeps_25_hz_when_samples_come_late(monkeypatch):
+    """On a busy machine the 10 ms sampling loop runs every 13 ms: the timeline's points stay on
+    their 40 ms grid (they were kept 40 ms after the last, every 52 ms: 19 Hz)."""
+    from types import SimpleNamespace
+
+    import engine.memory.sampler as module
+
+    clock = [0.0]
+    monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    sampler = TreeSampler(os.getpid())
+    for n in range(200):
+        clock[0] = n * 0.013
+        sampler.sample()
+    gaps = sorted(b[0] - a[0] for a, b in itertools.pairwise(sampler.timeline))
+    assert gaps[len(gaps) // 2] == pytest.approx(0.039, abs=0.001)
+    assert 2.6 / 0.04 - 1 <= len(sampler.timeline) <= 2.6 / 0.04 + 1 + sum(gap < 0.039 for gap in gaps)
+
+
 def test_watchdog_fires_once_over_budget():
     proc = subprocess.Popen([sys.executable, "-c", HOG.format(mb=120, s=10)])
     fired = []
