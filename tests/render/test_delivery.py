@@ -127,14 +127,15 @@ def test_cues_follow_the_phrases(tmp_path):
 
 def test_music_and_word_captions_keep_the_ffmpeg_method_near_a_still_card(settings):
     """Peak memory at 1080p with a bed and word captions (28 states) within 15% of the plain still
-    card (the smaller of two runs each, interleaved). The mix is made before the render, by the app."""
+    card (the larger of two runs each, interleaved: a sample that misses a peak of a few milliseconds
+    only reads lower). The mix is made before the render, by the app."""
     plain = Request(QUOTES["medium"], preset="reels", tier="high", method="ffmpeg", fallback=False)
     dressed = replace(plain, captions=True, caption_style="word", music="pad", subtitles=True)
     peaks: dict[str, list[float]] = {"plain": [], "dressed": []}
     for _ in range(2):
         for name, request in (("plain", plain), ("dressed", dressed)):
             peaks[name].append(generate(request, settings).peak_rss_mb)
-    assert min(peaks["dressed"]) <= 1.15 * min(peaks["plain"]), peaks
+    assert max(peaks["dressed"]) <= 1.15 * max(peaks["plain"]), peaks
 
 
 def test_subtitles_end_where_an_emergency_cut_ends_the_video(settings, tmp_path):

@@ -4,11 +4,13 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from tests.helpers import run_cli
 
 
+@pytest.mark.timeout(600)  # as long as its command is given
 def test_bench_quick_reports_ratios_against_plain_moviepy(tmp_path):
     env = {"DATA_DIR": str(tmp_path / "data")}
     done = run_cli("bench", "--quick", "--json", "--out", str(tmp_path / "results"), env=env, timeout=600)
