@@ -186,6 +186,8 @@ def _unlink(path: Path) -> bool:
     try:
         path.unlink()
         return True
+    except FileNotFoundError:
+        return False  # removed by another process's cleanup since it was listed
     except OSError as exc:
         log.warning("could not remove %s: %s", path, exc)
         return False
@@ -207,11 +209,16 @@ def held(folder: Path) -> Iterator[Path]:
     """`folder` (made if need be) kept from the temp sweep while the body runs: a shared lock on it,
     which the sweep asks for alone, passing the folder over while it is refused. A folder that is
     not a generation's (the comparison's, the bench's) has no running row to keep it, and sits
-    unchanged past TEMP_GRACE_S while its next render waits for memory."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
+    unchanged past TEMP_GRACE_S while its next render waits for memory. The lock is this host's:
+    on a network DATA_DIR shared by several hosts, another host's sweep sees only the folder's age."""
+    while True:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         fcntl.flock(fd, fcntl.LOCK_SH)
+        if os.fstat(fd).st_nlink:
+            break
+        os.close(fd)  # removed by a sweep while the lock was awaited: made again
+    try:
         yield folder
     finally:
         os.close(fd)
@@ -219,14 +226,14 @@ def held(folder: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def scratch(settings: Settings, prefix: str) -> Iterator[Path]:
-    """A new folder in DATA_DIR/tmp, held from the sweep while the body runs, and removed after."""
+    """A new folder in DATA_DIR/tmp, held from the sweep while the body runs, and removed after
+    (still held, so that no sweep is removing it at the same time)."""
     settings.temp_dir.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=settings.temp_dir))
-    try:
-        with held(folder):
+    with held(Path(tempfile.mkdtemp(prefix=prefix, dir=settings.temp_dir))) as folder:
+        try:
             yield folder
-    finally:
-        remove_tree(folder)
+        finally:
+            remove_tree(folder)
 
 
 def _remove_unless_held(folder: Path) -> bool:

@@ -185,12 +185,13 @@ def test_the_timeline_keeps_25_hz_when_samples_come_late(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     sampler = TreeSampler(os.getpid())
+    sampler._tree = SimpleNamespace(held_mb=lambda: 50.0)  # a steady tree: no point is a new peak's
     for n in range(200):
         clock[0] = n * 0.013
         sampler.sample()
     gaps = sorted(b[0] - a[0] for a, b in itertools.pairwise(sampler.timeline))
-    assert gaps[len(gaps) // 2] == pytest.approx(0.039, abs=0.001)
-    assert 2.6 / 0.04 - 1 <= len(sampler.timeline) <= 2.6 / 0.04 + 1 + sum(gap < 0.039 for gap in gaps)
+    assert gaps[len(gaps) // 2] < 0.045  # 0.039 or 0.052 on the grid; 0.052 every time without it
+    assert 2.6 / 0.04 - 1 <= len(sampler.timeline) <= 2.6 / 0.04 + 1
 
 
 def test_watchdog_fires_once_over_budget():
