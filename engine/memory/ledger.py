@@ -17,7 +17,6 @@ the fallback chain protect a request larger than its prediction.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import logging
@@ -31,8 +30,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from engine.errors import Busy
 from engine.memory.reading import read_memory
@@ -170,13 +167,14 @@ class Ledger:
         pid = os.getpid()  # now, not when the ledger was made: a forked child files its own tickets
         with self._locked() as state:
             state["seq"] += 1
-            state["tickets"][ticket] = {
+            filed = {
                 "pid": pid, "born": _born(pid), "seq": state["seq"], "state": "waiting",
                 "need_mb": needs[0].need_mb, "label": needs[0].label, "since": time.time(), "ends": None,
             }  # fmt: skip
+            state["tickets"][ticket] = dict(filed)
         try:
             grant = self._wait_turn(
-                ticket, needs, started, on_wait, self.max_wait_s if max_wait_s is None else max_wait_s
+                ticket, filed, needs, started, on_wait, self.max_wait_s if max_wait_s is None else max_wait_s
             )
         except BaseException:
             self._drop(ticket)
@@ -187,14 +185,16 @@ class Ledger:
             self._drop(ticket)
 
     def _wait_turn(
-        self, ticket: str, needs: Sequence[Need], started: float, on_wait: Callable[[Waiting], None] | None,
-        max_wait_s: float,
+        self, ticket: str, filed: dict, needs: Sequence[Need], started: float,
+        on_wait: Callable[[Waiting], None] | None, max_wait_s: float,
     ) -> Grant:  # fmt: skip
         owners: set[int] = set()
         while True:
             # Memory is measured outside the lock (a few milliseconds), from the owners seen last time.
             capacity = self._measured_capacity(owners)
             with self._locked() as state:
+                # A ledger file removed or found malformed while this waited: filed again, in its place.
+                state["tickets"].setdefault(ticket, dict(filed))
                 running = [t for t in state["tickets"].values() if t["state"] == "running"]
                 now_owners = {t["pid"] for t in running}
                 if now_owners - owners:  # a render started since: measure again before deciding
@@ -317,15 +317,26 @@ def _pid_namespace() -> str:
 
 
 def _born(pid: int) -> float:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return 0.0
+    """When `pid` started, in clock ticks since boot; 0 when it is gone."""
+    started, _state = _stat(pid)
+    return started
 
 
 def _alive(pid: int, born: float) -> bool:
     """Is `pid` still the running process that made the entry (not a reused number, not a zombie)?"""
-    with contextlib.suppress(psutil.Error):
-        proc = psutil.Process(pid)
-        return abs(proc.create_time() - born) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE
-    return False
+    started, state = _stat(pid)
+    return started == born and state != "Z"
+
+
+def _stat(pid: int) -> tuple[float, str]:
+    """A process's start (clock ticks since boot) and state, from /proc/PID/stat; (0, "") when gone.
+    Not psutil's create_time: it adds the boot time as the wall clock has it now, so a clock set
+    forward or back (a VM resumed, NTP stepping) made every live process in the ledger look like
+    another one, its reservation dropped, and a waiting request fail."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+    except OSError:
+        return 0.0, ""
+    fields = text[text.rindex(b")") + 2 :].split()  # the command, in parentheses, may hold spaces
+    return float(fields[19]), fields[0].decode()

@@ -162,6 +162,37 @@ def test_an_unreadable_ledger_file_starts_afresh(tmp_path):
         assert book.running == 1
 
 
+def test_a_clock_set_forward_leaves_every_reservation_in_place(tmp_path, monkeypatch):
+    """psutil's create_time adds the boot time as the wall clock has it now: stepped by 5 s (a VM
+    resumed, NTP), it read every live process in the ledger as another one and dropped its share."""
+    import psutil
+
+    book = ledger(tmp_path, 200, step_down_after_s=1000)
+    log, release = [], threading.Event()
+    a = hold(book, [Need("a", 150, 60)], log, "a", release)
+    wait_for(lambda: log == ["a in a"])
+    booted = psutil.boot_time()
+    monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: booted + 5)  # the clock, stepped
+    assert book.view().running == 1 and book.view().reserved_mb == 150
+    release.set()
+    a.join()
+
+
+def test_a_request_whose_ledger_file_goes_while_it_waits_is_filed_again(tmp_path):
+    book = ledger(tmp_path, 200, step_down_after_s=1000)
+    log, release, waits = [], threading.Event(), []
+    a = hold(book, [Need("a", 150, 60)], log, "a", release)
+    wait_for(lambda: log == ["a in a"])
+    b = hold(book, [Need("b", 100, 60)], log, "b", release, waits)
+    wait_for(lambda: book.waiting == 1 and waits)
+    book.path.unlink()  # removed by hand, or found malformed: every reservation in it is lost
+    wait_for(lambda: "b in b" in log)  # a's share went with the file: b fits, and no error
+    assert not any(isinstance(entry, Exception) for entry in log), log
+    release.set()
+    a.join()
+    b.join()
+
+
 def test_one_generation_at_a_time_per_visitor_and_a_rate_limit():
     limits = VisitorLimits(per_window=3, window_s=60)
     with limits.hold("v1"), pytest.raises(LimitReached, match="previous video is still being made"), limits.hold("v1"):
