@@ -89,7 +89,11 @@ class _Frames:
             picture = _zoom(picture, 1 + ZOOM * t / max(self.spec.duration_s, 0.001))
         frame = np.asarray(picture)
         if self.spec.motion and t < FADE_IN_S:
-            frame = (frame * (t / FADE_IN_S)).astype(np.uint8)
+            # Straight into a uint8 frame: `frame * k` made a float64 copy of it first (50 MB at
+            # 1080p), the render's peak for its first second (156 MB against 110 MB after it).
+            faded = np.empty_like(frame)
+            np.multiply(frame, t / FADE_IN_S, out=faded, casting="unsafe")
+            frame = faded
         return frame
 
 

@@ -200,6 +200,27 @@ def test_motion_zooms_and_fades_through_moviepy(settings, tmp_path):
     assert mean_diff(late, card) > 3  # zoomed: no longer the flat card
 
 
+def test_the_fade_in_scales_every_pixel_of_the_zoomed_card(tmp_path):
+    """Written straight into a uint8 frame (a float64 copy of it was the render's peak): the same
+    pixels as the card times the share of the fade, truncated; the card itself once faded in."""
+    from engine.render.moviepy_method import FADE_IN_S, ZOOM, _Frames, _zoom
+
+    [card] = draw_cards(QuoteText.of(QUOTES["short"]), (854, 480), [None], tmp_path)
+    spec = RenderSpec(
+        method="moviepy", card_path=str(card), audio_path="", out_path=str(tmp_path / "out.mp4"),
+        temp_dir=str(tmp_path), width=854, height=480, fps=24, video_kbps=500, audio_kbps=64, duration_s=4.0,
+        motion=True,
+    )  # fmt: skip
+    frames = _Frames(spec)
+    with Image.open(card) as opened:
+        picture = opened.convert("RGB")
+    for t in (0.0, 0.2, 0.5, 0.79, 1.0):
+        zoomed = np.asarray(_zoom(picture, 1 + ZOOM * t / spec.duration_s))
+        expected = (zoomed * min(1.0, t / FADE_IN_S)).astype(np.uint8)
+        assert np.array_equal(frames(t), expected), t
+        assert frames(t).dtype == np.uint8
+
+
 def test_motion_falls_back_to_a_still_video_with_the_same_captions(settings):
     request = Request(QUOTES["short"], tier="low", motion=True, captions=True, crash_methods=("moviepy",))
     result = generate(request, settings)
