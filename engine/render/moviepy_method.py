@@ -90,7 +90,7 @@ class _Frames:
         frame = np.asarray(picture)
         if self.spec.motion and t < FADE_IN_S:
             # Straight into a uint8 frame: `frame * k` made a float64 copy of it first (50 MB at
-            # 1080p), the render's peak for its first second (156 MB against 110 MB after it).
+            # 1080p), the whole render's peak (a 1080p 16:9 motion render: 158.2 MB, now 111.8).
             faded = np.empty_like(frame)
             np.multiply(frame, t / FADE_IN_S, out=faded, casting="unsafe")
             frame = faded
