@@ -33,7 +33,7 @@ from typing import Any
 
 from engine.errors import Busy
 from engine.memory.reading import read_memory
-from engine.memory.sampler import renders_anon_mb
+from engine.memory.sampler import renders_anon_mb, stat_fields
 
 log = logging.getLogger(__name__)
 
@@ -333,10 +333,5 @@ def _stat(pid: int) -> tuple[float, str]:
     Not psutil's create_time: it adds the boot time as the wall clock has it now, so a clock set
     forward or back (a VM resumed, NTP stepping) made every live process in the ledger look like
     another one, its reservation dropped, and a waiting request fail."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read()
-    except OSError:
-        return 0.0, ""
-    fields = text[text.rindex(b")") + 2 :].split()  # the command, in parentheses, may hold spaces
-    return float(fields[19]), fields[0].decode()
+    fields = stat_fields(pid)
+    return (float(fields[19]), fields[0].decode()) if fields else (0.0, "")

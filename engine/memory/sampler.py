@@ -83,11 +83,18 @@ def _command(pid: int) -> bytes | None:
 
 
 def _parent(pid: int) -> int | None:
+    fields = stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat's fields after the command, the state first (field 3 in proc(5)); None when the
+    process is gone. The command, in parentheses, may hold spaces: the fields follow the last ")"."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
-    return int(stat[stat.rindex(b")") + 2 :].split()[1])  # after "(name) state", the parent's pid
+    return stat[stat.rindex(b")") + 2 :].split()
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
