@@ -47,6 +47,10 @@ def _metered(path: Path, meter: str) -> str:
 
 
 _INTEGRATED = re.compile(r"I:\s+(-?(?:[\d.]+|inf))\s+LUFS")
+# Each meter's summary, named by its place in the graph: "[Parsed_ebur128_3 @ 0x...] Summary: ...".
+_EACH_INTEGRATED = re.compile(
+    r"\[Parsed_ebur128_(\d+) @ [^\]]*\] Summary:\s+Integrated loudness:\s+" + _INTEGRATED.pattern
+)
 _PEAK = re.compile(r"Peak:\s+(-?(?:[\d.]+|inf))\s+dBFS")
 
 
@@ -66,6 +70,13 @@ def parse_integrated(log: str) -> float:
     if at < 0 or integrated is None:
         raise RenderFailed("ffmpeg measured no loudness: the file has no audio to measure")
     return _number(integrated[1])
+
+
+def parse_each_integrated(log: str) -> list[float]:
+    """The integrated loudness of every LOUDNESS_METER or METER in one ffmpeg run's log, in the order
+    the meters stand in its filter graph (ffmpeg prints their summaries in reverse)."""
+    found = sorted((int(index), _number(lufs)) for index, lufs in _EACH_INTEGRATED.findall(log))
+    return [lufs for _, lufs in found]
 
 
 def _number(text: str) -> float:

@@ -9,7 +9,18 @@ import numpy as np
 import pytest
 
 from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, measure
-from engine.audio.master import EDGE_S, MAX_GAIN_DB, PAD_S, Carrier, carrier, master, relevel, voiced_span
+from engine.audio.master import (
+    EDGE_S,
+    MAX_GAIN_DB,
+    MIN_SLOPE,
+    PAD_S,
+    Carrier,
+    aim,
+    carrier,
+    master,
+    relevel,
+    voiced_span,
+)
 from engine.render.ffmpeg import probe
 from engine.speech.base import Speech, SpeechOrder, WordTiming
 from engine.speech.espeak import EspeakEngine
@@ -56,6 +67,33 @@ def test_offline_speech_is_mastered_to_streaming_loudness(tmp_path):
     assert done.loudness.true_peak_dbtp == pytest.approx(again.true_peak_dbtp, abs=0.2)
     found = probe(done.speech.path)
     assert (found.audio_rate, found.audio_channels) == (probe(speech.path).audio_rate, "mono")  # 48 kHz at encoding
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_offline_speech_is_mastered_in_one_write_aimed_between_gains_measured_through_the_limiter(
+    tmp_path, monkeypatch, lang
+):
+    quote = (
+        "Twenty years from now you will be more disappointed by the things you didn't do. So throw off the bowlines."
+    )
+    speech = EspeakEngine().synthesize(SpeechOrder(quote, lang, tmp_path))
+    writes = writes_of(monkeypatch, tmp_path / "mastered.wav")
+    done = master(speech, tmp_path / "mastered.wav")
+    # Aimed by its loudness before the limiter, the first write landed 0.6 to 0.9 LU short (measured).
+    assert len(writes) == 1
+    assert abs(done.loudness.integrated_lufs - TARGET_LUFS) <= 0.5  # AIM_LU
+    assert_mastered(done.speech.path)
+
+
+def test_the_gain_is_aimed_between_the_points_either_side_of_the_target():
+    assert aim([(2.0, -16.0), (6.0, -13.0)], -14.0) == pytest.approx(2.0 + 2.0 / 0.75)
+    # Past every point: along the last two. Under every point: a decibel a decibel (the limiter
+    # takes back less as gain comes off, so the steeper line is the one that cannot overshoot).
+    assert aim([(0.0, -20.0), (2.0, -18.0), (6.0, -16.0)], -14.0) == pytest.approx(6.0 + 2.0 / 0.5)
+    assert aim([(2.0, -10.0), (6.0, -9.0)], -14.0) == pytest.approx(2.0 - 4.0)
+    assert aim([(0.0, -17.0)], -14.0) == pytest.approx(3.0)
+    # A line flatter than MIN_SLOPE would aim wildly far: it is aimed along MIN_SLOPE.
+    assert aim([(2.0, -15.0), (6.0, -14.9)], -14.0) == pytest.approx(6.0 + 0.9 / MIN_SLOPE)
 
 
 def test_the_lower_the_bitrate_the_lower_the_ceiling():
