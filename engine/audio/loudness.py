@@ -74,9 +74,9 @@ def parse_integrated(log: str) -> float:
 
 def parse_each_integrated(log: str) -> list[float]:
     """The integrated loudness of every LOUDNESS_METER or METER in one ffmpeg run's log, in the order
-    the meters stand in its filter graph (ffmpeg prints their summaries in reverse)."""
-    found = sorted((int(index), _number(lufs)) for index, lufs in _EACH_INTEGRATED.findall(log))
-    return [lufs for _, lufs in found]
+    the meters stand in its filter graph (each meter's last summary, should one print two)."""
+    found = {int(index): _number(lufs) for index, lufs in _EACH_INTEGRATED.findall(log)}
+    return [found[index] for index in sorted(found)]
 
 
 def _number(text: str) -> float:

@@ -6,7 +6,7 @@ to a disk that is nearly full, and the true-peak meter oversamples either way).
 ffmpeg's `ebur128` meter measures (a BS.1770 implementation we do not write ourselves); a gain and
 a look-ahead limiter make the level. The limiter shaves the peaks the gain pushes past the ceiling
 (eSpeak NG speaks at about −21 LUFS with peaks near full scale, so it has to), which lowers the
-loudness, the more the more gain is added. So one pass first measures the loudness through the
+loudness, and the more gain is added, the more it lowers. So one pass first measures the loudness through the
 limiter at each of PROBE_GAINS_DB (a meter each, nothing written), and the write is aimed along the
 line between them; each write is measured as it is made, and one that lands more than AIM_LU from
 the target is made again. Measured on the bench quotes (eSpeak NG in four languages and at three
@@ -18,6 +18,7 @@ the limiter took two or three writes and 0.26 s. ffmpeg's `loudnorm` was tried f
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -64,7 +65,9 @@ MIN_SLOPE = 0.25  # of loudness gained per decibel added, aimed with: less would
 # What a limited voice keeps of an added decibel: 0.4 to 0.6 for Piper and eSpeak NG (measured).
 FIRST_SLOPE = 0.5
 MAX_GAIN_DB = 30.0
-# Gains measured through the limiter before the first write, the write then aimed between them.
+Point = tuple[float, float]  # (gain dB, the integrated loudness it gave)
+# Gains measured through the limiter before the first write, the write then aimed between them
+# (under BEST's ceiling; under a lower one, higher by as much).
 PROBE_GAINS_DB = (2.0, 6.0)
 
 
@@ -88,7 +91,7 @@ def master(speech: Speech, out: Path, carried: Carrier = BEST) -> Mastered:
         f"[0:a:0]atrim=start={start_s:.4f}:end={end_s:.4f},asetpts=PTS-STARTPTS,aformat=channel_layouts=mono,"
         f"adelay={PAD_S * 1000:.0f},apad=pad_dur={PAD_S}"
     )
-    loudness = level(inputs, shape, gain_curve(inputs, shape, carried), out, carried)
+    loudness = level(inputs, shape, limited_loudness(inputs, shape, carried), out, carried)
     shift = PAD_S - start_s
     duration = wav_duration_s(out)
     words = tuple(
@@ -98,69 +101,85 @@ def master(speech: Speech, out: Path, carried: Carrier = BEST) -> Mastered:
     return Mastered(replace(speech, path=out, duration_s=duration, words=words), loudness)
 
 
-def gain_curve(inputs: list[list[str]], shape: str, carried: Carrier) -> list[tuple[float, float]]:
-    """(gain dB, integrated loudness) at each of PROBE_GAINS_DB through the limiter, measured in one
-    ffmpeg pass over the end of filter chain `shape` (nothing written)."""
+def limited_loudness(inputs: list[list[str]], shape: str, carried: Carrier) -> list[Point]:
+    """The loudness at the end of filter chain `shape` through the limiter at each of PROBE_GAINS_DB,
+    measured in one ffmpeg pass (nothing written)."""
     ceiling = 10 ** (carried.ceiling_dbfs / 20)
-    branches = "".join(f"[p{i}]" for i in range(len(PROBE_GAINS_DB)))
-    graph = f"{shape},asplit={len(PROBE_GAINS_DB)}{branches}"
-    for i, gain in enumerate(PROBE_GAINS_DB):
-        end = "[out]" if i == len(PROBE_GAINS_DB) - 1 else ",anullsink"
+    # A lower ceiling (or a lifted target) needs as much more gain for the same loudness, about.
+    gains = [gain + BEST.ceiling_dbfs - carried.ceiling_dbfs + carried.lift_lu for gain in PROBE_GAINS_DB]
+    branches = "".join(f"[p{i}]" for i in range(len(gains)))
+    graph = f"{shape},asplit={len(gains)}{branches}"
+    for i, gain in enumerate(gains):
+        end = "[out]" if i == len(gains) - 1 else ",anullsink"
         graph += f";[p{i}]{_limit(gain, ceiling)},{LOUDNESS_METER}{end}"
     found = parse_each_integrated(_pass(inputs, graph, ["-map", "[out]", "-f", "null", "-"]))
     if len(found) != len(PROBE_GAINS_DB):
-        raise RenderFailed("ffmpeg measured no loudness: the file has no audio to measure")
-    return list(zip(PROBE_GAINS_DB, found, strict=True))
+        raise RenderFailed(
+            f"ffmpeg's log held {len(found)} loudness summaries for {len(PROBE_GAINS_DB)} meters: its ebur128 "
+            "output is not in the form this version reads; use the ffmpeg that imageio-ffmpeg installs "
+            "(unset IMAGEIO_FFMPEG_EXE)"
+        )
+    return list(zip(gains, found, strict=True))
 
 
 def relevel(path: Path, loudness: Loudness, carried: Carrier, out: Path) -> Loudness:
     """Mastered sound at `path` (at `loudness`) written again to `out` for another encode: for a
     render at a lower bitrate than mastering was told (a fallback, a step down)."""
-    return level([["-i", str(path)]], "[0:a:0]anull", [(0.0, loudness.integrated_lufs)], out, carried)
+    return level([["-i", str(path)]], "[0:a:0]anull", [(0.0, loudness.integrated_lufs)], out, carried, guessed=True)
 
 
 def level(
-    inputs: list[list[str]], shape: str, measured: list[tuple[float, float]], out: Path, carried: Carrier = BEST
+    inputs: list[list[str]],
+    shape: str,
+    known: Sequence[Point],
+    out: Path,
+    carried: Carrier = BEST,
+    guessed: bool = False,
 ) -> Loudness:
     """Write the end of filter chain `shape` (over ffmpeg `inputs`) to `out` at TARGET_LUFS (lifted by
-    what the encode takes away) under the limiter's ceiling. `measured`: (gain dB, loudness it gave)
-    known beforehand, at least one. Each write is measured, and made again with the difference added
-    while it lands more than AIM_LU off."""
+    what the encode takes away) under the limiter's ceiling, aimed by `known`: loudness measured
+    through this limiter beforehand, or (`guessed`) one point measured without it or assumed. Each
+    write is measured, and made again while it lands more than AIM_LU off."""
     ceiling = 10 ** (carried.ceiling_dbfs / 20)
     target = TARGET_LUFS + carried.lift_lu
-    tried = [point for point in measured if math.isfinite(point[1])]
-    gain = min(MAX_GAIN_DB, aim(tried, target)) if tried else 0.0
+    points = [point for point in known if math.isfinite(point[1])]
+    gain = min(MAX_GAIN_DB, aim(points, target)) if points else 0.0
     for _ in range(MAX_PASSES):
         loudness = _run(inputs, f"{shape},{_limit(gain, ceiling)},asplit[out][meter];[meter]{METER},anullsink", out)
         miss = target - loudness.integrated_lufs
         if not math.isfinite(miss) or abs(miss) <= AIM_LU:
             break
-        # The limiter takes back part of each added decibel: aim along the line through the last two tries.
-        (g0, l0), (g1, l1) = tried[-1], (gain, loudness.integrated_lufs)
-        slope = (l1 - l0) / (g1 - g0) if g1 != g0 and l1 != l0 else 1.0
-        if len(tried) == 1 and slope < MIN_SLOPE:
-            # The first point is measured before the pad and the limiter (or assumed): when the line
-            # through it is this flat (the limiter took back most of the gain), use a typical one.
-            slope = FIRST_SLOPE
-        tried.append((g1, l1))
-        gain = min(MAX_GAIN_DB, g1 + miss / min(1.0, max(MIN_SLOPE, slope)))
-        if gain == g1:  # at the most it may add: another write would be the same
+        first_of_a_guess = guessed and len(points) == 1
+        points.append((gain, loudness.integrated_lufs))
+        again = min(MAX_GAIN_DB, aim(points, target))
+        if first_of_a_guess and _slope(points[0], points[1]) < MIN_SLOPE:
+            # A line this flat through a point not measured through this limiter says little
+            # (the limiter took back most of the gain): aim with a typical slope.
+            again = min(MAX_GAIN_DB, gain + miss / FIRST_SLOPE)
+        if again == gain:  # at the most it may add: another write would be the same
             break
+        gain = again
     return loudness
 
 
-def aim(tried: list[tuple[float, float]], target: float) -> float:
-    """The gain (dB) that reaches `target` by the points (gain, loudness) measured: along the line
-    through the two either side of it, or the last two short of it. Under the quietest point (or by
-    one point alone) a decibel takes a decibel: the less gain, the less the limiter takes back."""
-    points = sorted(tried)
-    past = next((i for i, (_, lufs) in enumerate(points) if lufs >= target), len(points))
-    if past == 0 or len(points) == 1:
-        return points[0][0] + target - points[0][1]
-    (g0, l0), (g1, l1) = points[min(past, len(points) - 1) - 1], points[min(past, len(points) - 1)]
-    slope = min(1.0, max(MIN_SLOPE, (l1 - l0) / (g1 - g0) if g1 != g0 else 1.0))
-    g, lufs = (g1, l1) if l1 < target else (g0, l0)  # from the nearer when past both
-    return g + (target - lufs) / slope
+def aim(points: Sequence[Point], target: float) -> float:
+    """The gain (dB) that reaches `target` by `points` (at least one): along the line through the two
+    either side of it, or the last two short of it. Under the quietest point (or by one point alone)
+    a decibel takes a decibel: the less gain, the less the limiter takes back, so that aim may land
+    loud, never quiet. Unbounded: the caller caps it."""
+    ordered = sorted(points)
+    past = next((i for i, (_, lufs) in enumerate(ordered) if lufs >= target), len(ordered))
+    if past == 0 or len(ordered) == 1:
+        return ordered[0][0] + target - ordered[0][1]
+    below, above = ordered[min(past, len(ordered) - 1) - 1], ordered[min(past, len(ordered) - 1)]
+    slope = min(1.0, max(MIN_SLOPE, _slope(below, above)))
+    gain, lufs = above if above[1] < target else below  # from the nearer when past both
+    return gain + (target - lufs) / slope
+
+
+def _slope(a: Point, b: Point) -> float:
+    """Loudness gained per decibel added, between two points (1 at the same gain)."""
+    return (b[1] - a[1]) / (b[0] - a[0]) if b[0] != a[0] else 1.0
 
 
 def voiced_span(path: Path) -> tuple[float, float]:
@@ -175,6 +194,7 @@ def voiced_span(path: Path) -> tuple[float, float]:
 
 
 def _limit(gain_db: float, ceiling: float) -> str:
+    """The gain and the look-ahead limiter (`ceiling` in sample peak, linear) as filters."""
     return f"volume={gain_db:.2f}dB,alimiter=limit={ceiling:.4f}:attack=5:release=50:level=false:latency=true"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, measure
+from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, measure, parse_each_integrated
 from engine.audio.master import (
     EDGE_S,
     MAX_GAIN_DB,
@@ -69,31 +69,44 @@ def test_offline_speech_is_mastered_to_streaming_loudness(tmp_path):
     assert (found.audio_rate, found.audio_channels) == (probe(speech.path).audio_rate, "mono")  # 48 kHz at encoding
 
 
-@pytest.mark.parametrize("lang", ["en", "fr"])
+@pytest.mark.parametrize(("lang", "kbps"), [("en", 128), ("fr", 128), ("en", 48), ("en", 32)])
 def test_offline_speech_is_mastered_in_one_write_aimed_between_gains_measured_through_the_limiter(
-    tmp_path, monkeypatch, lang
+    tmp_path, monkeypatch, lang, kbps
 ):
     quote = (
         "Twenty years from now you will be more disappointed by the things you didn't do. So throw off the bowlines."
     )
     speech = EspeakEngine().synthesize(SpeechOrder(quote, lang, tmp_path))
     writes = writes_of(monkeypatch, tmp_path / "mastered.wav")
-    done = master(speech, tmp_path / "mastered.wav")
-    # Aimed by its loudness before the limiter, the first write landed 0.6 to 0.9 LU short (measured).
+    carried = carrier(kbps)
+    done = master(speech, tmp_path / "mastered.wav", carried)
+    # Aimed by its loudness before the limiter, the first write landed 0.6 to 0.9 LU short (measured);
+    # with the probes' gains not moved with the ceiling, the lowest bitrate's took two.
     assert len(writes) == 1
-    assert abs(done.loudness.integrated_lufs - TARGET_LUFS) <= 0.5  # AIM_LU
-    assert_mastered(done.speech.path)
+    assert abs(done.loudness.integrated_lufs - (TARGET_LUFS + carried.lift_lu)) <= 0.5  # AIM_LU
 
 
 def test_the_gain_is_aimed_between_the_points_either_side_of_the_target():
-    assert aim([(2.0, -16.0), (6.0, -13.0)], -14.0) == pytest.approx(2.0 + 2.0 / 0.75)
-    # Past every point: along the last two. Under every point: a decibel a decibel (the limiter
-    # takes back less as gain comes off, so the steeper line is the one that cannot overshoot).
+    assert aim([(6.0, -13.0), (2.0, -16.0)], -14.0) == pytest.approx(2.0 + 2.0 / 0.75)  # in any order
+    # Past every point: along the last two, from the nearer.
     assert aim([(0.0, -20.0), (2.0, -18.0), (6.0, -16.0)], -14.0) == pytest.approx(6.0 + 2.0 / 0.5)
+    # Under every point, or by one alone, a decibel a decibel: the limiter takes back less as gain
+    # comes off, so that aim may land loud, never quiet.
     assert aim([(2.0, -10.0), (6.0, -9.0)], -14.0) == pytest.approx(2.0 - 4.0)
     assert aim([(0.0, -17.0)], -14.0) == pytest.approx(3.0)
-    # A line flatter than MIN_SLOPE would aim wildly far: it is aimed along MIN_SLOPE.
+    # A line flatter than MIN_SLOPE (or falling: a limiter that took back more than was added)
+    # would aim wildly far: it is aimed along MIN_SLOPE.
     assert aim([(2.0, -15.0), (6.0, -14.9)], -14.0) == pytest.approx(6.0 + 0.9 / MIN_SLOPE)
+    assert aim([(2.0, -15.0), (6.0, -15.2)], -14.0) == pytest.approx(6.0 + 1.2 / MIN_SLOPE)
+    assert aim([(2.0, -15.0), (6.0, -14.0)], -14.0) == pytest.approx(6.0)  # on a point
+
+
+def test_every_meter_of_one_run_is_read_in_its_place_in_the_graph():
+    """ffmpeg prints the meters' summaries as the graph is torn down, the last first; the index is
+    its place in the graph (compared as a number: 12 after 8). A meter that printed twice counts once."""
+    summary = "[Parsed_ebur128_{} @ 0x55d0c8a3b2c0] Summary:\n\n  Integrated loudness:\n    I:         {} LUFS\n"
+    log = summary.format(12, "-13.1") + summary.format(8, "-70.0") + summary.format(8, "-15.2")
+    assert parse_each_integrated(log) == [-15.2, -13.1]
 
 
 def test_the_lower_the_bitrate_the_lower_the_ceiling():
