@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from engine.errors import HistoryUnavailable
 
 # The schema version the code writes (migrations.MIGRATIONS has this many steps; tested).
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 Params = Mapping[str, Any]
 

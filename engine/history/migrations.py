@@ -21,7 +21,7 @@ def _v1(conn: Connection) -> None:
     later_columns = {
         "finished_at", "error_kind", "tts_fallback_reason", "method_asked", "fell_back", "app_rss_mb",
         "stage_s", "file_removed", "host", "pid", "budget_mb", "ssim", "psnr_db", "job_id", "delivery",
-        *V5_GENERATIONS, *V5_ATTEMPTS, *V7_GENERATIONS, *V8_GENERATIONS,
+        *V5_GENERATIONS, *V5_ATTEMPTS, *V7_GENERATIONS, *V8_GENERATIONS, *V9_GENERATIONS,
     }  # fmt: skip
     for table in (schema.meta, schema.generations, schema.attempts):
         sa.Table(table.name, v1, *(c._copy() for c in table.columns if c.name not in later_columns))
@@ -99,7 +99,16 @@ def _v8(conn: Connection) -> None:
     _add_columns(conn, {"generations": V8_GENERATIONS})
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+V9_GENERATIONS = ["process"]
+
+
+def _v9(conn: Connection) -> None:
+    """Version 9: the writing process named by the kernel (boot, PID namespace, start in clock ticks
+    since boot), so a start-up tells a live writer from a gone one whatever the wall clock did."""
+    _add_columns(conn, {"generations": V9_GENERATIONS})
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
 LATEST = len(MIGRATIONS)
 
 

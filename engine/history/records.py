@@ -61,6 +61,7 @@ class GenerationRecord:
     caption_style: str | None = None
     music: str | None = None
     fps: int | None = None
+    process: str | None = None  # the writer as the kernel names it (engine.memory.processes.identity)
 
     @classmethod
     def from_row(cls, row) -> GenerationRecord:

@@ -78,6 +78,8 @@ generations = sa.Table(
     sa.Column("caption_style", sa.String(8)),
     sa.Column("music", sa.String(16)),
     sa.Column("fps", sa.Integer),
+    # version 9
+    sa.Column("process", sa.String(96)),
 )
 
 attempts = sa.Table(

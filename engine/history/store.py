@@ -38,6 +38,7 @@ from engine.history.database import (
     sqlite_file,
 )
 from engine.history.records import AttemptRecord, GenerationRecord
+from engine.memory.processes import identity, still_running
 from engine.models import NOT_STORED, QueueDelivery, Request, Result
 from engine.render.lifetime import die_with_parent, engine_env
 from engine.settings import Settings
@@ -125,6 +126,7 @@ class HistoryStore:
             music=request.music,
             host=host_name(),
             pid=os.getpid(),
+            process=identity(os.getpid()),
             fell_back=False,
             file_removed=False,
             job_id=delivery.job_id if delivery else None,
@@ -170,10 +172,10 @@ class HistoryStore:
         with self.db.transaction(write=True) as tx:
             # Rows of this machine (any worker on it): their pids can be checked here.
             rows = tx.rows(
-                f"SELECT id, pid, created_at FROM generations WHERE status = 'running' AND {OF_HOST}",
+                f"SELECT id, pid, process, created_at FROM generations WHERE status = 'running' AND {OF_HOST}",
                 of_host(socket.gethostname()),
             )
-            dead = [row_id for row_id, pid, created_at in rows if not _alive_since(pid, created_at)]
+            dead = [row_id for row_id, pid, process, created_at in rows if not _writing(pid, process, created_at)]
             if dead:
                 why = "the process stopped before the generation finished"
                 tx.run(
@@ -337,10 +339,17 @@ def downsample(timeline, points: int) -> list[tuple[float, float]]:
     return [max(bucket, key=lambda sample: sample[1]) for bucket in buckets if bucket]
 
 
-def _alive_since(pid: int | None, created_at: float) -> bool:
-    """Is the process that wrote a row still the one running under that pid?"""
+def _writing(pid: int | None, process: str | None, created_at: float) -> bool:
+    """Is the process that wrote a row still the one running under that pid? By the kernel's name
+    for it, which no clock moves. Otherwise (a row of another PID namespace on this host, a pod's
+    other container; a row from before version 9; a host without /proc) as before: by the start
+    of the process that has that number here against the row's time, which a wall clock set
+    forward reads as gone (and set back, a reused number as the writer)."""
     if pid is None:
         return False
+    running = still_running(pid, process) if process else None
+    if running is not None:
+        return running
     try:
         return psutil.Process(pid).create_time() <= created_at + 1
     except psutil.Error:

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Busy
+from engine.memory.processes import alive, pid_namespace, start_ticks
 from engine.memory.reading import read_memory
-from engine.memory.sampler import renders_anon_mb, stat_fields
+from engine.memory.sampler import renders_anon_mb
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class Ledger:
         folder.mkdir(parents=True, exist_ok=True)
         # One ledger per host (and PID namespace: containers that share a host name, as in a pod,
         # have processes of their own, which cannot see each other's).
-        name = f"{socket.gethostname() or 'host'}-{_pid_namespace()}"
+        name = f"{socket.gethostname() or 'host'}-{pid_namespace()}"
         self.path = folder / f"memory-ledger-{name}.json"
         self._lock_path = folder / f"memory-ledger-{name}.lock"
         self.max_memory_mb = max_memory_mb
@@ -168,7 +169,7 @@ class Ledger:
         with self._locked() as state:
             state["seq"] += 1
             filed = {
-                "pid": pid, "born": _born(pid), "seq": state["seq"], "state": "waiting",
+                "pid": pid, "born": start_ticks(pid), "seq": state["seq"], "state": "waiting",
                 "need_mb": needs[0].need_mb, "label": needs[0].label, "since": time.time(), "ends": None,
             }  # fmt: skip
             state["tickets"][ticket] = dict(filed)
@@ -265,7 +266,7 @@ class Ledger:
             fcntl.flock(lock, fcntl.LOCK_EX)
             state = self._read()
             before = json.dumps(state, sort_keys=True)
-            state["tickets"] = {k: t for k, t in state["tickets"].items() if _alive(t["pid"], t["born"])}
+            state["tickets"] = {k: t for k, t in state["tickets"].items() if alive(t["pid"], t["born"])}
             yield state
             after = json.dumps(state, sort_keys=True)
             if after != before:
@@ -307,31 +308,3 @@ def _expected_wait_s(running: list[dict], short_mb: float) -> float | None:
         if freed >= short_mb:
             return max(0.0, (entry["ends"] or now) - now)
     return None
-
-
-def _pid_namespace() -> str:
-    try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        return "0"
-
-
-def _born(pid: int) -> float:
-    """When `pid` started, in clock ticks since boot; 0 when it is gone."""
-    started, _state = _stat(pid)
-    return started
-
-
-def _alive(pid: int, born: float) -> bool:
-    """Is `pid` still the running process that made the entry (not a reused number, not a zombie)?"""
-    started, state = _stat(pid)
-    return started == born and state != "Z"
-
-
-def _stat(pid: int) -> tuple[float, str]:
-    """A process's start (clock ticks since boot) and state, from /proc/PID/stat; (0, "") when gone.
-    Not psutil's create_time: it adds the boot time as the wall clock has it now, so a clock set
-    forward or back (a VM resumed, NTP stepping) made every live process in the ledger look like
-    another one, its reservation dropped, and a waiting request fail."""
-    fields = stat_fields(pid)
-    return (float(fields[19]), fields[0].decode()) if fields else (0.0, "")

@@ -8,6 +8,7 @@ import textwrap
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import pytest
 import sqlalchemy as sa
 
@@ -16,15 +17,16 @@ from engine.history import HistoryStore, database_url
 from engine.history.database import SCHEMA_VERSION
 from engine.history.migrations import LATEST, MIGRATIONS, current_version
 from engine.history.store import downsample
+from engine.memory.processes import identity
 from engine.models import Request
 from engine.pipeline import generate
-from tests.helpers import ROOT, result
+from tests.helpers import ROOT, result, wait_for
 
 
 def test_a_new_file_is_migrated_to_the_latest_version(tmp_path):
     path = tmp_path / "fresh.db"
     store = HistoryStore(f"sqlite:///{path}")
-    assert store.version == LATEST == SCHEMA_VERSION == 8  # the version a generation checks without SQLAlchemy
+    assert store.version == LATEST == SCHEMA_VERSION == 9  # the version a generation checks without SQLAlchemy
     with store.engine.connect() as conn:
         assert set(sa.inspect(conn).get_table_names()) == {"meta", "generations", "attempts", "samples"}
         assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
@@ -47,7 +49,7 @@ def test_the_first_schema_is_migrated_and_keeps_its_rows(tmp_path):
         assert "budget_mb" not in {c["name"] for c in sa.inspect(conn).get_columns("attempts")}
     engine.dispose()
     store = HistoryStore(url)
-    assert store.version == 8
+    assert store.version == 9
     [old] = store.generations()
     assert (old.tier, old.method, old.peak_rss_mb, old.file_removed, old.fell_back) == (
         "low",
@@ -56,7 +58,7 @@ def test_the_first_schema_is_migrated_and_keeps_its_rows(tmp_path):
         False,
         False,
     )
-    assert old.host is None and old.ssim is None and store.timeline(old.id) == []
+    assert old.host is None and old.process is None and old.ssim is None and store.timeline(old.id) == []
     store.close()
 
 
@@ -162,6 +164,50 @@ def test_a_row_left_running_by_a_dead_process_is_marked_interrupted(store):
     assert store.generation("b" * 32).status == "interrupted"
     assert store.generation("c" * 32).status == "running"
     assert store.running_ids() == {"c" * 32}
+
+
+def test_a_live_writer_stays_running_whatever_the_wall_clock_did(store, monkeypatch):
+    """psutil's create_time adds the boot time as the wall clock has it now: stepped forward by 5 s
+    (a VM resumed, NTP), a writer that began its row within a second of starting (a CLI) read as
+    started after its row, and a start-up beside it marked its generation interrupted."""
+    store.begin("a" * 32, Request("x"))
+    with store.engine.begin() as conn:  # written as a CLI writes it, just after it started
+        conn.execute(sa.text("UPDATE generations SET created_at = :t"), {"t": psutil.Process().create_time() + 0.5})
+    booted = psutil.boot_time()
+    monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: booted + 5)  # the clock, stepped
+    assert store.mark_interrupted() == []
+    assert store.generation("a" * 32).status == "running"
+
+
+def test_a_writer_is_known_by_the_kernels_name_for_it(store):
+    """A pid given to another process (the number reused), a row of another boot, a zombie: gone.
+    A row of another PID namespace on this host, where its pid means nothing, or one whose name
+    does not read: by the start of the process with that number here and the row's time, as before
+    version 9 (this process, started before the row, reads as the writer)."""
+    zombie = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    zombie_name = identity(zombie.pid)
+    zombie.stdin.close()  # it exits, and is not waited for
+    wait_for(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE)
+    boot, namespace, born = identity(os.getpid()).split()
+    names = {
+        "a": (os.getpid(), f"{boot} {namespace} {float(born) + 1:.0f}"),  # this pid, started later
+        "b": (os.getpid(), f"another-boot {namespace} {born}"),
+        "c": (zombie.pid, zombie_name),
+        "d": (os.getpid(), f"{boot} {int(namespace) + 1} {float(born) + 1:.0f}"),  # another namespace
+        "e": (os.getpid(), "not a name"),
+        "f": (os.getpid(), f"{boot} {namespace} {born}"),  # this very process
+    }
+    for name in names:
+        store.begin(name * 32, Request("x"))
+    with store.engine.begin() as conn:
+        for name, (pid, named) in names.items():
+            conn.execute(sa.text("UPDATE generations SET pid = :pid, process = :p WHERE id = :i"),
+                         {"pid": pid, "p": named, "i": name * 32})  # fmt: skip
+    try:
+        assert sorted(store.mark_interrupted()) == ["a" * 32, "b" * 32, "c" * 32]
+        assert [store.generation(name * 32).status for name in "def"] == ["running"] * 3
+    finally:
+        zombie.wait()
 
 
 WRITER = textwrap.dedent(
