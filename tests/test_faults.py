@@ -162,13 +162,13 @@ def test_an_app_killed_mid_generation_leaves_no_orphan_and_is_marked_on_restart(
     [child] = wait_for(lambda: render_children(app.pid))
     wait_for(lambda: encoding(child))  # mid-encode
     tree = [p.pid for p in psutil.Process(app.pid).children(recursive=True)]
-    for grandchild in child.children(recursive=True):  # the MoviePy child's ffmpeg, stopped: it cannot notice its
+    for grandchild in child.children(recursive=True):  # MoviePy's ffmpeg, stopped: it cannot notice its
         with contextlib.suppress(psutil.NoSuchProcess):  # input closing, so only a kill ends it (a probe
             grandchild.suspend()  # that has just ended is not it)
     app.kill()
     app.wait()
     try:
-        # The render child and its ffmpeg go with the app: the parent-death signal, and the
+        # The render child and MoviePy's own ffmpeg go with the app: the parent-death signal, and the
         # child taking its process group down with it.
         wait_for(lambda: not [pid for pid in tree if alive(pid)], timeout_s=10)
     finally:

@@ -6,7 +6,7 @@ their pages, one heap per thread that touched them. Measured:
 - the CLI making a 1080p still card held 63 to 75 MB during the render, 42 to 51 MB without;
 - the FFmpeg method's encode of word captions at 1080x1920: 70 to 88 MB, 50 to 53 MB without
   (0.4 s slower over 140 pictures; a threshold of 128 kB cost 0.6 s);
-- MoviePy's ffmpeg on a still card (its own writer's, then): 155 MB at 10 s and 188 MB at 300 s, 133 and 135 without.
+- MoviePy's ffmpeg on a still card: 155 MB at 10 s and 188 MB at 300 s, 133 and 135 without.
 """
 
 from __future__ import annotations

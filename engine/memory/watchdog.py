@@ -2,7 +2,7 @@
 25 times a second, the group killed when it passes its budget or its time.
 
 RLIMIT_AS is no use as a limit: ffmpeg's address space is about 2.5x its RSS. Killing the
-group, not the process, is what stops a child's own children (the MoviePy child's ffmpeg). Every process
+group, not the process, is what stops a child's own children (MoviePy's ffmpeg). Every process
 started here dies with this one (engine.render.lifetime).
 """
 

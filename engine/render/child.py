@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
 
 def run_child(argv: list[str], render: Callable[[RenderSpec], object]) -> int:
     """Read the render spec named by `argv[1]`, render it, and exit with a one-line reason on failure."""
-    take_group_down_with_parent()  # its ffmpeg goes too if the app is killed
+    take_group_down_with_parent()  # MoviePy's own ffmpeg goes too if the app is killed
     spec = RenderSpec.from_json(Path(argv[1]).read_text())
     if spec.crash:
         import os
