@@ -104,18 +104,17 @@ def master(speech: Speech, out: Path, carried: Carrier = BEST) -> Mastered:
 def limited_loudness(inputs: list[list[str]], shape: str, carried: Carrier) -> list[Point]:
     """The loudness at the end of filter chain `shape` through the limiter at each of PROBE_GAINS_DB,
     measured in one ffmpeg pass (nothing written)."""
-    ceiling = 10 ** (carried.ceiling_dbfs / 20)
     # A lower ceiling (or a lifted target) needs as much more gain for the same loudness, about.
     gains = [gain + BEST.ceiling_dbfs - carried.ceiling_dbfs + carried.lift_lu for gain in PROBE_GAINS_DB]
     branches = "".join(f"[p{i}]" for i in range(len(gains)))
     graph = f"{shape},asplit={len(gains)}{branches}"
     for i, gain in enumerate(gains):
         end = "[out]" if i == len(gains) - 1 else ",anullsink"
-        graph += f";[p{i}]{_limit(gain, ceiling)},{LOUDNESS_METER}{end}"
+        graph += f";[p{i}]{_limit(gain, carried)},{LOUDNESS_METER}{end}"
     found = parse_each_integrated(_pass(inputs, graph, ["-map", "[out]", "-f", "null", "-"]))
-    if len(found) != len(PROBE_GAINS_DB):
+    if len(found) != len(gains):
         raise RenderFailed(
-            f"ffmpeg's log held {len(found)} loudness summaries for {len(PROBE_GAINS_DB)} meters: its ebur128 "
+            f"ffmpeg's log held {len(found)} loudness summaries for {len(gains)} meters: its ebur128 "
             "output is not in the form this version reads; use the ffmpeg that imageio-ffmpeg installs "
             "(unset IMAGEIO_FFMPEG_EXE)"
         )
@@ -140,12 +139,11 @@ def level(
     what the encode takes away) under the limiter's ceiling, aimed by `known`: loudness measured
     through this limiter beforehand, or (`guessed`) one point measured without it or assumed. Each
     write is measured, and made again while it lands more than AIM_LU off."""
-    ceiling = 10 ** (carried.ceiling_dbfs / 20)
     target = TARGET_LUFS + carried.lift_lu
     points = [point for point in known if math.isfinite(point[1])]
     gain = min(MAX_GAIN_DB, aim(points, target)) if points else 0.0
     for _ in range(MAX_PASSES):
-        loudness = _run(inputs, f"{shape},{_limit(gain, ceiling)},asplit[out][meter];[meter]{METER},anullsink", out)
+        loudness = _run(inputs, f"{shape},{_limit(gain, carried)},asplit[out][meter];[meter]{METER},anullsink", out)
         miss = target - loudness.integrated_lufs
         if not math.isfinite(miss) or abs(miss) <= AIM_LU:
             break
@@ -171,7 +169,8 @@ def aim(points: Sequence[Point], target: float) -> float:
     past = next((i for i, (_, lufs) in enumerate(ordered) if lufs >= target), len(ordered))
     if past == 0 or len(ordered) == 1:
         return ordered[0][0] + target - ordered[0][1]
-    below, above = ordered[min(past, len(ordered) - 1) - 1], ordered[min(past, len(ordered) - 1)]
+    upper = min(past, len(ordered) - 1)
+    below, above = ordered[upper - 1], ordered[upper]
     slope = min(1.0, max(MIN_SLOPE, _slope(below, above)))
     gain, lufs = above if above[1] < target else below  # from the nearer when past both
     return gain + (target - lufs) / slope
@@ -193,8 +192,9 @@ def voiced_span(path: Path) -> tuple[float, float]:
     return max(0.0, first * found.frame_s - EDGE_S), min(found.length_s, (last + 1) * found.frame_s + EDGE_S)
 
 
-def _limit(gain_db: float, ceiling: float) -> str:
-    """The gain and the look-ahead limiter (`ceiling` in sample peak, linear) as filters."""
+def _limit(gain_db: float, carried: Carrier) -> str:
+    """The gain and the look-ahead limiter at `carried`'s ceiling (alimiter takes it linear) as filters."""
+    ceiling = 10 ** (carried.ceiling_dbfs / 20)
     return f"volume={gain_db:.2f}dB,alimiter=limit={ceiling:.4f}:attack=5:release=50:level=false:latency=true"
 
 
