@@ -148,7 +148,8 @@ def generate(
             speech = _speech(run, plan, settings, work_dir, emit, ledger, model)
         run.learn(tts_engine=speech.engine, tts_fallback_reason=speech.fallback_reason,
                   tts_peak_mb=speech.peak_rss_mb or None)  # fmt: skip
-        carried = carrier(plan.steps()[0].tier.audio_kbps)  # for the bitrate the video is planned at
+        first = plan.steps()[0]  # mastered for the encode the video is planned with
+        carried = carrier(first.tier.audio_kbps, _one_channel(first.method, request.music != "none"))
         with run.stage("master"):
             mastered = master(speech, work_dir / "speech-mastered.wav", carried)
         speech = mastered.speech
@@ -434,11 +435,11 @@ class _Sound:
         self.first = carried
         self.versions: dict[Carrier, tuple[Path, Loudness]] = {carried: (path, loudness)}
 
-    def carried_at(self, audio_kbps: int) -> tuple[Path, Loudness]:
-        """The sound for an encode at `audio_kbps`, and its loudness: integrated as that encode delivers
-        it (the file is aimed higher by what the encode takes away), and the file's true peak, before
-        the encode; RenderFailed if it cannot be written."""
-        need = carrier(audio_kbps)
+    def carried_at(self, audio_kbps: int, method: str) -> tuple[Path, Loudness]:
+        """The sound for `method`'s encode at `audio_kbps`, and its loudness: integrated as that encode
+        delivers it (the file is aimed higher by what the encode takes away), and the file's true peak,
+        before the encode; RenderFailed if it cannot be written."""
+        need = carrier(audio_kbps, _one_channel(method, self.stereo))
         if need not in self.versions:
             path, loudness = self.versions[self.first]
             out = path.with_name(f"{path.stem}-at-{audio_kbps}k.wav")
@@ -446,6 +447,12 @@ class _Sound:
                 self.versions[need] = (out, relevel(path, loudness, need, out))
         path, written = self.versions[need]
         return path, need.delivered(written)
+
+
+def _one_channel(method: str, stereo: bool) -> bool:
+    """Whether `method` codes the sound as one channel, made stereo after (engine.render.aac_stereo):
+    the FFmpeg methods do the mono speech; MoviePy's writer codes both channels, as does any mix."""
+    return method in still_loop.METHODS and not stereo
 
 
 def _render_chain(
@@ -508,7 +515,7 @@ def _attempt(
     cards = pictures.captions(step.size, files=files) if step.captions else ()
     fps = frame_rate(request.preset, used)
     try:
-        sound_file, loudness = sound.carried_at(used.audio_kbps)
+        sound_file, loudness = sound.carried_at(used.audio_kbps, method)
     except RenderFailed as exc:  # this render's own sound could not be written: the chain goes on
         _attempted(run, step, limit, "failed", f"could not write the sound for its {used.audio_kbps}k AAC: {exc}",
                    0.0, 0.0, emit)  # fmt: skip

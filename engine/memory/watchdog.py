@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from engine.errors import RenderFailed
 from engine.memory.sampler import TreeSampler
 from engine.render.ffmpeg import disk_full, explain
 from engine.render.lifetime import die_with_parent, engine_env
@@ -37,6 +38,7 @@ class Step:
     # (its `-progress pipe:1` lines) so as not to run ahead of the encoder.
     feed: Callable[[BinaryIO, Progress], None] | None = None
     env: tuple[tuple[str, str], ...] = ()  # set for the command, over this process's environment
+    before: Callable[[], None] | None = None  # readies the command's input files; may raise RenderFailed
 
 
 class Progress:
@@ -122,6 +124,11 @@ def run_step(
     step: Step, budget_mb: float, on_sample: OnSample, remaining_s: float, timeout_s: float
 ) -> tuple[str, str | None, float]:
     """Run one command under the watchdog: (status, reason, peak MB of its tree)."""
+    if step.before is not None:
+        try:
+            step.before()
+        except RenderFailed as exc:
+            return "failed", str(exc), 0.0
     env = engine_env()
     env.update(step.env)
     feeder = _Feeder(step.feed) if step.feed is not None else None

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.audio.levels import levels
+from engine.render.aac_stereo import make_stereo
 from engine.render.spec import AUDIO_RATE, RenderSpec, aac
 
 FRAME = 1024  # samples an AAC-LC frame adds
@@ -44,6 +45,12 @@ class Encode:
     outputs: list[str]
     files: list[Path]
     source: list[str]
+    one_channel: bool  # the mono speech, coded as one channel: made stereo before the mux reads it
+
+    def finish(self) -> None:
+        """The encoded files as the mux reads them; RenderFailed if they cannot be."""
+        for path in self.files if self.one_channel else ():
+            make_stereo(path)
 
 
 def encode(spec: RenderSpec, temp: Path) -> Encode:
@@ -53,15 +60,16 @@ def encode(spec: RenderSpec, temp: Path) -> Encode:
     # break the concat protocol's list.
     halve = spec.threads >= 2 and spec.method != "emergency" and not spec.audio_stereo and "|" not in str(temp)
     at = split_at(Path(spec.audio_path)) if halve else None
+    one = not spec.audio_stereo
     if at is None:
         whole = temp / "sound.aac"
-        codec = aac(spec.audio_kbps, spec.audio_stereo)
+        codec = aac(spec.audio_kbps, spec.audio_stereo, one_channel=one)
         return Encode(["-i", spec.audio_path], ["-map", "1:a:0", *codec, "-f", "adts", str(whole)], [whole],
-                      ["-f", "aac", "-i", str(whole)])  # fmt: skip
+                      ["-f", "aac", "-i", str(whole)], one)  # fmt: skip
     first, second = temp / "sound-1.aac", temp / "sound-2.aac"
     resample = f"aresample={AUDIO_RATE}"  # split in samples at 48 kHz, whole AAC frames
-    head = aac(spec.audio_kbps, spec.audio_stereo, f"{resample},atrim=end_sample={at}")
-    tail = aac(spec.audio_kbps, spec.audio_stereo, f"{resample},atrim=start_sample={at},asetpts=PTS-STARTPTS")
+    head = aac(spec.audio_kbps, spec.audio_stereo, f"{resample},atrim=end_sample={at}", one)
+    tail = aac(spec.audio_kbps, spec.audio_stereo, f"{resample},atrim=start_sample={at},asetpts=PTS-STARTPTS", one)
     return Encode(
         ["-i", spec.audio_path, "-i", spec.audio_path],
         ["-map", "1:a:0", *head, "-f", "adts", str(first),
@@ -69,6 +77,7 @@ def encode(spec: RenderSpec, temp: Path) -> Encode:
         [first, second],
         # ADTS frames follow one another as bytes: the concat protocol reads the two files as one.
         ["-f", "aac", "-i", f"concat:{first}|{second}"],
+        one,
     )  # fmt: skip
 
 

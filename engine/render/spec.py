@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.render.aac_stereo import MONO_AAC
+
 AUDIO_RATE = 48000  # Hz: what the platforms' upload specifications ask for (AAC-LC at 44.1 or 48 kHz)
 
 
@@ -14,15 +16,19 @@ AUDIO_RATE = 48000  # Hz: what the platforms' upload specifications ask for (AAC
 MONO_TO_STEREO = "pan=stereo|c0=c0|c1=c0"
 
 
-def aac(kbps: int, stereo: bool = False, then: str = "") -> list[str]:
+def aac(kbps: int, stereo: bool = False, then: str = "", one_channel: bool = False) -> list[str]:
     """ffmpeg's output options for the sound of every method, from the mastered mono speech (or a
     stereo mix with music), with the filters `then` after it is spread: AAC-LC, 48 kHz stereo. The
     fast coder: as good to the ear for speech, 2.7x quicker, and its true peaks overshoot less than
     the default two-loop coder's (which reached +1.4 dBTP at 64k); what is left depends on the
-    bitrate, and mastering leaves room for it (`engine.audio.master.CARRIERS`)."""
-    filters = ",".join(([] if stereo else [MONO_TO_STEREO]) + ([then] if then else []))
-    return [*(["-af", filters] if filters else []), "-c:a", "aac", "-aac_coder", "fast", "-b:a", f"{kbps}k",
-            "-ar", str(AUDIO_RATE), "-ac", "2"]  # fmt: skip
+    bitrate, and mastering leaves room for it (`engine.audio.master.CARRIERS`). `one_channel`: the
+    mono speech coded as one channel, which `engine.render.aac_stereo` then makes stereo."""
+    if one_channel:
+        filters, channels, tools = then, "1", MONO_AAC
+    else:
+        filters, channels, tools = ",".join(([] if stereo else [MONO_TO_STEREO]) + ([then] if then else [])), "2", []
+    return [*(["-af", filters] if filters else []), "-c:a", "aac", "-aac_coder", "fast", *tools,
+            "-b:a", f"{kbps}k", "-ar", str(AUDIO_RATE), "-ac", channels]  # fmt: skip
 
 
 # What the platforms' upload specifications ask of the container and the picture (YouTube, Reels,

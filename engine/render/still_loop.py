@@ -142,7 +142,7 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
         "-c", "copy", "-t", f"{spec.duration_s:.3f}", *MP4_DELIVERY, spec.out_path,
     ])  # fmt: skip
     first = Step(encode, True, crash=spec.crash, feed=feed_cards, env=FFMPEG_ENV)
-    return [first, Step(mux, True, feed=feed_stream, env=FFMPEG_ENV)], [encoded, *sound.files]
+    return [first, Step(mux, True, feed=feed_stream, env=FFMPEG_ENV, before=sound.finish)], [encoded, *sound.files]
 
 
 def key_interval(spec: RenderSpec, keyframe_bytes: int) -> int:

@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 import pytest
 
+from engine.errors import RenderFailed
 from engine.memory import watchdog
 from engine.memory.watchdog import Progress, Step, run_step
 from tests.helpers import alive, wait_for
@@ -44,6 +45,23 @@ def test_a_step_that_fails_gives_its_reason(kernel):
     step = _python("import sys; sys.exit('no such card')")
     status, reason, _peak = run_step(step, 500, lambda *_: None, remaining_s=30, timeout_s=30)
     assert (status, reason) == ("failed", "no such card.")
+
+
+def test_a_step_whose_input_cannot_be_readied_fails_with_that_reason_and_never_starts(tmp_path):
+    started = tmp_path / "started"
+
+    def ready() -> None:
+        raise RenderFailed("the sound's AAC encode was not the mono stream expected")
+
+    touch = [sys.executable, "-c", f"open({str(started)!r}, 'w')"]
+    step = Step(touch, is_ffmpeg=False, before=ready)
+    status, reason, peak = run_step(step, 500, lambda *_: None, remaining_s=30, timeout_s=30)
+    assert (status, reason, peak) == ("failed", "the sound's AAC encode was not the mono stream expected", 0.0)
+    assert not started.exists()
+    readied = []
+    step = Step(touch, is_ffmpeg=False, before=lambda: readied.append(1))
+    assert run_step(step, 500, lambda *_: None, remaining_s=30, timeout_s=30)[:2] == ("ok", None)
+    assert readied == [1] and started.exists()
 
 
 def test_a_step_past_its_time_is_stopped_with_its_group(kernel, tmp_path):

@@ -108,7 +108,12 @@ def test_the_halves_join_into_the_whole_sound(tmp_path, speech_wav):
         run = run_isolated(spec, budget_mb=4000)
         assert run.status == "ok", run.error
         assert sorted(p.name for p in job.iterdir()) == ["card.png", "out.mp4"]  # the halves are removed
+        assert ffmpeg.probe(Path(spec.out_path)).audio_channels == "stereo"
         results[threads] = snr_db(Path(spec.out_path), source, at)
+        raw = job / "both.raw"  # coded as one channel and made stereo (engine.render.aac_stereo)
+        ffmpeg.run(["-i", spec.out_path, "-map", "0:a:0", "-f", "s16le", str(raw)])
+        both = np.frombuffer(raw.read_bytes(), dtype="<i2").reshape(-1, 2)
+        assert len(both) > 3 * AUDIO_RATE and np.array_equal(both[:, 0], both[:, 1])
     # Joined without dropping the second half's first frame, it reads 5.0 dB here (measured).
     assert results[1] > 30
     assert results[2] == pytest.approx(results[1], abs=1.0)
