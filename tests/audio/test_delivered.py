@@ -37,8 +37,9 @@ def test_every_voice_and_method_delivers_streaming_loudness(settings, speech_mp3
 @pytest.mark.parametrize("planned", ["emergency", "fallback"])
 def test_the_lowest_bitrate_keeps_the_true_peak_too(settings, planned):
     """The emergency render's 32 kbit/s AAC raised the long quote's true peak from -2.2 to -0.1 dBTP
-    over mastering's ceiling for the best bitrates, and takes 0.6 to 1.0 LU away. Planned at that bitrate,
-    the speech is mastered for it; reached as a fallback, it is written again for that render."""
+    over mastering's ceiling for the best bitrates, and takes 0.2 to 0.4 LU away (coded as one channel,
+    as the FFmpeg methods code the speech; 0.8 to 1.6 with both coded). Planned at that bitrate, the
+    speech is mastered for it; reached as a fallback, it is written again for that render."""
     if planned == "emergency":
         request = Request(QUOTES["long"], tier="high", method="emergency", fallback=False)
     else:
@@ -48,7 +49,7 @@ def test_the_lowest_bitrate_keeps_the_true_peak_too(settings, planned):
     sound = measure(result.output)
     assert abs(sound.integrated_lufs - TARGET_LUFS) <= TOLERANCE_LU, sound
     assert sound.true_peak_dbtp <= MAX_TRUE_PEAK_DBTP, sound
-    assert abs(result.loudness_lufs - sound.integrated_lufs) < 0.5  # as delivered, not as aimed (0.6 LU higher)
+    assert abs(result.loudness_lufs - sound.integrated_lufs) < 0.5  # as delivered, not as aimed (0.3 LU higher)
     # The history records the sound this render carried: under a ceiling 4 dB lower than the best
     # bitrates' (its true peak, 4x oversampled, reads up to 2 dB over the limiter's sample ceiling).
     assert result.true_peak_dbtp is not None and result.true_peak_dbtp < carrier(128).ceiling_dbfs - 1.5

@@ -15,8 +15,9 @@ from engine.speech.espeak import EspeakEngine
 
 
 def speech_and_clicks(folder: Path) -> Path:
-    """Real speech (where the encoder would use temporal noise shaping), then a tone with a click
-    every 0.3 s (which makes it switch to eight short windows)."""
+    """Real speech (where the encoder uses temporal noise shaping unless told not to: with it, the two
+    channels decode apart and the first test fails, checked), then a tone with a click every 0.3 s
+    (which makes it switch to eight short windows)."""
     speech = EspeakEngine().synthesize(SpeechOrder("Stay hungry, stay foolish; keep looking.", "en", folder))
     with wave.open(str(speech.path)) as said:
         rate, voice = said.getframerate(), np.frombuffer(said.readframes(said.getnframes()), dtype="<i2")
