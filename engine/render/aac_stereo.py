@@ -55,17 +55,16 @@ class _Bits:
 
 def make_stereo(path: Path) -> None:
     """Rewrite the mono ADTS file at `path`, encoded with MONO_AAC, as stereo; RenderFailed if it is
-    not one SCE a frame, or has a noise band (nothing is written then)."""
+    not one SCE a frame, or has a noise band (nothing is written then). An OSError is our own write's,
+    which the generation reports as such (a full disk: engine.pipeline)."""
     try:
-        data = path.read_bytes()
-        path.write_bytes(stereo(data))
+        made = stereo(path.read_bytes())
     except ValueError as exc:
         raise RenderFailed(
             f"the sound's AAC encode was not the mono stream expected ({exc}); use the ffmpeg that "
             "imageio-ffmpeg installs (unset IMAGEIO_FFMPEG_EXE), or report it"
         ) from None
-    except OSError as exc:
-        raise RenderFailed(f"could not rewrite the sound's AAC as stereo ({exc.strerror or exc})") from None
+    path.write_bytes(made)
 
 
 def stereo(data: bytes) -> bytes:
