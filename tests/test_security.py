@@ -88,8 +88,8 @@ def test_no_quote_text_reaches_any_process_a_generation_starts(settings, monkeyp
     # (MoviePy's encode; the FFmpeg methods code one channel), and where the sound is encoded in halves
     # (render/sound), the resampling and the split, in samples.
     assert not [argv for argv in started if "-vf" in argv]
-    halves = r"(,?aresample=48000,atrim=(end|start)_sample=\d+(,asetpts=PTS-STARTPTS)?)?"
-    sound = re.compile(r"(pan=stereo\|c0=c0\|c1=c0)?" + halves)
+    half = r"aresample=48000,atrim=(end|start)_sample=\d+(,asetpts=PTS-STARTPTS)?"
+    sound = re.compile(rf"pan=stereo\|c0=c0\|c1=c0(,{half})?|{half}")
     filters = [argv[i + 1] for argv in started for i, arg in enumerate(argv) if arg == "-af"]
     assert filters and all(sound.fullmatch(f) for f in filters), filters
 

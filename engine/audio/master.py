@@ -56,14 +56,14 @@ class Carrier:
 # 128k and -1.7 at 64k over a -2.5 dBFS ceiling; at 48k -1.2 over -2.5 (-0.7 for one run's eSpeak
 # NG, which varies from run to run), -1.4 over -4.0 and -3.0 over -4.5; at 32k +1.2 over -2.5, -0.1
 # over -4.5 and -3.1 over -6.5, where the encode also takes 0.6 to 1.0 LU away (its band ends at
-# 3.2 kHz).
+# 3.2 kHz; measured again on the speech alone, 0.8 to 1.0, and 1.6 for the 3 s short quote. This
+# table's 32k row now serves only the emergency render of a mix with music).
 CARRIERS = ((64, Carrier(-2.5)), (48, Carrier(-4.5)), (0, Carrier(-6.5, lift_lu=0.6)))
 # The speech coded as one channel and made stereo (engine.render.aac_stereo), at the bitrate that keeps
 # it within the two-channel encode's (engine.render.spec.one_channel_kbps): measured on the bench
 # quotes, both voices, its true peak was at most 0.7 dB over the two-channel encode's (at 32k -3.1 to
 # -5.0 dBTP over -6.5, against -3.8 to -5.1; at 48k -2.5 to -4.3 over -4.5), far under -1, and at 32k
-# the encode took 0.2 to 0.4 LU away, against 0.8 to 1.6 when both channels are coded in the same
-# measurement. The same ceilings, less lift.
+# the encode took 0.2 to 0.4 LU away. The same ceilings, less lift.
 ONE_CHANNEL = tuple((least, replace(found, lift_lu=min(found.lift_lu, 0.3))) for least, found in CARRIERS)
 BEST = CARRIERS[0][1]
 AIM_LU = 0.5  # half the tolerance: the AAC encoding moves it by about 0.1

@@ -15,7 +15,7 @@ two channels, and MONO_AAC leaves them off: perceptual noise substitution (a noi
 mid/side decoded; a band coded so is refused here) and temporal noise shaping (applied to each
 channel after mid/side, from its own channel's data; not looked for here, as its data follows the
 scale factors, which would have to be decoded). Without them the mono encode measured no worse
-against the source (44.9 dB with them, 47.8 without, at 128k). ISO/IEC 14496-3, 4.4.2 (syntax) and
+against the source (44.9 dB with them, 47.8 without, both asked for 128k). ISO/IEC 14496-3, 4.4.2 (syntax) and
 4.6.8.1 (M/S).
 """
 
@@ -55,8 +55,8 @@ class _Bits:
 
 def make_stereo(path: Path) -> None:
     """Rewrite the mono ADTS file at `path`, encoded with MONO_AAC, as stereo; RenderFailed if it is
-    not one SCE a frame, or has a noise band (nothing is written then). An OSError is our own write's,
-    which the generation reports as such (a full disk: engine.pipeline)."""
+    not one SCE a frame, or has a noise band (nothing is written then). An OSError is our own read's
+    or write's, which the generation reports as such (a full disk: engine.pipeline)."""
     try:
         made = stereo(path.read_bytes())
     except ValueError as exc:

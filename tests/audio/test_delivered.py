@@ -38,7 +38,7 @@ def test_every_voice_and_method_delivers_streaming_loudness(settings, speech_mp3
 def test_the_lowest_bitrate_keeps_the_true_peak_too(settings, planned):
     """The emergency render's 32 kbit/s AAC raised the long quote's true peak from -2.2 to -0.1 dBTP
     over mastering's ceiling for the best bitrates, and takes 0.2 to 0.4 LU away (coded as one channel,
-    as the FFmpeg methods code the speech; 0.8 to 1.6 with both coded). Planned at that bitrate, the
+    as the FFmpeg methods code the speech; 0.6 to 1.6 with both coded). Planned at that bitrate, the
     speech is mastered for it; reached as a fallback, it is written again for that render."""
     if planned == "emergency":
         request = Request(QUOTES["long"], tier="high", method="emergency", fallback=False)

@@ -212,8 +212,7 @@ def test_a_captioned_video_over_200_s_has_all_its_keyframes(tmp_path, speech_wav
 def test_a_dense_still_card_stays_inside_the_cap(tmp_path, speech_wav, seconds, rates):
     """A card full of text has a large keyframe: over a long video its interval stretches, and in a
     short one it is coarser, so the whole file keeps the tier's rate (sound as long as the video).
-    At the low and emergency tiers the sound is a larger share of the file (its encode spends more
-    than it is asked: engine.render.spec.one_channel_kbps)."""
+    At the low and emergency tiers the sound is a larger share of the file."""
     video_kbps, audio_kbps, (width, height) = rates
     quote = QuoteText.of(QUOTES["long"] + " " + QUOTES["long"])
     Painter(quote, (width, height)).picture(None).save(tmp_path / "card.png")
