@@ -481,18 +481,17 @@ def _render_chain(
 
 def _deliver(run: _Run, plan: Plan, step: Step, speech: Speech, video: Path, cover: Path, target: Path) -> Path:
     """The video, its cover and (when asked) its subtitles, made beside the render and put in place
-    together; subtitles end where the video does (the emergency render may cut it), and the video
-    with its subtitle track is verified again."""
+    together; subtitles end where the video does (the emergency render may cut it). The FFmpeg methods
+    muxed the track in; MoviePy's video gets it here, and is verified again."""
     request, made = plan.request, video.parent
     files = {cover: target.with_suffix(".jpg")}
     subtitles: tuple[Path, ...] = ()
     stale = [target.with_suffix(".srt"), target.with_suffix(".vtt")]  # an earlier video's, at a reused --out
     if request.subtitles:
-        found = cues(plan.quote, speech, until_s=step.duration_s)
-        (made / "cues.srt").write_text(srt(found), encoding="utf-8")
-        (made / "cues.vtt").write_text(vtt(found), encoding="utf-8")
-        video = with_subtitles(video, made / "cues.srt", made / "subtitled.mp4", request.lang)
-        verify(video, *step.size, step.duration_s)
+        if step.method not in still_loop.METHODS:  # their render muxed the track in (_attempt)
+            cued = _cue_files(plan, speech, step, made)
+            video = with_subtitles(video, cued, made / "subtitled.mp4", request.lang)
+            verify(video, *step.size, step.duration_s, subtitles=True)
         subtitles, stale = tuple(stale), []
         files |= {made / "cues.srt": subtitles[0], made / "cues.vtt": subtitles[1]}
     deliver({video: target, **files})
@@ -500,6 +499,16 @@ def _deliver(run: _Run, plan: Plan, step: Step, speech: Speech, video: Path, cov
         old.unlink(missing_ok=True)
     run.learn(cover=target.with_suffix(".jpg"), subtitles=subtitles)
     return target
+
+
+def _cue_files(plan: Plan, speech: Speech, step: Step, folder: Path) -> Path:
+    """The subtitles' cues as `cues.srt` and `cues.vtt` in `folder`, ending where `step`'s video does
+    (the emergency render may cut it); the SRT's path."""
+    found = cues(plan.quote, speech, until_s=step.duration_s)
+    (folder / "cues.vtt").write_text(vtt(found), encoding="utf-8")
+    path = folder / "cues.srt"
+    path.write_text(srt(found), encoding="utf-8")
+    return path
 
 
 def _attempt(
@@ -514,6 +523,8 @@ def _attempt(
     card = pictures.card(step.size)
     cards = pictures.captions(step.size, files=files) if step.captions else ()
     fps = frame_rate(request.preset, used)
+    # The FFmpeg methods mux the subtitle track in as they render; MoviePy's video gets it after (_deliver).
+    cued = _cue_files(plan, speech, step, attempt_dir) if request.subtitles and not files else None
     try:
         sound_file, loudness = sound.carried_at(used.audio_kbps, method)
     except RenderFailed as exc:  # this render's own sound could not be written: the chain goes on
@@ -526,6 +537,7 @@ def _attempt(
         width=width, height=height, fps=fps, video_kbps=used.video_kbps, audio_kbps=used.audio_kbps,
         duration_s=round(duration, 3), threads=encoder_threads(), captions=cards,
         motion=step.motion, crash=method in request.crash_methods,
+        subtitles=str(cued) if cued else "", lang=request.lang,
     )  # fmt: skip
     offset = run.elapsed()
 
@@ -545,7 +557,7 @@ def _attempt(
             measured = _BESIDE.submit(pictures.measure, Path(spec.out_path), step.size, index, at)
         try:
             with run.stage("verify"):
-                probe = verify(Path(spec.out_path), width, height, duration, fps)
+                probe = verify(Path(spec.out_path), width, height, duration, fps, subtitles=cued is not None)
         except RenderFailed as exc:
             status, error = "unverified", str(exc)
         finally:

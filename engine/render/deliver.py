@@ -13,17 +13,15 @@ from PIL import Image
 
 from engine.errors import RenderFailed
 from engine.render import ffmpeg
-from engine.render.spec import MP4_DELIVERY
+from engine.render.spec import MP4_DELIVERY, subtitle_track
 
 COVER_QUALITY = 88
 
 
 def with_subtitles(video: Path, srt: Path, out: Path, lang: str) -> Path:
     """`video` with the cues of `srt` as a mov_text subtitle track (everything else copied)."""
-    ffmpeg.run([
-        "-i", str(video), "-i", str(srt), "-map", "0", "-map", "1:s:0", "-c", "copy", "-c:s", "mov_text",
-        "-metadata:s:s:0", f"language={_iso639_2(lang)}", *MP4_DELIVERY, str(out),
-    ])  # fmt: skip
+    given, track = subtitle_track(str(srt), lang, 1)
+    ffmpeg.run(["-i", str(video), *given, "-map", "0", "-c", "copy", *track, *MP4_DELIVERY, str(out)])
     return out
 
 
@@ -60,12 +58,3 @@ def _place(made: Path, target: Path) -> None:
         raise RenderFailed(
             f"could not write {target.name} to {target.parent} ({exc.strerror}); check the folder and free disk"
         ) from None
-
-
-_ISO639_2 = {"en": "eng", "fr": "fra", "de": "deu", "es": "spa", "it": "ita", "pt": "por", "nl": "nld", "ru": "rus",
-             "ja": "jpn", "zh": "zho", "ko": "kor", "ar": "ara", "hi": "hin", "he": "heb", "th": "tha"}  # fmt: skip
-
-
-def _iso639_2(lang: str) -> str:
-    """MP4 tracks name their language in ISO 639-2/T; an unlisted one is 'und' (undetermined)."""
-    return _ISO639_2.get(lang.split("-")[0].lower(), "und")

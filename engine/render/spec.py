@@ -48,6 +48,16 @@ def one_channel_kbps(kbps: int) -> int:
 MP4_DELIVERY = ["-movflags", "+faststart", "-use_editlist", "0", "-avoid_negative_ts", "disabled"]
 H264_HIGH = ["-profile:v", "high", "-pix_fmt", "yuv420p"]
 
+_ISO639_2 = {"en": "eng", "fr": "fra", "de": "deu", "es": "spa", "it": "ita", "pt": "por", "nl": "nld", "ru": "rus",
+             "ja": "jpn", "zh": "zho", "ko": "kor", "ar": "ara", "hi": "hin", "he": "heb", "th": "tha"}  # fmt: skip
+
+
+def subtitle_track(srt: str, lang: str, index: int) -> tuple[list[str], list[str]]:
+    """ffmpeg's input and output options that add the cues of `srt` (input number `index`) as a
+    mov_text track, its language named in ISO 639-2/T as MP4 asks ('und' for one not listed)."""
+    code = _ISO639_2.get(lang.split("-")[0].lower(), "und")
+    return ["-i", srt], ["-map", f"{index}:s:0", "-c:s", "mov_text", "-metadata:s:s:0", f"language={code}"]
+
 
 # A still picture gains nothing from B-frames, extra references or lookahead; each costs frames of memory.
 # 8x8 transforms make the stream High profile even at `ultrafast` (MoviePy's), which turns them off.
@@ -84,6 +94,10 @@ class RenderSpec:
     # Caption states: (card path, start s, end s), covering 0..duration_s; empty without captions.
     captions: tuple[tuple[str, float, float], ...] = ()
     motion: bool = False  # fade-in and slow zoom (MoviePy only)
+    # Cues (an SRT file) muxed as the video's subtitle track, and their language (FFmpeg methods only:
+    # MoviePy's video gets its track after, engine.render.deliver.with_subtitles).
+    subtitles: str = ""
+    lang: str = ""
     audio_stereo: bool = False  # a mix with music; the speech alone is mono
     crash: bool = False  # test seam: the method's process dies as it starts (SIGABRT), as a broken one would
 

@@ -30,7 +30,7 @@ from engine.render import ffmpeg
 from engine.render.h264 import first_picture_bytes, splice
 from engine.render.h264 import pictures as h264_pictures
 from engine.render.sound import encode as encode_sound
-from engine.render.spec import BUFFER_S, H264_HIGH, MP4_DELIVERY, X264_STILL, RenderSpec, macroblocks
+from engine.render.spec import BUFFER_S, H264_HIGH, MP4_DELIVERY, X264_STILL, RenderSpec, macroblocks, subtitle_track
 
 METHODS = ("ffmpeg", "emergency")  # the methods this module renders: bare ffmpeg runs, no Python child
 SEGMENT_S = 2  # a keyframe at least this often, unless a still card's keyframe would break the cap
@@ -137,9 +137,11 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
         *sound.outputs,
         "-progress", "pipe:1", "-stats_period", "0.002",
     ])  # fmt: skip
+    # The subtitle track in the same mux: a run of its own after took 0.05 to 0.1 s, and a second check.
+    given, track = subtitle_track(spec.subtitles, spec.lang, 2) if spec.subtitles else ([], [])
     mux = ffmpeg.command([
-        "-r", str(spec.fps), "-f", "h264", "-i", "pipe:0", *sound.source, "-map", "0:v:0", "-map", "1:a:0",
-        "-c", "copy", "-t", f"{spec.duration_s:.3f}", *MP4_DELIVERY, spec.out_path,
+        "-r", str(spec.fps), "-f", "h264", "-i", "pipe:0", *sound.source, *given, "-map", "0:v:0", "-map", "1:a:0",
+        "-c", "copy", *track, "-t", f"{spec.duration_s:.3f}", *MP4_DELIVERY, spec.out_path,
     ])  # fmt: skip
     first = Step(encode, True, crash=spec.crash, feed=feed_cards, env=FFMPEG_ENV)
     return [first, Step(mux, True, feed=feed_stream, env=FFMPEG_ENV, before=sound.finish)], [encoded, *sound.files]

@@ -7,15 +7,18 @@ from pathlib import Path
 
 from engine.errors import RenderFailed
 from engine.render.ffmpeg import Probe, probe
-from engine.render.mp4box import inspect
+from engine.render.mp4box import Mp4Facts, inspect
 from engine.render.spec import AUDIO_RATE
 
 DURATION_TOLERANCE_S = 0.25
 FRAME_RATES = (23.0, 60.0)  # the platforms take a constant rate in this range
 
 
-def verify(path: Path, width: int, height: int, duration_s: float, fps: int | None = None) -> Probe:
-    """The probe of `path`; RenderFailed listing every way it differs from the request."""
+def verify(
+    path: Path, width: int, height: int, duration_s: float, fps: int | None = None, subtitles: bool = False
+) -> Probe:
+    """The probe of `path`; RenderFailed listing every way it differs from the request (with
+    `subtitles`, a subtitle track among it)."""
     if not path.exists() or path.stat().st_size == 0:
         raise RenderFailed("the render wrote no video file")
     found = probe(path)
@@ -33,7 +36,10 @@ def verify(path: Path, width: int, height: int, duration_s: float, fps: int | No
         problems.append(f"size is {found.width}x{found.height}, not {width}x{height}")
     if abs(found.duration_s - duration_s) > DURATION_TOLERANCE_S:
         problems.append(f"duration is {found.duration_s:.2f} s, not {duration_s:.2f} s")
-    problems += shareable(path, fps)
+    facts = inspect(path)
+    problems += _unshareable(facts, fps)
+    if subtitles and facts.track("sbtl") is None:
+        problems.append("it has no subtitle track")
     if problems:
         raise RenderFailed("the output did not verify: " + "; ".join(problems))
     return found
@@ -43,7 +49,10 @@ def shareable(path: Path, fps: int | None = None) -> list[str]:
     """How the MP4's boxes miss the upload specifications (and the frame rate asked): none when it
     meets them. Closed GOPs need no check: no method makes B-frames (x264's settings, in the stream,
     say so, and the tests read them)."""
-    facts = inspect(path)
+    return _unshareable(inspect(path), fps)
+
+
+def _unshareable(facts: Mp4Facts, fps: int | None) -> list[str]:
     problems = []
     if not facts.moov_first:
         problems.append("the moov atom is not at the front")

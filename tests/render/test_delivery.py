@@ -76,8 +76,12 @@ def test_a_cover_is_written_beside_every_video(settings):
     assert not result.output.with_suffix(".srt").exists() and not result.output.with_suffix(".vtt").exists()
 
 
-def test_subtitles_beside_the_video_and_inside_it_carry_the_same_cues(settings, tmp_path):
-    result = generate(Request(QUOTES["long"], tier="low", subtitles=True, lang="en"), settings)
+@pytest.mark.parametrize(("method", "quote"), [("ffmpeg", "long"), ("moviepy", "medium")])
+def test_subtitles_beside_the_video_and_inside_it_carry_the_same_cues(settings, tmp_path, method, quote):
+    """The FFmpeg method muxes the track as it renders; MoviePy's video gets it after. Either way the
+    first attempt's video is delivered (a missing track fails the check, and a fallback would follow)."""
+    result = generate(Request(QUOTES[quote], tier="low", subtitles=True, lang="en", method=method), settings)
+    assert [(a.method, a.status) for a in result.attempts] == [(method, "ok")]
     srt, vtt = result.subtitles
     assert (srt, vtt) == (result.output.with_suffix(".srt"), result.output.with_suffix(".vtt"))
     assert vtt.read_text().startswith("WEBVTT\n\n")
@@ -89,7 +93,7 @@ def test_subtitles_beside_the_video_and_inside_it_carry_the_same_cues(settings, 
         read[name] = parse_srt(out.read_text())
     assert read["srt"] == read["vtt"] == read["track"]
     texts = [text for _, _, text in read["srt"]]
-    assert " ".join(texts).split() == QUOTES["long"].split()  # every word, in order, once
+    assert " ".join(texts).split() == QUOTES[quote].split()  # every word, in order, once
     starts = [start for start, _, _ in read["srt"]]
     assert starts == sorted(starts) and read["srt"][-1][1] == pytest.approx(result.duration_s, abs=0.05)
     banner = subprocess.run(
