@@ -389,7 +389,15 @@ class _Pictures:
             still = self.still.get(size) or self.painter(size).frame(None)
             return lambda _index: still
         painter = self.painter(size)
-        return lambda index: painter.frame(self.states[index].highlight)
+        last: list[Any] = [None, None]  # the state drawn last, and its frame (valid until the next draw)
+
+        def draw(index: int) -> bytes | memoryview:
+            # A long state is encoded again as a keyframe every SEGMENT_S s: the same frame, not drawn again.
+            if last[0] != index:
+                last[:] = [index, painter.frame(self.states[index].highlight)]
+            return last[1]
+
+        return draw
 
     def measure(self, video: Path, size: tuple[int, int], index: int | None, at_s: float) -> Quality | None:
         """The video's picture quality at `at_s` against the card shown then (state `index`'s, or

@@ -3,6 +3,7 @@ the spliced stream decodes to the right picture at every frame, stays inside the
 and the feed's failures are ours to name."""
 
 import itertools
+import re
 import subprocess
 from pathlib import Path
 
@@ -81,14 +82,28 @@ def test_skip_frames_repeat_their_picture_exactly(tmp_path, speech_wav):
     assert not np.array_equal(frames[35], frames[36])
 
 
+def key_frames(video: Path) -> list[int]:
+    """The numbers of the video's keyframes, as decoded."""
+    log = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(video), "-map", "0:v:0", "-vf", "showinfo", "-f", "null", "-"],
+        capture_output=True, text=True, check=True,
+    ).stderr  # fmt: skip
+    return [int(n) for n in re.findall(r"\bn:\s*(\d+) .*?iskey:1", log)]
+
+
 def test_keyframes_come_every_segment_and_at_the_start(tmp_path, speech_wav):
+    """State 1 begins between keyframes: it is encoded again as a keyframe at 2 s, and that keyframe
+    is copied at 4 s, not encoded a third time."""
     spec = spec_for(tmp_path, speech_wav, (("", 0.0, 0.5), ("", 0.5, 5.0), ("", 5.0, 6.0)))
     pictures = Pictures.of(spec)
     assert sum(pictures.hold) == 6 * 24
-    starts = np.cumsum([0, *pictures.hold[:-1]])
-    keys = [int(start) for start, (_, key) in zip(starts, pictures.shown, strict=True) if key]
-    assert keys[0] == 0 and all(b - a <= SEGMENT_S * 24 for a, b in zip(keys, [*keys[1:], 144], strict=True))
-    assert [state for state, _ in pictures.shown] == [0, 1, 1, 1, 2]  # state 1 is keyed again within itself
+    assert pictures.shown == ((0, True), (1, False), (1, True), (2, False)) and pictures.copies == 1
+    shades = [bytes([16 + 60 * i]) * (SIZE[0] * SIZE[1]) + b"\x80" * (SIZE[0] * SIZE[1] // 2) for i in range(3)]
+    run = run_isolated(spec, budget_mb=4000, frames=lambda i: shades[i])
+    assert run.status == "ok", run.error
+    assert key_frames(Path(spec.out_path)) == [0, SEGMENT_S * 24, 2 * SEGMENT_S * 24]
+    frames = decoded(Path(spec.out_path), *SIZE)
+    assert all(np.array_equal(frames[n - 1], frames[n]) for n in (48, 96))  # a keyframe, the same picture
 
 
 def test_a_still_card_within_the_cap_keeps_its_keyframe_interval_and_a_dense_one_stretches_it(tmp_path, speech_wav):
@@ -203,7 +218,7 @@ def test_a_captioned_video_over_200_s_has_all_its_keyframes(tmp_path, speech_wav
     shades = [bytes([16 + 40 * i]) * (size[0] * size[1]) + b"\x80" * (size[0] * size[1] // 2) for i in range(5)]
     run = run_isolated(spec, budget_mb=4000, frames=lambda i: shades[i])
     assert run.status == "ok", run.error
-    assert sum(1 for _, key in Pictures.of(spec).shown if key) == 125
+    assert len(key_frames(Path(spec.out_path))) == 125
     assert len(decoded(Path(spec.out_path), *size)) == 250 * 24
 
 
@@ -229,3 +244,26 @@ def test_a_dense_still_card_stays_inside_the_cap(tmp_path, speech_wav, seconds, 
     assert found.size_bytes * 8 / 1000 / found.duration_s <= video_kbps
     assert inspect(Path(spec.out_path)).constant_frame_rate
     assert sorted(p.name for p in tmp_path.iterdir()) == ["card.png", "out.mp4", "sound.wav"]  # scratch removed
+
+
+@pytest.mark.parametrize("rates", [(800, 128, (1080, 1920)), (200, 32, (480, 854))])
+def test_a_dense_captioned_card_stays_inside_the_cap(tmp_path, speech_wav, rates):
+    """x264's rate control never sees the copies of a keyframe: where copies every SEGMENT_S s of a card
+    dense with text would break the cap, they come further apart, and the file keeps the tier's rate."""
+    video_kbps, audio_kbps, (width, height) = rates
+    quote = QuoteText.of(QUOTES["long"] + " " + QUOTES["long"])
+    painter = Painter(quote, (width, height))
+    highlights = list(quote.phrases)[:2]
+    sound = tmp_path / "sound.wav"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-stream_loop", "-1", "-i", str(speech_wav), "-t", "30",
+                    str(sound)], check=True)  # fmt: skip
+    spec = spec_for(
+        tmp_path, sound, (("", 0.0, 15.0), ("", 15.0, 30.0)), width=width, height=height, fps=30,
+        video_kbps=video_kbps, audio_kbps=audio_kbps, duration_s=30.0,
+    )  # fmt: skip
+    run = run_isolated(spec, budget_mb=4000, frames=lambda i: painter.frame(highlights[i]))
+    assert run.status == "ok", run.error
+    found = probe(Path(spec.out_path))
+    assert found.size_bytes * 8 / 1000 / found.duration_s <= video_kbps
+    keys = key_frames(Path(spec.out_path))
+    assert keys[0] == 0 and max(b - a for a, b in itertools.pairwise(keys)) > SEGMENT_S * 30  # stretched
