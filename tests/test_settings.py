@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +82,11 @@ def test_bad_value_names_the_variable(name, value):
 
 def test_blank_values_mean_default():
     assert Settings.from_env({"MAX_MEMORY_MB": "  ", "TTS_ENGINE": ""}) == Settings.from_env({})
+
+
+def test_numpy_starts_no_blas_threads_under_the_engine():
+    """The engine never does matrix work: importing it keeps NumPy's OpenBLAS to the calling thread."""
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}
+    code = "import engine, numpy, os; print(len(os.listdir('/proc/self/task')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "1"
