@@ -392,7 +392,7 @@ class _Pictures:
         last: list[Any] = [None, None]  # the state drawn last, and its frame (valid until the next draw)
 
         def draw(index: int) -> bytes | memoryview:
-            # A long state is encoded again as a keyframe every SEGMENT_S s: the same frame, not drawn again.
+            # A state that began between keyframes is encoded again as its first keyframe: not drawn again.
             if last[0] != index:
                 last[:] = [index, painter.frame(self.states[index].highlight)]
             return last[1]

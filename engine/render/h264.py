@@ -202,6 +202,8 @@ def splice(found: list[list[memoryview]], hold: list[int], fps: int, repeat_key:
             out = []
             for unit in picture if again else skip:
                 kind = unit[0] & 31
+                if kind == SEI and index > 0:  # x264's notes once, not in each copy (a few hundred bytes)
+                    continue
                 if kind == IDR:
                     frame_num = 0
                 elif kind == SLICE:

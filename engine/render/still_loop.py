@@ -43,7 +43,7 @@ from engine.render.spec import (
 )
 
 METHODS = ("ffmpeg", "emergency")  # the methods this module renders: bare ffmpeg runs, no Python child
-SEGMENT_S = 2  # a keyframe at least this often, unless a still card's keyframe would break the cap
+SEGMENT_S = 2  # a keyframe at least this often, unless copies of a card's keyframe would break the cap
 CRF = 23
 PRESET = "superfast"
 # Frames written to ffmpeg beyond those it reports encoded, before each write (one more after it).
@@ -142,9 +142,10 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
     # The rate counts the copies: each keyframe gets the share of the video's bits it had when every
     # keyframe was encoded, so that the file, copies and all, stays within the cap as it did.
     rate = Fraction((len(pictures.shown) + pictures.copies) * 1000, max(1, round(spec.duration_s * 1000)))
-    # With captions every change is encoded, so the rate holds the whole file within the cap. A still
-    # card's one keyframe is repeated by copy (key_interval keeps the cap): it may take the video's
-    # whole share, no more, so a dense card in a short video gets a coarser keyframe.
+    # With captions every change is encoded, and the rate holds those within the cap (copies of their
+    # keyframes are kept within it by copy_interval). A still card's one keyframe is repeated by copy
+    # (key_interval keeps the cap): it may take the video's whole share, no more, so a dense card in a
+    # short video gets a coarser keyframe.
     if spec.captions:
         kbps, buffer_kbit = spec.capped_kbps(), spec.capped_kbps() * BUFFER_S
     else:
@@ -164,7 +165,8 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
         "-progress", "pipe:1", "-stats_period", "0.002",
     ])  # fmt: skip
     # The subtitle track in the same mux: a run of its own after took 0.05 to 0.1 s, and a second check.
-    given, track = subtitle_track(spec.subtitles, spec.lang, 2) if spec.subtitles else ([], [])
+    after = 1 + sound.source.count("-i")  # the subtitles' input number: after the pictures and the sound
+    given, track = subtitle_track(spec.subtitles, spec.lang, after) if spec.subtitles else ([], [])
     mux = ffmpeg.command([
         "-r", str(spec.fps), "-f", "h264", "-i", "pipe:0", *sound.source, *given, "-map", "0:v:0", "-map", "1:a:0",
         "-c", "copy", *track, "-t", f"{spec.duration_s:.3f}", *MP4_DELIVERY, spec.out_path,

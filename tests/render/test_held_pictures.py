@@ -102,6 +102,7 @@ def test_keyframes_come_every_segment_and_at_the_start(tmp_path, speech_wav):
     run = run_isolated(spec, budget_mb=4000, frames=lambda i: shades[i])
     assert run.status == "ok", run.error
     assert key_frames(Path(spec.out_path)) == [0, SEGMENT_S * 24, 2 * SEGMENT_S * 24]
+    assert Path(spec.out_path).read_bytes().count(b"x264 - core") == 1  # its notes once, not in each copy
     frames = decoded(Path(spec.out_path), *SIZE)
     assert all(np.array_equal(frames[n - 1], frames[n]) for n in (48, 96))  # a keyframe, the same picture
 
@@ -243,6 +244,7 @@ def test_a_dense_still_card_stays_inside_the_cap(tmp_path, speech_wav, seconds, 
     found = probe(Path(spec.out_path))
     assert found.size_bytes * 8 / 1000 / found.duration_s <= video_kbps
     assert inspect(Path(spec.out_path)).constant_frame_rate
+    assert Path(spec.out_path).read_bytes().count(b"x264 - core") == 1  # x264's notes once, not in each copy
     assert sorted(p.name for p in tmp_path.iterdir()) == ["card.png", "out.mp4", "sound.wav"]  # scratch removed
 
 
