@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,12 +37,14 @@ def run_isolated(
     timeout_s: float = 900.0,
     child: str = "engine.render.child",
     frames: Frames | None = None,
+    on_pictures: Callable[[Path], None] | None = None,
 ) -> IsolatedRun:
     """Run one attempt; `child` is the module a Python child runs the spec with (MoviePy's).
-    `frames` draws a caption state's card for the FFmpeg method (by default, its PNG is read)."""
+    `frames` draws a caption state's card for the FFmpeg method (by default, its PNG is read);
+    `on_pictures` is given its encoded pictures before the mux (engine.render.still_loop.steps)."""
     started = time.monotonic()
     try:
-        steps, scratch = _plan(spec, child, frames)
+        steps, scratch = _plan(spec, child, frames, on_pictures)
     except RenderFailed as exc:  # ffmpeg missing: this method fails, the chain goes on
         return IsolatedRun("failed", str(exc), 0.0, 0.0, ())
     peak, timeline, status, error = 0.0, [], "ok", None
@@ -67,10 +70,12 @@ def run_isolated(
     return IsolatedRun(status, error, round(peak, 1), round(time.monotonic() - started, 3), tuple(timeline))
 
 
-def _plan(spec: RenderSpec, child: str, frames: Frames | None) -> tuple[list[Step], list[Path]]:
+def _plan(
+    spec: RenderSpec, child: str, frames: Frames | None, on_pictures: Callable[[Path], None] | None
+) -> tuple[list[Step], list[Path]]:
     """The commands of an attempt, and the scratch files to remove after it."""
     if spec.method in still_loop.METHODS:
-        return still_loop.steps(spec, frames)
+        return still_loop.steps(spec, frames, on_pictures)
     spec_file = Path(spec.temp_dir) / f"spec-{spec.method}.json"
     spec_file.write_text(spec.to_json())
     # Big buffers given back (memory/malloc) keep MoviePy flat in duration and halve it with captions,

@@ -23,10 +23,16 @@ class Quality:
     psnr_db: float  # higher is closer; 99 stands for identical
 
 
-def measure(video: Path, card: Path, at_s: float) -> Quality | None:
-    """Compare the frame at `at_s` with `card` (scaled to the video's size); None if ffmpeg cannot."""
+def measure(video: Path, card: Path, at_s: float, picture: int | None = None) -> Quality | None:
+    """Compare the frame at `at_s` with `card` (scaled to the video's size); None if ffmpeg cannot.
+    With `picture`, `video` is a raw H.264 stream, and its picture of that number is compared: the
+    FFmpeg methods' pictures, measured while they are muxed (the video holds them, pixel for pixel)."""
+    if picture is None:
+        source, pick = ["-ss", f"{at_s:.3f}", "-i", str(video)], ""
+    else:
+        source, pick = ["-f", "h264", "-i", str(video)], f"select=eq(n\\,{picture}),"
     graph = (
-        "[0:v]format=yuv420p,split[v1][v2];[1:v][0:v]scale2ref[c][ref];[ref]nullsink;"
+        f"[0:v]{pick}format=yuv420p,split[v1][v2];[1:v][0:v]scale2ref[c][ref];[ref]nullsink;"
         "[c]format=yuv420p,split[c1][c2];[v1][c1]ssim;[v2][c2]psnr"
     )
     try:
@@ -34,9 +40,8 @@ def measure(video: Path, card: Path, at_s: float) -> Quality | None:
             # One thread each: a single frame gains nothing from frame threads, which hold frames of memory.
             # No sound: ffmpeg would decode the video's AAC to the end beside the picture (16 MB more at
             # 1080p for the long quote, 48 against 32; measured), as the file is verified beside it.
-            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-threads", "1", "-ss", f"{at_s:.3f}", "-i", str(video),
-             "-i", str(card), "-filter_threads", "1", "-lavfi", graph, "-frames:v", "1", "-an", "-sn", "-dn",
-             "-f", "null", "-"],
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-threads", "1", *source, "-i", str(card),
+             "-filter_threads", "1", "-lavfi", graph, "-frames:v", "1", "-an", "-sn", "-dn", "-f", "null", "-"],
             capture_output=True, timeout=60, preexec_fn=die_with_parent(),
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -17,6 +17,7 @@ own: x264 on 770 identical 1080x1920 frames takes 2.6 s at `ultrafast`.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,10 +106,20 @@ class Pictures:
                 at = end
         return cls(tuple(shown), tuple(hold), gop, copies)
 
+    def number_at(self, frame: int) -> int:
+        """The number, in the encoded stream, of the picture shown at the video's `frame` (the
+        stream opens with the flat pair: engine.render.h264.splice)."""
+        ends = itertools.accumulate(self.hold)
+        return 2 + next((number for number, end in enumerate(ends) if frame < end), len(self.hold) - 1)
 
-def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], list[Path]]:
+
+def steps(
+    spec: RenderSpec, frames: Frames | None = None, on_pictures: Callable[[Path], None] | None = None
+) -> tuple[list[Step], list[Path]]:
     """The two runs (encode the pictures and the sound; splice and mux), and their scratch files.
-    `frames` draws a caption state's card (or the still card); without it each is read from its PNG."""
+    `frames` draws a caption state's card (or the still card); without it each is read from its PNG.
+    `on_pictures` is given the encoded pictures (a raw H.264 stream, see `Pictures.number_at`) once
+    they are made, before the mux: what it needs of them it takes before the attempt ends."""
     temp = Path(spec.temp_dir)
     encoded = temp / "pictures.h264"
     sound = encode_sound(spec, temp)
@@ -172,7 +183,13 @@ def steps(spec: RenderSpec, frames: Frames | None = None) -> tuple[list[Step], l
         "-c", "copy", *track, "-t", f"{spec.duration_s:.3f}", *MP4_DELIVERY, spec.out_path,
     ])  # fmt: skip
     first = Step(encode, True, crash=spec.crash, feed=feed_cards, env=FFMPEG_ENV)
-    return [first, Step(mux, True, feed=feed_stream, env=FFMPEG_ENV, before=sound.finish)], [encoded, *sound.files]
+
+    def before_mux() -> None:
+        if on_pictures is not None:
+            on_pictures(encoded)
+        sound.finish()
+
+    return [first, Step(mux, True, feed=feed_stream, env=FFMPEG_ENV, before=before_mux)], [encoded, *sound.files]
 
 
 def key_interval(spec: RenderSpec, keyframe_bytes: int) -> int:

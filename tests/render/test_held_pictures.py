@@ -3,6 +3,7 @@ the spliced stream decodes to the right picture at every frame, stays inside the
 and the feed's failures are ours to name."""
 
 import itertools
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -17,6 +18,7 @@ from engine.render import h264
 from engine.render.ffmpeg import command, ffmpeg_exe, probe
 from engine.render.isolation import run_isolated
 from engine.render.mp4box import inspect
+from engine.render.quality import measure
 from engine.render.spec import RenderSpec
 from engine.render.still_loop import SEGMENT_S, Pictures, any_of, key_interval, level
 from engine.render.verify import verify
@@ -269,3 +271,23 @@ def test_a_dense_captioned_card_stays_inside_the_cap(tmp_path, speech_wav, rates
     assert found.size_bytes * 8 / 1000 / found.duration_s <= video_kbps
     keys = key_frames(Path(spec.out_path))
     assert keys[0] == 0 and max(b - a for a, b in itertools.pairwise(keys)) > SEGMENT_S * 30  # stretched
+
+
+def test_the_pictures_measured_as_they_are_muxed_are_the_videos(tmp_path, speech_wav):
+    """The pipeline measures the picture quality on the encoded stream while it is muxed: the figures
+    equal the delivered video's at the same time, in a state's first picture, its keyframe and a copy."""
+    quote = QuoteText.of(QUOTES["medium"])
+    painter = Painter(quote, SIZE)
+    highlights = list(quote.phrases)[:3]
+    spec = spec_for(tmp_path, speech_wav, (("", 0.0, 1.5), ("", 1.5, 4.5), ("", 4.5, 6.0)))
+    kept = tmp_path / "kept.h264"
+    run = run_isolated(spec, budget_mb=4000, frames=lambda i: painter.frame(highlights[i]),
+                       on_pictures=lambda stream: os.link(stream, kept))  # fmt: skip
+    assert run.status == "ok", run.error
+    pictures = Pictures.of(spec)
+    for state, at in ((0, 1.0), (1, 1.8), (1, 2.5), (1, 4.2), (2, 5.0)):
+        card = tmp_path / f"card-{state}.png"
+        painter.picture(highlights[state]).save(card)
+        from_stream = measure(kept, card, at, pictures.number_at(round(at * 24)))
+        assert from_stream is not None and from_stream.psnr_db > 30, (state, at)
+        assert from_stream == measure(Path(spec.out_path), card, at), (state, at)
