@@ -562,16 +562,20 @@ def _attempt(
     early: list[Future[Quality | None]] = []
 
     def pictures_made(stream: Path) -> None:
-        """The FFmpeg methods' pictures measured as they are muxed, on the core the mux leaves free
-        (after it, the measure took 0.13 s beside a 0.06 s check). A hard link keeps the stream
-        past the attempt's scratch files; where none can be made, the video is measured after."""
+        """The FFmpeg methods' pictures measured as they are muxed, beside the mux (after it, the
+        measure took 0.13 s beside a 0.06 s check). A hard link keeps the stream past the attempt's
+        scratch files; where none can be made, the video is measured after. Never raises: it runs
+        in the watchdog's `before`, and a measure is not worth an attempt."""
+        held = still_loop.Pictures.of(spec)
+        number = held.number_at(at, fps)
+        state = held.shown[number - 2][0] if spec.captions else None
         kept = attempt_dir / "measured.h264"
         try:
             os.link(stream, kept)
-        except OSError:
-            return
-        number = still_loop.Pictures.of(spec).number_at(round(at * fps))
-        early.append(_BESIDE.submit(pictures.measure, kept, step.size, index, at, number))
+            early.append(_BESIDE.submit(pictures.measure, kept, step.size, state, at, number))
+        except (OSError, RuntimeError) as exc:  # RuntimeError: the pool is shutting down
+            log.info("the pictures are measured in the video instead: %s", exc)
+            kept.unlink(missing_ok=True)
 
     try:
         with run.stage("render"):
@@ -579,12 +583,12 @@ def _attempt(
             isolated = run_isolated(spec, limit, on_sample=on_sample, frames=frames,
                                     on_pictures=None if files else pictures_made)  # fmt: skip
     except BaseException:
-        wait(early)  # a measure begun before the mux ends before its folder is removed
+        _settle(early)  # a measure begun before the mux ends before its folder is removed
         raise
     status, error = isolated.status, isolated.error
     probe = quality = None
     if status != "ok":
-        wait(early)
+        _settle(early)
     else:
         with run.stage("quality"):  # measured while the file is verified: two processes, two cores
             video = Path(spec.out_path)
@@ -597,6 +601,8 @@ def _attempt(
         finally:
             with run.stage("quality"):
                 quality = measured.result()
+                if quality is None and early and probe is not None:  # the stream could not be read
+                    quality = pictures.measure(Path(spec.out_path), step.size, index, at)
     _attempted(run, step, limit, status, error, isolated.peak_rss_mb, isolated.wall_s, emit)
     if probe is None:
         return None
@@ -612,6 +618,13 @@ def _attempt(
         captions=bool(spec.captions), motion=spec.motion, notes=_notes(request, spec, speech),
     )  # fmt: skip
     return Path(spec.out_path)
+
+
+def _settle(started: list[Future[Any]]) -> None:
+    """Measures no longer wanted: cancelled where they have not begun, else waited for."""
+    for future in started:
+        future.cancel()
+    wait(started)
 
 
 def _attempted(

@@ -1,5 +1,6 @@
 """Whole generations: the chain, its fallbacks, refusals, and what is left behind."""
 
+import errno
 from dataclasses import replace
 
 import pytest
@@ -10,6 +11,7 @@ from engine.memory.reading import read_memory
 from engine.models import AttemptEvent, MemorySample, Request, StageEvent
 from engine.pipeline import generate
 from engine.render.ffmpeg import probe
+from tests.helpers import QUOTES
 
 
 def test_a_quote_becomes_a_verified_mp4(settings):
@@ -34,6 +36,22 @@ def test_a_quote_becomes_a_verified_mp4(settings):
     assert sum(isinstance(e, AttemptEvent) for e in events) == 1
     assert sorted(settings.outputs_dir.iterdir()) == [result.cover, result.output]  # the MP4 and its cover
     assert result.cover == result.output.with_suffix(".jpg") and result.subtitles == ()
+
+
+@pytest.mark.parametrize("captions", [False, True], ids=["still card", "phrase captions"])
+def test_the_pictures_measured_as_they_are_muxed_give_the_videos_figures(settings, monkeypatch, captions):
+    """The FFmpeg method measures its encoded pictures beside the mux; where no hard link can be made
+    to keep them, the delivered video is measured after the render. The same figures either way."""
+    request = Request(QUOTES["medium"], tier="low", captions=captions, method="ffmpeg", fallback=False)
+    beside = generate(request, settings)
+
+    def no_link(*_args: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr("engine.pipeline.os.link", no_link)
+    after = generate(request, settings)
+    assert beside.captions == after.captions == captions
+    assert (beside.ssim, beside.psnr_db) == (after.ssim, after.psnr_db) and beside.psnr_db > 30
 
 
 def test_watchdog_kills_moviepy_and_the_next_method_succeeds(settings):

@@ -106,9 +106,11 @@ class Pictures:
                 at = end
         return cls(tuple(shown), tuple(hold), gop, copies)
 
-    def number_at(self, frame: int) -> int:
-        """The number, in the encoded stream, of the picture shown at the video's `frame` (the
-        stream opens with the flat pair: engine.render.h264.splice)."""
+    def number_at(self, at_s: float, fps: int) -> int:
+        """The number, in the encoded stream, of the picture shown at `at_s` s, in the frame that
+        ffmpeg's `-ss` finds there, the first at or after it (the stream opens with the flat pair:
+        engine.render.h264.splice)."""
+        frame = math.ceil(round(at_s * fps, 6))
         ends = itertools.accumulate(self.hold)
         return 2 + next((number for number, end in enumerate(ends) if frame < end), len(self.hold) - 1)
 

@@ -288,6 +288,6 @@ def test_the_pictures_measured_as_they_are_muxed_are_the_videos(tmp_path, speech
     for state, at in ((0, 1.0), (1, 1.8), (1, 2.5), (1, 4.2), (2, 5.0)):
         card = tmp_path / f"card-{state}.png"
         painter.picture(highlights[state]).save(card)
-        from_stream = measure(kept, card, at, pictures.number_at(round(at * 24)))
+        from_stream = measure(kept, card, at, pictures.number_at(at, spec.fps))
         assert from_stream is not None and from_stream.psnr_db > 30, (state, at)
         assert from_stream == measure(Path(spec.out_path), card, at), (state, at)
