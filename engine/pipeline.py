@@ -561,12 +561,11 @@ def _attempt(
     index = next((i for i, (_, start, end) in enumerate(spec.captions) if start <= at < end), None)
     early: list[Future[Quality | None]] = []
 
-    def pictures_made(stream: Path) -> None:
+    def pictures_made(stream: Path, held: still_loop.Pictures) -> None:
         """The FFmpeg methods' pictures measured as they are muxed, beside the mux (after it, the
         measure took 0.13 s beside a 0.06 s check). A hard link keeps the stream past the attempt's
         scratch files; where none can be made, the video is measured after. Never raises: it runs
         in the watchdog's `before`, and a measure is not worth an attempt."""
-        held = still_loop.Pictures.of(spec)
         number = held.number_at(at, fps)
         state = held.shown[number - 2][0] if spec.captions else None
         kept = attempt_dir / "measured.h264"
@@ -595,14 +594,14 @@ def _attempt(
             measured = early[0] if early else _BESIDE.submit(pictures.measure, video, step.size, index, at)
         try:
             with run.stage("verify"):
-                probe = verify(Path(spec.out_path), width, height, duration, fps, subtitles=cued is not None)
+                probe = verify(video, width, height, duration, fps, subtitles=cued is not None)
         except RenderFailed as exc:
             status, error = "unverified", str(exc)
         finally:
             with run.stage("quality"):
                 quality = measured.result()
                 if quality is None and early and probe is not None:  # the stream could not be read
-                    quality = pictures.measure(Path(spec.out_path), step.size, index, at)
+                    quality = pictures.measure(video, step.size, index, at)
     _attempted(run, step, limit, status, error, isolated.peak_rss_mb, isolated.wall_s, emit)
     if probe is None:
         return None

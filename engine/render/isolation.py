@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from engine.memory.malloc import CHILD_ENV
 from engine.memory.watchdog import OnSample, Step, run_step
 from engine.render import still_loop
 from engine.render.spec import RenderSpec
-from engine.render.still_loop import Frames
+from engine.render.still_loop import Frames, OnPictures
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ def run_isolated(
     timeout_s: float = 900.0,
     child: str = "engine.render.child",
     frames: Frames | None = None,
-    on_pictures: Callable[[Path], None] | None = None,
+    on_pictures: OnPictures | None = None,
 ) -> IsolatedRun:
     """Run one attempt; `child` is the module a Python child runs the spec with (MoviePy's).
     `frames` draws a caption state's card for the FFmpeg method (by default, its PNG is read);
@@ -71,7 +70,7 @@ def run_isolated(
 
 
 def _plan(
-    spec: RenderSpec, child: str, frames: Frames | None, on_pictures: Callable[[Path], None] | None
+    spec: RenderSpec, child: str, frames: Frames | None, on_pictures: OnPictures | None
 ) -> tuple[list[Step], list[Path]]:
     """The commands of an attempt, and the scratch files to remove after it."""
     if spec.method in still_loop.METHODS:

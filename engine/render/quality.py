@@ -26,7 +26,7 @@ class Quality:
 def measure(video: Path, card: Path, at_s: float, picture: int | None = None) -> Quality | None:
     """Compare the frame at `at_s` with `card` (scaled to the video's size); None if ffmpeg cannot.
     With `picture`, `video` is a raw H.264 stream, and its picture of that number is compared: the
-    FFmpeg methods' pictures, measured while they are muxed (the video holds them, pixel for pixel)."""
+    FFmpeg methods' pictures, measured while they are muxed (the video holds them unchanged)."""
     if picture is None:
         source, pick = ["-ss", f"{at_s:.3f}", "-i", str(video)], ""
     else:

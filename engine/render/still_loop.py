@@ -65,17 +65,17 @@ _LEVELS = (("3.0", 40500, 1620), ("3.1", 108000, 3600), ("3.2", 216000, 5120), (
 MAX_BUFFER_KBIT = 12000  # a VBV buffer every level we use allows (3.0, High: 12,500); no card's keyframe needs it
 
 Frames = Callable[[int], bytes | memoryview]  # caption state index -> its card as one raw yuv420p frame
+OnPictures = Callable[[Path, "Pictures"], None]  # the encoded pictures' stream, and what it holds
 
 
 @dataclass(frozen=True)
 class Pictures:
     """What x264 encodes, in order: (caption state, keyframe?), and how many frames each is held;
-    a keyframe is shown again by copy every `every` frames of its hold (or further apart, once the
+    a keyframe is shown again by copy every SEGMENT_S s of its hold (or further apart, once the
     sizes are known: `key_interval`, `copy_interval`). `copies`: how many such copies."""
 
     shown: tuple[tuple[int, bool], ...]
     hold: tuple[int, ...]
-    every: int | None = None
     copies: int = 0
 
     @classmethod
@@ -104,7 +104,7 @@ class Pictures:
                     shown.append((state, key))
                     hold.append(end - at)
                 at = end
-        return cls(tuple(shown), tuple(hold), gop, copies)
+        return cls(tuple(shown), tuple(hold), copies)
 
     def number_at(self, at_s: float, fps: int) -> int:
         """The number, in the encoded stream, of the picture shown at `at_s` s, in the frame that
@@ -116,12 +116,13 @@ class Pictures:
 
 
 def steps(
-    spec: RenderSpec, frames: Frames | None = None, on_pictures: Callable[[Path], None] | None = None
+    spec: RenderSpec, frames: Frames | None = None, on_pictures: OnPictures | None = None
 ) -> tuple[list[Step], list[Path]]:
     """The two runs (encode the pictures and the sound; splice and mux), and their scratch files.
     `frames` draws a caption state's card (or the still card); without it each is read from its PNG.
-    `on_pictures` is given the encoded pictures (a raw H.264 stream, see `Pictures.number_at`) once
-    they are made, before the mux: what it needs of them it takes before the attempt ends."""
+    `on_pictures` is given the encoded pictures (a raw H.264 stream, and what it holds: see
+    `Pictures.number_at`) once they are made, before the mux: what it needs of them it takes before
+    the attempt ends."""
     temp = Path(spec.temp_dir)
     encoded = temp / "pictures.h264"
     sound = encode_sound(spec, temp)
@@ -188,7 +189,7 @@ def steps(
 
     def before_mux() -> None:
         if on_pictures is not None:
-            on_pictures(encoded)
+            on_pictures(encoded, pictures)
         sound.finish()
 
     return [first, Step(mux, True, feed=feed_stream, env=FFMPEG_ENV, before=before_mux)], [encoded, *sound.files]
@@ -209,7 +210,7 @@ def copy_interval(spec: RenderSpec, found: list[list[memoryview]], pictures: Pic
     apart where the copies would take the file past the tier's video bitrate (x264's rate control
     never saw them: a card dense with text has large keyframes), with the sound as encoded (AAC may
     spend more than it is asked)."""
-    every = pictures.every or spec.fps * SEGMENT_S
+    every = spec.fps * SEGMENT_S
     coded = [sum(len(unit) + 4 for unit in picture) for picture in found[2:]]
     keys = [(size, hold) for size, (_, key), hold in zip(coded, pictures.shown, pictures.hold, strict=False) if key]
     room = (spec.video_kbps - MUX_KBPS - spec.skip_kbps()) * spec.duration_s * 1000 / 8 - sound_bytes - sum(coded)

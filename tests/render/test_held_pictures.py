@@ -282,7 +282,7 @@ def test_the_pictures_measured_as_they_are_muxed_are_the_videos(tmp_path, speech
     spec = spec_for(tmp_path, speech_wav, (("", 0.0, 1.5), ("", 1.5, 4.5), ("", 4.5, 6.0)))
     kept = tmp_path / "kept.h264"
     run = run_isolated(spec, budget_mb=4000, frames=lambda i: painter.frame(highlights[i]),
-                       on_pictures=lambda stream: os.link(stream, kept))  # fmt: skip
+                       on_pictures=lambda stream, _held: os.link(stream, kept))  # fmt: skip
     assert run.status == "ok", run.error
     pictures = Pictures.of(spec)
     for state, at in ((0, 1.0), (1, 1.8), (1, 2.5), (1, 4.2), (2, 5.0)):
