@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from engine.audio.loudness import TARGET_LUFS, integrated
+from engine.audio.loudness import TARGET_LUFS
 from engine.audio.master import BEST, Carrier, Mastered, level
+from engine.audio.music import Music
 from engine.render.spec import AUDIO_RATE, MONO_TO_STEREO
 from engine.speech.base import Speech, wav_duration_s
 
@@ -26,11 +27,11 @@ FADE_OUT_S = 2.0
 DUCK = "sidechaincompress=threshold=0.015:ratio=8:attack=15:release=350:knee=4"
 
 
-def mix(speech: Speech, music: Path, out: Path, carried: Carrier = BEST) -> Mastered:
+def mix(speech: Speech, music: Music, out: Path, carried: Carrier = BEST) -> Mastered:
     """Write the mastered `speech` with `music` under it to `out` (48 kHz stereo WAV), mastered
     for the encode that leaves `carried` (as the speech was)."""
     duration = speech.duration_s
-    bed_gain = min(MAX_BED_GAIN_DB, TARGET_LUFS - BED_BELOW_LU - integrated(music))
+    bed_gain = min(MAX_BED_GAIN_DB, TARGET_LUFS - BED_BELOW_LU - music.integrated_lufs)
     fade_out_at = max(0.0, duration - FADE_OUT_S)
     shape = (
         f"[1:a:0]aformat=sample_rates={AUDIO_RATE}:channel_layouts=stereo,atrim=end={duration:.3f},"
@@ -39,7 +40,7 @@ def mix(speech: Speech, music: Path, out: Path, carried: Carrier = BEST) -> Mast
         f"[bed][key]{DUCK}[ducked];"
         f"[voice][ducked]amix=inputs=2:normalize=0:duration=first"
     )
-    inputs = [["-i", str(speech.path)], ["-stream_loop", "-1", "-i", str(music)]]
+    inputs = [["-i", str(speech.path)], ["-stream_loop", "-1", "-i", str(music.path)]]
     # The voice was mastered to the target; the limiter takes back a little of the mix's peaks:
     # 0.3 dB more lands every bed under each bench quote within AIM_LU in one write (measured).
     loudness = level(inputs, shape, [(0.0, TARGET_LUFS + carried.lift_lu - 0.3)], out, carried, guessed=True)

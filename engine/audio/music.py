@@ -1,7 +1,8 @@
 """Music under the voice: the beds the project makes itself, and uploads checked by their content.
 
 A bed is synthesised with NumPy the first time it is asked for (nothing is downloaded) and kept in
-DATA_DIR/music: a seamless 16 s loop at 48 kHz stereo. An upload must be an MP3, WAV, OGG or M4A
+DATA_DIR/music: a seamless 16 s loop at 48 kHz stereo, with its loudness beside it (measuring it
+took a pass over the file, 0.09 s, every time it was mixed). An upload must be an MP3, WAV, OGG or M4A
 by its first bytes, at most MAX_MUSIC_BYTES, with an audio stream ffmpeg can read, at most
 MAX_MUSIC_S long.
 """
@@ -12,6 +13,8 @@ import os
 import tempfile
 import uuid
 import wave
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,14 @@ MAX_MUSIC_S = 600.0
 RATE = 48_000
 LOOP_S = 16.0  # 8 bars at 120 bpm: every pattern below repeats within it
 VERSION = 1  # bump when a bed's sound changes, so cached files are made again
+
+
+@dataclass(frozen=True)
+class Music:
+    """A file to mix under the voice, and its integrated loudness."""
+
+    path: Path
+    integrated_lufs: float
 
 
 def check_upload(data: bytes, scratch: Path | None = None) -> str:
@@ -79,8 +90,11 @@ def _kind(data: bytes) -> str | None:
     return None
 
 
-def music_file(name: str, upload: bytes | None, data_dir: Path, work_dir: Path) -> Path | None:
-    """The file to mix under the voice: a bed (made once), the upload (written to the job's folder), or None."""
+def music_file(name: str, upload: bytes | None, data_dir: Path, work_dir: Path) -> Music | None:
+    """The music to mix under the voice: a bed (made and measured once), the upload (written to the
+    job's folder and measured), or None."""
+    from engine.audio.loudness import integrated
+
     if name == "none":
         return None
     if name == "upload":
@@ -88,10 +102,17 @@ def music_file(name: str, upload: bytes | None, data_dir: Path, work_dir: Path) 
             raise InvalidInput("music 'upload' needs a file; choose one or pick a bed")
         path = work_dir / f"music.{_kind(upload) or 'bin'}"
         path.write_bytes(upload)
-        return path
+        return Music(path, integrated(path))
     if name not in MUSIC_BEDS:
         raise InvalidInput(f"music {name!r} is not offered; choose one of: none, {', '.join(MUSIC_BEDS)}")
-    return bed(name, data_dir / "music")
+    path = bed(name, data_dir / "music")
+    kept = path.with_suffix(".lufs")
+    try:
+        return Music(path, float(kept.read_text()))
+    except (OSError, ValueError):  # not measured yet, or the file is damaged
+        lufs = integrated(path)
+        _write_aside(kept, lambda partial: partial.write_text(f"{lufs}\n"))
+        return Music(path, lufs)
 
 
 def bed(name: str, folder: Path) -> Path:
@@ -102,17 +123,26 @@ def bed(name: str, folder: Path) -> Path:
         return path
     folder.mkdir(parents=True, exist_ok=True)
     samples = _SYNTHS[name]()
-    partial = folder / f".{path.name}.{uuid.uuid4().hex[:8]}"
-    try:
+
+    def write(partial: Path) -> None:
         with wave.open(str(partial), "wb") as out:
             out.setnchannels(2)
             out.setsampwidth(2)
             out.setframerate(RATE)
             out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+    _write_aside(path, write)
+    return path
+
+
+def _write_aside(path: Path, write: Callable[[Path], object]) -> None:
+    """`path` written aside by `write`, then renamed: a concurrent first use never reads half a file."""
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        write(partial)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
-    return path
 
 
 def _time() -> np.ndarray:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, measure
+from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, integrated, measure
 from engine.audio.master import master
 from engine.audio.mix import mix
-from engine.audio.music import LOOP_S, MAX_MUSIC_BYTES, RATE, bed, check_upload
+from engine.audio.music import LOOP_S, MAX_MUSIC_BYTES, RATE, bed, check_upload, music_file
 from engine.errors import InvalidInput
 from engine.models import Request
 from engine.pipeline import generate
@@ -39,6 +39,18 @@ def test_a_bed_is_made_once_as_a_seamless_loop(tmp_path, name):
     assert np.sqrt((samples**2).mean()) > 0.02  # it is not silence
     assert abs(samples[-1] - samples[0]) < 0.05  # the loop's seam does not click
     assert not list(tmp_path.glob(".*"))  # nothing half-written left beside it
+
+
+def test_a_beds_loudness_is_measured_once_and_kept_beside_it(tmp_path, monkeypatch):
+    """Measuring a bed took a pass over it (0.09 s) every time it was mixed; now once, when it is made."""
+    first = music_file("piano", None, tmp_path, tmp_path)
+    assert first is not None and first.integrated_lufs == pytest.approx(integrated(first.path), abs=0.05)
+    assert -40 < first.integrated_lufs < -10
+    reads = writes_of(monkeypatch, first.path)  # the ffmpeg runs given the bed
+    assert music_file("piano", None, tmp_path, tmp_path) == first and reads == []
+    first.path.with_suffix(".lufs").write_text("-")  # damaged: measured again
+    assert music_file("piano", None, tmp_path, tmp_path) == first and len(reads) == 1
+    assert not list((tmp_path / "music").glob(".*"))  # nothing half-written left beside it
 
 
 def tone_file(folder: Path, suffix: str, seconds: float = 3.0, *extra: str) -> Path:
@@ -70,7 +82,7 @@ def test_a_mix_under_mastered_speech_is_written_once(tmp_path, monkeypatch, name
     (each write is a pass over the whole sound)."""
     speech = master(EspeakEngine().synthesize(SpeechOrder(QUOTES["medium"], "en", tmp_path)), tmp_path / "m.wav").speech
     writes = writes_of(monkeypatch, tmp_path / "mix.wav")
-    mixed = mix(speech, bed(name, tmp_path / "music"), tmp_path / "mix.wav")
+    mixed = mix(speech, music_file(name, None, tmp_path, tmp_path), tmp_path / "mix.wav")
     assert len(writes) == 1 and mixed.loudness.meets_target(), mixed.loudness
 
 
@@ -78,7 +90,7 @@ def test_the_music_is_ducked_under_the_voice_and_the_mix_mastered(tmp_path):
     """Measured on the mix: the music (what is left once the voice is taken out) stays at least
     20 dB under the voice while it speaks, and comes up at least 5 dB between sentences."""
     speech = master(EspeakEngine().synthesize(SpeechOrder(QUOTES["long"], "en", tmp_path)), tmp_path / "m.wav").speech
-    mixed = mix(speech, bed("pad", tmp_path / "music"), tmp_path / "mix.wav")
+    mixed = mix(speech, music_file("pad", None, tmp_path, tmp_path), tmp_path / "mix.wav")
     assert mixed.loudness.meets_target() and measure(mixed.speech.path) == pytest.approx(mixed.loudness, abs=0.2)
     assert mixed.speech.duration_s == pytest.approx(speech.duration_s, abs=0.01)
     voice_file = tmp_path / "voice48.wav"
