@@ -54,6 +54,41 @@ def test_the_pictures_measured_as_they_are_muxed_give_the_videos_figures(setting
     assert (beside.ssim, beside.psnr_db) == (after.ssim, after.psnr_db) and beside.psnr_db > 30
 
 
+def test_a_mux_that_fails_after_the_pictures_measure_began_waits_for_it(settings, monkeypatch):
+    """The measure begins beside the mux; when the mux then fails, the generation ends only once the
+    measure has (no ffmpeg of ours outlives it, nothing is left in its folder)."""
+    import time
+
+    import engine.pipeline
+    import engine.render.sound
+    from engine.render.quality import measure
+
+    spans: list[tuple[float, float]] = []
+
+    def slow_measure(*args, **named):
+        begun = time.monotonic()
+        time.sleep(0.5)  # long enough to be running still when the mux fails
+        try:
+            return measure(*args, **named)
+        finally:
+            spans.append((begun, time.monotonic()))
+
+    def no_room(_path) -> None:  # the step before the mux: the sound made stereo for it
+        raise RenderFailed("could not rewrite the sound: no space left on device")
+
+    monkeypatch.setattr(engine.pipeline, "measure", slow_measure)
+    monkeypatch.setattr(engine.render.sound, "make_stereo", no_room)
+    request = Request(QUOTES["medium"], tier="low", method="ffmpeg", fallback=False)
+    with pytest.raises(RenderFailed, match="no space left on device") as caught:
+        generate(request, settings)
+    ended = time.monotonic()
+    result = caught.value.result
+    assert [(a.method, a.status) for a in result.attempts] == [("ffmpeg", "failed")]
+    assert len(spans) == 1 and spans[0][1] <= ended  # it began, and it ended before the generation did
+    assert not list(settings.temp_dir.iterdir())  # the attempt's folder, its kept pictures and all
+    assert not settings.outputs_dir.exists() or not list(settings.outputs_dir.iterdir())
+
+
 def test_watchdog_kills_moviepy_and_the_next_method_succeeds(settings):
     app = read_memory().app_rss_mb
     tight = replace(settings, max_memory_mb=int(app + 90), min_required_memory_mb=50)  # MoviePy holds ~105 MB
