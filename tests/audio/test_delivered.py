@@ -55,6 +55,19 @@ def test_the_lowest_bitrate_keeps_the_true_peak_too(settings, planned):
     assert result.true_peak_dbtp is not None and result.true_peak_dbtp < carrier(128).ceiling_dbfs - 1.5
 
 
+def test_the_emergency_renders_mix_with_music_keeps_the_target(settings):
+    """A mix is coded on both channels, and the emergency render codes it at 32 kbit/s: the one sound
+    mastered under the lowest ceiling with a lift (engine.audio.master.CARRIERS), as its encode takes
+    0.6 to 1.0 LU away; what the history records is what the file delivers."""
+    request = Request(QUOTES["long"], method="emergency", music="pad", fallback=False)
+    result = generate(request, settings)
+    assert (result.method, result.audio_kbps, result.music) == ("emergency", 32, "pad")
+    sound = measure(result.output)
+    assert abs(sound.integrated_lufs - TARGET_LUFS) <= TOLERANCE_LU, sound
+    assert sound.true_peak_dbtp <= MAX_TRUE_PEAK_DBTP, sound
+    assert abs(result.loudness_lufs - sound.integrated_lufs) < 0.5, (result.loudness_lufs, sound)
+
+
 def test_a_step_down_at_admission_carries_the_sound_for_its_bitrate(settings):
     """Mastered for the high tier's 128 kbit/s, the speech is written again when admission steps the
     render down to the low tier's 48 kbit/s (a ceiling 2 dB lower), as a fallback's is."""
