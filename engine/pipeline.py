@@ -47,7 +47,7 @@ from engine.render.deliver import cover, deliver, with_subtitles
 from engine.render.ffmpeg import disk_full
 from engine.render.isolation import run_isolated
 from engine.render.quality import Quality, measure
-from engine.render.spec import RenderSpec, encoder_threads
+from engine.render.spec import RenderSpec, coding, encoder_threads
 from engine.render.still_loop import Frames
 from engine.render.verify import verify
 from engine.settings import Settings
@@ -153,7 +153,7 @@ def generate(
         run.learn(tts_engine=speech.engine, tts_fallback_reason=speech.fallback_reason,
                   tts_peak_mb=speech.peak_rss_mb or None)  # fmt: skip
         first = plan.steps()[0]  # mastered for the encode the video is planned with
-        carried = carrier(first.tier.audio_kbps, _one_channel(first.method, request.music != "none"))
+        carried = carrier(first.tier.audio_kbps, coding(first.method, request.music != "none") == "one")
         with run.stage("master"):
             mastered = master(speech, work_dir / "speech-mastered.wav", carried)
         speech = mastered.speech
@@ -455,7 +455,7 @@ class _Sound:
         """The sound for `method`'s encode at `audio_kbps`, and its loudness: integrated as that encode
         delivers it (the file is aimed higher by what the encode takes away), and the file's true peak,
         before the encode; RenderFailed if it cannot be written."""
-        need = carrier(audio_kbps, _one_channel(method, self.stereo))
+        need = carrier(audio_kbps, coding(method, self.stereo) == "one")
         if need not in self.versions:
             path, loudness = self.versions[self.first]
             out = path.with_name(f"{path.stem}-at-{audio_kbps}k.wav")
@@ -463,12 +463,6 @@ class _Sound:
                 self.versions[need] = (out, relevel(path, loudness, need, out))
         path, written = self.versions[need]
         return path, need.delivered(written)
-
-
-def _one_channel(method: str, stereo: bool) -> bool:
-    """Whether `method` codes the sound as one channel, made stereo after (engine.render.aac_stereo):
-    the FFmpeg methods do the mono speech; MoviePy's writer codes both channels, as does any mix."""
-    return method in still_loop.METHODS and not stereo
 
 
 def _render_chain(

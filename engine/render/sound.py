@@ -30,7 +30,7 @@ import numpy as np
 
 from engine.audio.levels import levels
 from engine.render.aac_stereo import make_stereo
-from engine.render.spec import AUDIO_RATE, RenderSpec, aac
+from engine.render.spec import AUDIO_RATE, RenderSpec, aac, coding
 
 FRAME = 1024  # samples an AAC-LC frame adds
 QUIET_DBFS = -60.0  # the highest sample of a silent 10 ms, for the window across the split
@@ -61,16 +61,17 @@ def encode(spec: RenderSpec, temp: Path) -> Encode:
     # break the concat protocol's list.
     halve = spec.threads >= 2 and spec.method != "emergency" and not spec.audio_stereo and "|" not in str(temp)
     at = split_at(Path(spec.audio_path)) if halve else None
-    one = not spec.audio_stereo
+    coded = coding(spec.method, spec.audio_stereo)
+    one = coded == "one"
     if at is None:
         whole = temp / "sound.aac"
-        codec = aac(spec.audio_kbps, spec.audio_stereo, one_channel=one)
+        codec = aac(spec.audio_kbps, coded)
         return Encode(["-i", spec.audio_path], ["-map", "1:a:0", *codec, "-f", "adts", str(whole)], [whole],
                       ["-f", "aac", "-i", str(whole)], one)  # fmt: skip
     first, second = temp / "sound-1.aac", temp / "sound-2.aac"
     resample = f"aresample={AUDIO_RATE}"  # split in samples at 48 kHz, whole AAC frames
-    head = aac(spec.audio_kbps, spec.audio_stereo, f"{resample},atrim=end_sample={at}", one)
-    tail = aac(spec.audio_kbps, spec.audio_stereo, f"{resample},atrim=start_sample={at},asetpts=PTS-STARTPTS", one)
+    head = aac(spec.audio_kbps, coded, f"{resample},atrim=end_sample={at}")
+    tail = aac(spec.audio_kbps, coded, f"{resample},atrim=start_sample={at},asetpts=PTS-STARTPTS")
     return Encode(
         ["-i", spec.audio_path, "-i", spec.audio_path],
         ["-map", "1:a:0", *head, "-f", "adts", str(first),

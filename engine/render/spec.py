@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from engine.render.aac_stereo import MONO_AAC
 
@@ -14,19 +15,30 @@ AUDIO_RATE = 48000  # Hz: what the platforms' upload specifications ask for (AAC
 
 # The mastered mono speech on both channels at its own level (`-ac 2` would lower it by 3 dB).
 MONO_TO_STEREO = "pan=stereo|c0=c0|c1=c0"
+FFMPEG_METHODS = ("ffmpeg", "emergency")  # bare ffmpeg runs (engine.render.still_loop), no Python child
+
+# How a render codes its sound: the mono speech as one channel, made stereo after in the bitstream
+# (engine.render.aac_stereo); the mono speech spread to both channels; a stereo mix with music.
+Coding = Literal["one", "spread", "stereo"]
 
 
-def aac(kbps: int, stereo: bool = False, then: str = "", one_channel: bool = False) -> list[str]:
+def coding(method: str, stereo: bool) -> Coding:
+    """How `method` codes the sound (`stereo`: a mix with music): the FFmpeg methods code the mono
+    speech as one channel; MoviePy's writer codes both, as every method does a mix."""
+    return "stereo" if stereo else "one" if method in FFMPEG_METHODS else "spread"
+
+
+def aac(kbps: int, coded: Coding = "spread", then: str = "") -> list[str]:
     """ffmpeg's output options for the sound of every method, from the mastered mono speech (or a
-    stereo mix with music), with the filters `then` after it is spread: AAC-LC, 48 kHz stereo. The
-    fast coder: as good to the ear for speech, 2.7x quicker, and its true peaks overshoot less than
-    the default two-loop coder's (which reached +1.4 dBTP at 64k); what is left depends on the
-    bitrate, and mastering leaves room for it (`engine.audio.master.CARRIERS`). `one_channel`: the
-    mono speech coded as one channel, which `engine.render.aac_stereo` then makes stereo."""
-    if one_channel:
+    stereo mix with music) `coded` so, with the filters `then` after it is spread: AAC-LC, 48 kHz
+    stereo. The fast coder: as good to the ear for speech, 2.7x quicker, and its true peaks overshoot
+    less than the default two-loop coder's (which reached +1.4 dBTP at 64k); what is left depends on
+    the bitrate, and mastering leaves room for it (`engine.audio.master.CARRIERS`)."""
+    if coded == "one":
         filters, channels, tools, kbps = then, "1", MONO_AAC, one_channel_kbps(kbps)
     else:
-        filters, channels, tools = ",".join(([] if stereo else [MONO_TO_STEREO]) + ([then] if then else [])), "2", []
+        spread = [MONO_TO_STEREO] if coded == "spread" else []
+        filters, channels, tools = ",".join(spread + ([then] if then else [])), "2", []
     return [*(["-af", filters] if filters else []), "-c:a", "aac", "-aac_coder", "fast", *tools,
             "-b:a", f"{kbps}k", "-ar", str(AUDIO_RATE), "-ac", channels]  # fmt: skip
 

@@ -34,6 +34,7 @@ from engine.render.h264 import pictures as h264_pictures
 from engine.render.sound import encode as encode_sound
 from engine.render.spec import (
     BUFFER_S,
+    FFMPEG_METHODS,
     H264_HIGH,
     MP4_DELIVERY,
     MUX_KBPS,
@@ -43,7 +44,7 @@ from engine.render.spec import (
     subtitle_track,
 )
 
-METHODS = ("ffmpeg", "emergency")  # the methods this module renders: bare ffmpeg runs, no Python child
+METHODS = FFMPEG_METHODS  # the methods this module renders
 SEGMENT_S = 2  # a keyframe at least this often, unless copies of a card's keyframe would break the cap
 CRF = 23
 PRESET = "superfast"

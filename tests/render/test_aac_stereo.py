@@ -63,7 +63,7 @@ def windows(data: bytes) -> list[int]:
 
 @pytest.mark.parametrize("kbps", [128, 32])
 def test_both_channels_decode_to_the_mono_encode_sample_for_sample(tmp_path, kbps):
-    mono = encoded(speech_and_clicks(tmp_path), tmp_path / "mono.aac", aac(kbps, one_channel=True))
+    mono = encoded(speech_and_clicks(tmp_path), tmp_path / "mono.aac", aac(kbps, "one"))
     assert 2 in windows(mono.read_bytes())  # the short windows' grouping is read (and long ones)
     assert 0 in windows(mono.read_bytes())
     made = tmp_path / "stereo.aac"
@@ -98,7 +98,7 @@ def test_a_stream_it_cannot_mirror_is_refused_and_left_as_it_was(tmp_path, optio
 
 
 def test_what_is_not_adts_is_refused_with_a_sentence(tmp_path):
-    mono = encoded(speech_and_clicks(tmp_path), tmp_path / "mono.aac", aac(64, one_channel=True))
+    mono = encoded(speech_and_clicks(tmp_path), tmp_path / "mono.aac", aac(64, "one"))
     data = mono.read_bytes()
     for bad, why in ((b"not an aac stream", "no ADTS frame at byte 0"), (data[:-5], "a frame of"), (b"", None)):
         if why is None:
@@ -122,7 +122,7 @@ def test_the_stream_made_stereo_keeps_near_the_tiers_bitrate(tmp_path, dense_spe
     tier's bitrate as it is, the long quote's sound came to 1.22 to 1.28 times it at 64k, 48k and 32k
     (what a file's cap was not set for); asked for less (spec.one_channel_kbps), 1.03 to 1.10 (both
     measured; at 128k, 1.07 and 1.02). The ADTS headers, which the MP4 does not keep, are left out."""
-    made = encoded(dense_speech, tmp_path / "one.aac", aac(kbps, one_channel=True))
+    made = encoded(dense_speech, tmp_path / "one.aac", aac(kbps, "one"))
     make_stereo(made)
     frames = len(windows(made.read_bytes()))
     with wave.open(str(dense_speech)) as said:
