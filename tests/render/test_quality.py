@@ -33,6 +33,23 @@ def test_a_frame_is_measured_against_its_own_card_not_another(tmp_path, sound):
     assert another.ssim < own.ssim and another.psnr_db < own.psnr_db - 10, another  # 0.974, 25 dB: 0.999, 55
 
 
+def test_a_bmp_card_gives_the_figures_its_png_gives(tmp_path):
+    """The pipeline's reference for a caption state is a BMP (quicker to write): the same pixels, so
+    the same figures, though ffmpeg reads it as BGR."""
+    png = card(tmp_path / "card.png", "Stay hungry.")
+    bmp = tmp_path / "card.bmp"
+    Image.open(png).save(bmp, format="BMP")
+    video = tmp_path / "video.mp4"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-loop", "1", "-i", str(png), "-t", "2", "-c:v", "libx264", "-crf", "35",
+         "-pix_fmt", "yuv420p", str(video)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    from_png, from_bmp = measure(video, png, 1.0), measure(video, bmp, 1.0)
+    assert from_png is not None and from_png.psnr_db < 60  # a lossy encode: figures that can differ
+    assert from_bmp == from_png
+
+
 def test_a_file_that_is_not_a_video_gives_no_figures_and_no_error(tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
