@@ -63,8 +63,9 @@ log = logging.getLogger(__name__)
 
 OnEvent = Callable[[ProgressEvent], None]
 Budget = Callable[[], float]
-# Work done beside a generation's main line while it waits on a process: writing the card's
-# files during the render, measuring quality during the check. Shared by every generation here.
+# Work done beside a generation's main line while it waits on a process: the card and the music
+# while the speech is made (alone on the host), the card's files during the render, the quality
+# measure during the mux and the check. Shared by every generation here.
 _BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="beside")
 
 
@@ -143,10 +144,11 @@ def generate(
         emit(StageEvent("admit", f"tier {plan.tier.name}: {plan.reason}"))
         work_dir.mkdir(parents=True, exist_ok=True)
         pictures = _Pictures(run, plan, work_dir, emit)
-        # Made (a bed's first use: 0.4 s) or measured (an upload) while the speech is made.
-        chosen.append(_BESIDE.submit(music_file, request.music, request.music_upload, settings.data_dir, work_dir))
-        if _alone(ledger):  # drawn while the speech is made; else once admitted, in _render_chain
+        alone = _alone(ledger)
+        if alone:  # drawn while the speech is made; else once admitted, in _render_chain
             pictures.draw(plan.steps()[0].size)
+        if alone and request.music != "none":  # made (a bed's first use: 0.4 s) or measured (an upload)
+            chosen.append(_BESIDE.submit(music_file, request.music, request.music_upload, settings.data_dir, work_dir))
         emit(StageEvent("speech", "making the speech"))
         with run.stage("speech"):
             speech = _speech(run, plan, settings, work_dir, emit, ledger, model)
@@ -158,7 +160,8 @@ def generate(
             mastered = master(speech, work_dir / "speech-mastered.wav", carried)
         speech = mastered.speech
         pictures.spoken(speech)
-        music = chosen[0].result()
+        music = chosen[0].result() if chosen else music_file(request.music, request.music_upload, settings.data_dir,
+                                                             work_dir)  # fmt: skip
         if music is not None:
             emit(StageEvent("music", "mixing the music under the voice"))
             with run.stage("music"):
@@ -622,7 +625,7 @@ def _attempt(
 
 
 def _settle(started: list[Future[Any]]) -> None:
-    """Measures no longer wanted: cancelled where they have not begun, else waited for."""
+    """Work beside no longer wanted: cancelled where it has not begun, else waited for."""
     for future in started:
         future.cancel()
     wait(started)

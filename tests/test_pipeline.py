@@ -57,6 +57,7 @@ def test_the_pictures_measured_as_they_are_muxed_give_the_videos_figures(setting
 def test_a_mux_that_fails_after_the_pictures_measure_began_waits_for_it(settings, monkeypatch):
     """The measure begins beside the mux; when the mux then fails, the generation ends only once the
     measure has (no ffmpeg of ours outlives it, nothing is left in its folder)."""
+    import threading
     import time
 
     import engine.pipeline
@@ -64,9 +65,11 @@ def test_a_mux_that_fails_after_the_pictures_measure_began_waits_for_it(settings
     from engine.render.quality import measure
 
     spans: list[tuple[float, float]] = []
+    began = threading.Event()
 
     def slow_measure(*args, **named):
         begun = time.monotonic()
+        began.set()
         time.sleep(0.5)  # long enough to be running still when the mux fails
         try:
             return measure(*args, **named)
@@ -74,6 +77,7 @@ def test_a_mux_that_fails_after_the_pictures_measure_began_waits_for_it(settings
             spans.append((begun, time.monotonic()))
 
     def no_room(_path) -> None:  # the step before the mux: the sound made stereo for it
+        assert began.wait(10)  # the measure has begun (a measure not begun is cancelled, not waited for)
         raise RenderFailed("could not rewrite the sound: no space left on device")
 
     monkeypatch.setattr(engine.pipeline, "measure", slow_measure)

@@ -1,14 +1,16 @@
 """Music under the voice: the beds the project makes itself, and uploads checked by their content.
 
 A bed is synthesised with NumPy the first time it is asked for (nothing is downloaded) and kept in
-DATA_DIR/music: a seamless 16 s loop at 48 kHz stereo, with its loudness beside it (measuring it
-took a pass over the file, 0.09 s, every time it was mixed). An upload must be an MP3, WAV, OGG or M4A
+DATA_DIR/music: a seamless 16 s loop at 48 kHz stereo. Its loudness is kept beside it once measured
+(the measure is a pass over the file, 0.09 s, which every mix took). An upload must be an MP3, WAV, OGG or M4A
 by its first bytes, at most MAX_MUSIC_BYTES, with an audio stream ffmpeg can read, at most
 MAX_MUSIC_S long.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import tempfile
 import uuid
@@ -21,6 +23,8 @@ import numpy as np
 
 from engine.choices import MUSIC_BEDS
 from engine.errors import InvalidInput, RenderFailed
+
+log = logging.getLogger(__name__)
 
 MAX_MUSIC_BYTES = 20 * 2**20
 MAX_MUSIC_S = 600.0
@@ -106,13 +110,24 @@ def music_file(name: str, upload: bytes | None, data_dir: Path, work_dir: Path) 
     if name not in MUSIC_BEDS:
         raise InvalidInput(f"music {name!r} is not offered; choose one of: none, {', '.join(MUSIC_BEDS)}")
     path = bed(name, data_dir / "music")
-    kept = path.with_suffix(".lufs")
+    kept = _loudness_file(path)
     try:
-        return Music(path, float(kept.read_text()))
-    except (OSError, ValueError):  # not measured yet, or the file is damaged
-        lufs = integrated(path)
+        lufs = float(kept.read_text())
+        if math.isfinite(lufs):
+            return Music(path, lufs)
+    except (OSError, ValueError):  # not measured yet, or the file is damaged: measured again
+        pass
+    lufs = integrated(path)
+    try:
         _write_aside(kept, lambda partial: partial.write_text(f"{lufs}\n"))
-        return Music(path, lufs)
+    except OSError as exc:  # a folder we may read but not write: measured each time, as before
+        log.warning("the bed's loudness is not kept beside it: %s", exc)
+    return Music(path, lufs)
+
+
+def _loudness_file(bed_path: Path) -> Path:
+    """Where a bed's integrated loudness is kept once measured (LUFS, as text)."""
+    return bed_path.with_suffix(".lufs")
 
 
 def bed(name: str, folder: Path) -> Path:
@@ -122,6 +137,7 @@ def bed(name: str, folder: Path) -> Path:
     if path.is_file():
         return path
     folder.mkdir(parents=True, exist_ok=True)
+    _loudness_file(path).unlink(missing_ok=True)  # a loudness kept for a bed made before is not this one's
     samples = _SYNTHS[name]()
 
     def write(partial: Path) -> None:

@@ -30,10 +30,10 @@ def coding(method: str, stereo: bool) -> Coding:
 
 def aac(kbps: int, coded: Coding = "spread", then: str = "") -> list[str]:
     """ffmpeg's output options for the sound of every method, from the mastered mono speech (or a
-    stereo mix with music) `coded` so, with the filters `then` after it is spread: AAC-LC, 48 kHz
-    stereo. The fast coder: as good to the ear for speech, 2.7x quicker, and its true peaks overshoot
-    less than the default two-loop coder's (which reached +1.4 dBTP at 64k); what is left depends on
-    the bitrate, and mastering leaves room for it (`engine.audio.master.CARRIERS`)."""
+    stereo mix with music) `coded` so, with the filters `then` last: AAC-LC, 48 kHz stereo. The fast
+    coder: as good to the ear for speech, 2.7x quicker, and its true peaks overshoot less than the
+    default two-loop coder's (which reached +1.4 dBTP at 64k); what is left depends on the bitrate,
+    and mastering leaves room for it (`engine.audio.master.CARRIERS`)."""
     if coded == "one":
         filters, channels, tools, kbps = then, "1", MONO_AAC, one_channel_kbps(kbps)
     else:

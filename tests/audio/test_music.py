@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, integrated, measure
+from engine.audio.loudness import MAX_TRUE_PEAK_DBTP, TARGET_LUFS, TOLERANCE_LU, measure
 from engine.audio.master import master
 from engine.audio.mix import mix
 from engine.audio.music import LOOP_S, MAX_MUSIC_BYTES, RATE, bed, check_upload, music_file
@@ -43,14 +43,33 @@ def test_a_bed_is_made_once_as_a_seamless_loop(tmp_path, name):
 
 def test_a_beds_loudness_is_measured_once_and_kept_beside_it(tmp_path, monkeypatch):
     """Measuring a bed took a pass over it (0.09 s) every time it was mixed; now once, when it is made."""
+    reads = writes_of(monkeypatch, bed("piano", tmp_path / "music"))  # the ffmpeg runs given the bed
     first = music_file("piano", None, tmp_path, tmp_path)
-    assert first is not None and first.integrated_lufs == pytest.approx(integrated(first.path), abs=0.05)
-    assert -40 < first.integrated_lufs < -10
-    reads = writes_of(monkeypatch, first.path)  # the ffmpeg runs given the bed
-    assert music_file("piano", None, tmp_path, tmp_path) == first and reads == []
-    first.path.with_suffix(".lufs").write_text("-")  # damaged: measured again
+    assert first is not None and len(reads) == 1 and -40 < first.integrated_lufs < -10
+    kept = first.path.with_suffix(".lufs")
+    assert float(kept.read_text()) == first.integrated_lufs
     assert music_file("piano", None, tmp_path, tmp_path) == first and len(reads) == 1
+    for damaged in ["-", "nan"]:  # measured again, and kept again
+        kept.write_text(damaged)
+        assert (
+            music_file("piano", None, tmp_path, tmp_path) == first and float(kept.read_text()) == first.integrated_lufs
+        )
+    assert len(reads) == 3
+    kept.write_text("-99.0")
+    first.path.unlink()  # a bed made again keeps no loudness of the one before
+    assert music_file("piano", None, tmp_path, tmp_path) == first and len(reads) == 4
     assert not list((tmp_path / "music").glob(".*"))  # nothing half-written left beside it
+
+
+def test_a_loudness_that_cannot_be_kept_is_measured_each_time(tmp_path, monkeypatch, caplog):
+    """The kept loudness only saves time: where it cannot be written, the bed is measured each time."""
+    made = bed("pad", tmp_path / "music")
+    made.with_suffix(".lufs").mkdir()  # in its place, something no file can replace, even root's
+    reads = writes_of(monkeypatch, made)
+    first, again = (music_file("pad", None, tmp_path, tmp_path) for _ in range(2))
+    assert first == again and len(reads) == 2 and -40 < first.integrated_lufs < -10
+    assert "the bed's loudness is not kept beside it" in caplog.text
+    assert not list((tmp_path / "music").glob(".*"))
 
 
 def tone_file(folder: Path, suffix: str, seconds: float = 3.0, *extra: str) -> Path:
