@@ -144,7 +144,21 @@ def render_children(root_pid: int, marker: str = "engine.render.child"):
                 found.append(proc)
         except psutil.Error:
             pass
-    return found
+    return outermost(found)
+
+
+def outermost(procs: list) -> list:
+    """`procs` less those whose parent is among them: a process the render child has just forked
+    shows the child's command line until it execs its ffmpeg (a CI run found two 'children')."""
+    pids = {proc.pid for proc in procs}
+    kept = []
+    for proc in procs:
+        try:
+            if proc.ppid() not in pids:
+                kept.append(proc)
+        except psutil.Error:
+            pass
+    return kept
 
 
 def encoding(child: psutil.Process) -> bool:

@@ -21,7 +21,7 @@ from engine.history import HistoryStore
 from engine.jobs.remote import RemoteGeneration
 from engine.models import Request
 from engine.settings import Settings
-from tests.helpers import ROOT, wait_for
+from tests.helpers import ROOT, outermost, wait_for
 from tests.server import LONG_LIVED
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -206,7 +206,8 @@ def _kill(cluster, worker: str) -> None:
 
 def _render_children() -> list:
     """Every MoviePy render child on this machine (the workers are not this test's children)."""
-    return [p for p in psutil.process_iter(["cmdline"]) if "engine.render.child" in " ".join(p.info["cmdline"] or [])]
+    found = [p for p in psutil.process_iter(["cmdline"]) if "engine.render.child" in " ".join(p.info["cmdline"] or [])]
+    return outermost(found)
 
 
 def test_a_worker_killed_mid_render_leaves_its_job_to_the_other(cluster):
