@@ -165,14 +165,16 @@ def frame_at(video: Path, t: float, folder: Path) -> np.ndarray:
 
 
 def test_ffmpeg_memory_is_flat_in_the_number_of_captions(tmp_path, speech_wav):
-    """Peak memory with 6 and with 40 caption states (same duration) within 10%, the most of five
-    each, interleaved: a sample that misses the peak's few milliseconds only reads lower (the least
-    of three failed once on 32.8 MB among 37.0 and 37.0; the median needs most runs to catch it,
-    and sampling is at 25 Hz after the first second; the most of three failed once on 35.0 against
-    39.0, so five). Six states: each begins between keyframes, so
-    x264 encodes changes (P frames, which hold more) and keyframes, ten pictures in all. With three,
-    the keyframes within a state are copies and x264 encodes five pictures: it read 31 to 35 MB
-    where 40 states read 34 to 39, run to run, as they did before (three states then: 34 to 38)."""
+    """Peak memory with 40 caption states (same duration) at most 20% over that with 6, the most of
+    five each, interleaved: a sample that misses the peak's few milliseconds only reads lower (the
+    least of three failed once on 32.8 MB among 37.0 and 37.0; the median needs most runs to catch
+    it, and sampling is at 25 Hz after the first second; the most of three failed once on 35.0
+    against 39.0, so five). A frame held for each state would add 1.4 MB a state at 720p, 55 MB for
+    40. The bound is one-sided and 20%: runs of the same render move by a quarter (one CI run read
+    6 states at 32.4 to 41.6 MB where 40 read 32.4 to 36.6, and failed a two-sided 10%). Six states:
+    each begins between keyframes, so x264 encodes changes (P frames, which hold more) and
+    keyframes, ten pictures in all. With three, the keyframes within a state are copies and x264
+    encodes five pictures: it read 31 to 35 MB where 40 states read 34 to 39."""
     peaks: dict[int, list[float]] = {6: [], 40: []}
     for run_number in range(5):
         for count in (6, 40):
@@ -190,7 +192,7 @@ def test_ffmpeg_memory_is_flat_in_the_number_of_captions(tmp_path, speech_wav):
             assert run.status == "ok", run.error
             peaks[count].append(run.peak_rss_mb)
     few, many = max(peaks[6]), max(peaks[40])
-    assert abs(many - few) <= 0.1 * few, peaks
+    assert many <= 1.2 * few, peaks
 
 
 def test_motion_zooms_and_fades_through_moviepy(settings, tmp_path):
