@@ -131,12 +131,13 @@ def test_cues_follow_the_phrases(tmp_path):
 
 def test_music_and_word_captions_keep_the_ffmpeg_method_near_a_still_card(settings):
     """Peak memory at 1080p with a bed and word captions (28 states) within 15% of the plain still
-    card (the larger of two runs each, interleaved: a sample that misses a peak of a few milliseconds
-    only reads lower). The mix is made before the render, by the app."""
+    card (the larger of three runs each, interleaved: a sample that misses a peak of a few
+    milliseconds only reads lower, and runs of one render move by up to a quarter on a busy machine).
+    The mix is made before the render, by the app."""
     plain = Request(QUOTES["medium"], preset="reels", tier="high", method="ffmpeg", fallback=False)
     dressed = replace(plain, captions=True, caption_style="word", music="pad", subtitles=True)
     peaks: dict[str, list[float]] = {"plain": [], "dressed": []}
-    for _ in range(2):
+    for _ in range(3):
         for name, request in (("plain", plain), ("dressed", dressed)):
             peaks[name].append(generate(request, settings).peak_rss_mb)
     assert max(peaks["dressed"]) <= 1.15 * max(peaks["plain"]), peaks
