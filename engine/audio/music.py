@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import tempfile
-import uuid
 import wave
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import numpy as np
 
 from engine.choices import MUSIC_BEDS
 from engine.errors import InvalidInput, RenderFailed
+from engine.files import write_aside
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +117,7 @@ def music_file(name: str, upload: bytes | None, data_dir: Path, work_dir: Path) 
         pass
     lufs = integrated(path)
     try:
-        _write_aside(kept, lambda partial: partial.write_text(f"{lufs}\n"))
+        write_aside(kept, lambda partial: partial.write_text(f"{lufs}\n"))
     except OSError as exc:  # a folder we may read but not write: measured each time, as before
         log.warning("the bed's loudness is not kept beside it: %s", exc)
     return Music(path, lufs)
@@ -147,18 +145,8 @@ def bed(name: str, folder: Path) -> Path:
             out.setframerate(RATE)
             out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
 
-    _write_aside(path, write)
+    write_aside(path, write)
     return path
-
-
-def _write_aside(path: Path, write: Callable[[Path], object]) -> None:
-    """`path` written aside by `write`, then renamed: a concurrent first use never reads half a file."""
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _time() -> np.ndarray:

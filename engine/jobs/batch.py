@@ -17,7 +17,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -34,6 +33,7 @@ from engine.choices import (
     TTS_CHOICES,
 )  # fmt: skip
 from engine.errors import Busy, InvalidInput, QuoteError
+from engine.files import write_aside
 from engine.jobs.local import OffThread
 from engine.models import Request, Result
 from engine.settings import Settings
@@ -291,15 +291,14 @@ class Manifest:
         if self.entries.get(number) == line:
             return  # a rerun that learned nothing new writes nothing
         self.entries[number] = line
-        partial = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}")
-        try:
+
+        def write(partial: Path) -> None:
             with partial.open("w", newline="", encoding="utf-8") as f:
                 writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
                 writer.writeheader()
                 writer.writerows(self.entries[n] for n in sorted(self.entries))
-            os.replace(partial, self.path)
-        finally:
-            partial.unlink(missing_ok=True)
+
+        write_aside(self.path, write)
 
 
 class PageBatch(OffThread):
@@ -321,15 +320,14 @@ class PageBatch(OffThread):
 
         try:
             self.report = run_batch(self.rows, self.out_dir, self._run, 1, self._progress)
-            partial = self.out_dir / f".videos.zip.{uuid.uuid4().hex[:8]}"
-            try:
+
+            def write(partial: Path) -> None:
                 with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:  # MP4s do not shrink
                     for path in sorted(self.out_dir.iterdir()):
                         if path.is_file() and not path.name.startswith("."):
                             archive.write(path, path.name)
-                os.replace(partial, self.out_dir / "videos.zip")
-            finally:
-                partial.unlink(missing_ok=True)
+
+            write_aside(self.out_dir / "videos.zip", write)
             self.zip_path = self.out_dir / "videos.zip"
         except Exception as exc:  # shown as a sentence; the traceback is logged
             import logging
