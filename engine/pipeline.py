@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +148,9 @@ def generate(
         alone = _alone(ledger)
         if alone:  # drawn while the speech is made; else once admitted, in _render_chain
             pictures.draw(plan.steps()[0].size)
+        choose_music = partial(music_file, request.music, request.music_upload, settings.data_dir, work_dir)
         if alone and request.music != "none":  # made (a bed's first use: 0.4 s) or measured (an upload)
-            chosen.append(_BESIDE.submit(music_file, request.music, request.music_upload, settings.data_dir, work_dir))
+            chosen.append(_BESIDE.submit(choose_music))
         emit(StageEvent("speech", "making the speech"))
         with run.stage("speech"):
             speech = _speech(run, plan, settings, work_dir, emit, ledger, model)
@@ -160,8 +162,7 @@ def generate(
             mastered = master(speech, work_dir / "speech-mastered.wav", carried)
         speech = mastered.speech
         pictures.spoken(speech)
-        music = chosen[0].result() if chosen else music_file(request.music, request.music_upload, settings.data_dir,
-                                                             work_dir)  # fmt: skip
+        music = chosen[0].result() if chosen else choose_music()
         if music is not None:
             emit(StageEvent("music", "mixing the music under the voice"))
             with run.stage("music"):
