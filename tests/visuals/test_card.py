@@ -62,3 +62,12 @@ def test_accents_greek_cyrillic_cjk_arabic_are_covered():
     assert check_coverage("生きるべきか、死ぬべきか。").font.name == "DroidSansFallbackFull.ttf"
     script = check_coverage("الحياة قصيرة")
     assert script.rtl and script.font.name == "NotoSansArabic-Regular.ttf"
+
+
+def test_the_characters_checked_without_a_font_read_are_drawn_by_the_first_font():
+    from engine.visuals import typeset
+
+    assert typeset.codepoints(typeset.FONT_CHAIN[0]) >= typeset._FIRST_FONT_DRAWS
+    latin = "Déjà vu — “naïve” café… ¿Qué? «Ça» 50% & ½"
+    assert {ord(ch) for ch in latin if not ch.isspace()} <= typeset._FIRST_FONT_DRAWS
+    assert check_coverage(latin) == typeset.Script(typeset.FONT_CHAIN[0], rtl=False)
