@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -16,7 +17,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import cache, partial
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from engine.errors import HistoryUnavailable, InvalidInput, QuoteError, RenderFa
 from engine.history import HistoryStore
 from engine.history.storage import cleanup, over_quota, remove_tree
 from engine.memory.costs import CostModel, estimated_duration_s
-from engine.memory.ledger import Grant, Ledger, Waiting, attempt_budget_mb
+from engine.memory.ledger import Grant, Ledger, Need, Waiting, attempt_budget_mb
 from engine.memory.plan import Plan, Step, check_floor, cost_model, make_plan
 from engine.memory.reading import read_memory
 from engine.memory.tiers import frame_rate
@@ -151,6 +153,8 @@ def generate(
         choose_music = partial(music_file, request.music, request.music_upload, settings.data_dir, work_dir)
         if alone and request.music != "none":  # made (a bed's first use: 0.4 s) or measured (an upload)
             chosen.append(_BESIDE.submit(choose_music))
+        if "numpy" not in sys.modules:  # mastering's first need: imported while the speech is made
+            _BESIDE.submit(import_module, "numpy")
         emit(StageEvent("speech", "making the speech"))
         with run.stage("speech"):
             speech = _speech(run, plan, settings, work_dir, emit, ledger, model)
@@ -291,11 +295,14 @@ def _speech(
     memory like a render, and its memory is on the generation's timeline."""
     request = plan.request
     offset = run.elapsed()
-    need = voice_need(model, len(request.text), is_saved(settings.models_dir))
+
+    @cache
+    def need() -> Need:  # asked when the neural voice speaks: "is it saved" reads package versions (45 ms)
+        return voice_need(model, len(request.text), is_saved(settings.models_dir))
 
     def on_sample(t_s: float, rss_mb: float) -> None:
         run.timeline.append((round(offset + t_s, 3), round(rss_mb, 1)))
-        emit(MemorySample(offset + t_s, rss_mb, need.need_mb, "piper"))
+        emit(MemorySample(offset + t_s, rss_mb, need().need_mb, "piper"))
 
     def waiting(state: Waiting) -> None:
         emit(StageEvent("queued", f"the neural voice waits for memory: {state.running} render(s) running, "

@@ -7,8 +7,10 @@ import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 FRAME_S = 0.01
 
@@ -26,6 +28,8 @@ class Levels:
 def levels(path: Path) -> Levels:
     """The frame levels of a 16-bit PCM WAV (a partial last frame is left out); wave.Error for
     another sample width."""
+    import numpy as np  # imported at first use: a command's start does not wait for it (engine.warm)
+
     rms: list[np.ndarray] = []
     peak: list[np.ndarray] = []
     with wave.open(str(path), "rb") as wav:
@@ -47,5 +51,7 @@ def levels(path: Path) -> Levels:
 
 
 def _blocks(wav: wave.Wave_read, frames: int, channels: int) -> Iterator[np.ndarray]:
+    import numpy as np
+
     while chunk := wav.readframes(frames):
         yield np.frombuffer(chunk, dtype="<i2").reshape(-1, channels).astype(np.float32)

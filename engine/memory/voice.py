@@ -34,13 +34,17 @@ def voice_need(model: CostModel, text_chars: int, saved: bool = True) -> Need:
 
 
 def voice_room(
-    need: Need, ledger: Ledger | None, max_memory_mb: int | None, on_wait: Callable[[Waiting], None] | None = None
+    needed: Callable[[], Need],
+    ledger: Ledger | None,
+    max_memory_mb: int | None,
+    on_wait: Callable[[Waiting], None] | None = None,
 ) -> Reserve:
     """Piper's turn for memory: a context that gives the watchdog's budget in MB while the voice
-    speaks, or raises SpeechFailed saying why it may not."""
+    speaks, or raises SpeechFailed saying why it may not. `needed` is asked only then."""
 
     @contextmanager
     def reserve() -> Iterator[float]:
+        need = needed()
         if ledger is None:
             budget = attempt_budget_mb(read_memory(max_memory_mb).available_mb)
             if budget < need.need_mb:
