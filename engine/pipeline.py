@@ -67,8 +67,8 @@ log = logging.getLogger(__name__)
 OnEvent = Callable[[ProgressEvent], None]
 Budget = Callable[[], float]
 # Work done beside a generation's main line while it waits on a process: the card and the music
-# while the speech is made (alone on the host), the card's files during the render, the quality
-# measure during the mux and the check. Shared by every generation here.
+# while the speech is made (alone on the host), and NumPy's first import; the card's files during the
+# render, the quality measure during the mux and the check. Shared by every generation here.
 _BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="beside")
 
 
