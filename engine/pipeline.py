@@ -9,13 +9,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from importlib import import_module
@@ -47,7 +46,7 @@ from engine.models import (
 )
 from engine.render import still_loop
 from engine.render.deliver import cover, deliver, with_subtitles
-from engine.render.ffmpeg import disk_full
+from engine.render.ffmpeg import disk_full, ffmpeg_exe
 from engine.render.isolation import run_isolated
 from engine.render.quality import Quality, measure
 from engine.render.spec import RenderSpec, coding, encoder_threads
@@ -67,8 +66,9 @@ log = logging.getLogger(__name__)
 OnEvent = Callable[[ProgressEvent], None]
 Budget = Callable[[], float]
 # Work done beside a generation's main line while it waits on a process: the card and the music
-# while the speech is made (alone on the host), and NumPy's first import; the card's files during the
-# render, the quality measure during the mux and the check. Shared by every generation here.
+# while the speech is made (alone on the host), and what a process does once (`_warm`); the card's
+# files during the render, the quality measure during the mux and the check. Shared by every
+# generation here.
 _BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="beside")
 
 
@@ -153,8 +153,7 @@ def generate(
         choose_music = partial(music_file, request.music, request.music_upload, settings.data_dir, work_dir)
         if alone and request.music != "none":  # made (a bed's first use: 0.4 s) or measured (an upload)
             chosen.append(_BESIDE.submit(choose_music))
-        if "numpy" not in sys.modules:  # mastering's first need: imported while the speech is made
-            _BESIDE.submit(import_module, "numpy")
+        _BESIDE.submit(_warm)
         emit(StageEvent("speech", "making the speech"))
         with run.stage("speech"):
             speech = _speech(run, plan, settings, work_dir, emit, ledger, model)
@@ -210,6 +209,16 @@ def generate(
             pictures.close()
         _settle(chosen)
         remove_tree(work_dir)
+
+
+@cache
+def _warm() -> None:
+    """What a process does once and mastering then waits for, done while the speech is made:
+    NumPy's import (0.1 to 0.2 s) and imageio-ffmpeg's check of its binary (`ffmpeg -version`,
+    20 ms). A failure is left for the call that needs it to report."""
+    import_module("numpy")
+    with suppress(RenderFailed):
+        ffmpeg_exe()
 
 
 def _alone(ledger: Ledger | None) -> bool:
