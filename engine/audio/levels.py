@@ -28,7 +28,7 @@ class Levels:
 def levels(path: Path) -> Levels:
     """The frame levels of a 16-bit PCM WAV (a partial last frame is left out); wave.Error for
     another sample width."""
-    import numpy as np  # imported at first use: a command's start does not wait for it (engine.warm)
+    import numpy as np  # imported at first use, or beside the speech (engine.pipeline._warm)
 
     rms: list[np.ndarray] = []
     peak: list[np.ndarray] = []
