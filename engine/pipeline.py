@@ -17,7 +17,6 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from functools import cache, partial
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -214,11 +213,10 @@ def generate(
 @cache
 def _warm() -> None:
     """What a process does once and mastering then waits for, done while the speech is made:
-    imageio-ffmpeg's check of its binary (`ffmpeg -version`, 20 ms; first, as it is the quicker)
-    and NumPy's import (0.1 to 0.2 s). A failure is left for the call that needs it to report."""
+    imageio-ffmpeg's check of its binary (`ffmpeg -version`, 20 ms). A failure is left for the call
+    that needs it to report."""
     with suppress(RenderFailed):
         ffmpeg_exe()
-    import_module("numpy")
 
 
 def _alone(ledger: Ledger | None) -> bool:

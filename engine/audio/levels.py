@@ -7,10 +7,8 @@ import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
 
 FRAME_S = 0.01
 
@@ -28,8 +26,6 @@ class Levels:
 def levels(path: Path) -> Levels:
     """The frame levels of a 16-bit PCM WAV (a partial last frame is left out); wave.Error for
     another sample width."""
-    import numpy as np  # imported at first use, or beside the speech (engine.pipeline._warm)
-
     rms: list[np.ndarray] = []
     peak: list[np.ndarray] = []
     with wave.open(str(path), "rb") as wav:
@@ -51,7 +47,5 @@ def levels(path: Path) -> Levels:
 
 
 def _blocks(wav: wave.Wave_read, frames: int, channels: int) -> Iterator[np.ndarray]:
-    import numpy as np
-
     while chunk := wav.readframes(frames):
         yield np.frombuffer(chunk, dtype="<i2").reshape(-1, channels).astype(np.float32)

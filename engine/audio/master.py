@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from engine.audio.levels import levels
 from engine.audio.loudness import LOUDNESS_METER, METER, TARGET_LUFS, Loudness, parse_each_integrated, parse_summary
 from engine.errors import RenderFailed
@@ -191,7 +193,7 @@ def voiced_span(path: Path) -> tuple[float, float]:
     """Seconds from the start of a 16-bit WAV to its first and past its last frame louder than
     SILENCE_DBFS (with EDGE_S either side); the whole file when it is all silence."""
     found = levels(path)
-    loud = (found.rms > 32768 * 10 ** (SILENCE_DBFS / 20)).nonzero()[0]
+    loud = np.flatnonzero(found.rms > 32768 * 10 ** (SILENCE_DBFS / 20))
     if loud.size == 0:
         return 0.0, found.length_s
     first, last = int(loud[0]), int(loud[-1])

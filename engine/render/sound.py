@@ -26,6 +26,8 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from engine.audio.levels import levels
 from engine.render.aac_stereo import make_stereo
 from engine.render.spec import AUDIO_RATE, RenderSpec, aac, coding
@@ -97,6 +99,6 @@ def split_at(path: Path) -> int | None:
             start_s = (frame - 1) * FRAME / AUDIO_RATE - REACH_S
             end_s = (frame + 1) * FRAME / AUDIO_RATE + REACH_S
             first, last = math.floor(start_s / found.frame_s), math.floor(end_s / found.frame_s)
-            if first >= 0 and last < len(quiet) and bool(quiet[first : last + 1].all()):
+            if first >= 0 and last < len(quiet) and bool(np.all(quiet[first : last + 1])):
                 return frame * FRAME
     return None

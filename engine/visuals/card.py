@@ -12,16 +12,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw
 
 from engine.visuals.background import Background, render_background
 from engine.visuals.text import QuoteText
 from engine.visuals.typeset import AUTHOR_FONT, CJK_FONT, Script, font, script_for
-
-if TYPE_CHECKING:
-    from engine.visuals.yuv import Frame
+from engine.visuals.yuv import Frame
 
 TEXT_COLOUR = (250, 250, 245)
 DIM_COLOUR = (160, 158, 184)
@@ -108,8 +105,6 @@ class Painter:
         """The state's card as one raw yuv420p frame, for a pipe into ffmpeg: one buffer, changed
         in place from one state to the next (a fresh 6 MB image a state cost more than drawing it).
         Valid until the next call."""
-        from engine.visuals.yuv import Frame  # and NumPy: a command's start does not wait for them
-
         if highlight is None:
             return Frame(self._drawn("plain", None)).data.data
         if self._dim is None or self._frame is None:
