@@ -14,7 +14,7 @@ SPEEDS = ("slower", "normal", "faster")  # speaking rate
 # Shorts take 1080x1920 at 30 fps; the tier still sets the size (low: 480x854).
 PRESETS: dict[str, tuple[str, int | None]] = {"reels": ("9:16", 30), "youtube": ("16:9", None), "square": ("1:1", None)}
 CAPTION_STYLES = ("phrase", "word")  # the phrase highlighted, or the word being spoken within its phrase
-MUSIC_BEDS = ("pad", "piano", "pulse")  # made by the project (engine.audio.beds)
+MUSIC_BEDS = ("pad", "piano", "pulse")  # made by the project (engine.audio.music)
 MUSIC_CHOICES = ("none", *MUSIC_BEDS)  # and an upload, carried as bytes
 TIER_POLICIES = ("measured", "seed")
 WINDOWS: dict[str, float | None] = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0, "all": None}  # seconds

@@ -129,6 +129,7 @@ def generate(
     history.begin(request, delivery)
     pictures: _Pictures | None = None
     chosen: list[Future[Music | None]] = []
+    warming: list[Future[None]] = []
     try:
         with run.stage("validate"):
             request = validate(request, settings)
@@ -152,7 +153,7 @@ def generate(
         choose_music = partial(music_file, request.music, request.music_upload, settings.data_dir, work_dir)
         if alone and request.music != "none":  # made (a bed's first use: 0.4 s) or measured (an upload)
             chosen.append(_BESIDE.submit(choose_music))
-        _BESIDE.submit(_warm)
+        warming.append(_BESIDE.submit(_warm))
         emit(StageEvent("speech", "making the speech"))
         with run.stage("speech"):
             speech = _speech(run, plan, settings, work_dir, emit, ledger, model)
@@ -206,7 +207,7 @@ def generate(
     finally:
         if pictures is not None:
             pictures.close()
-        _settle(chosen)
+        _settle([*chosen, *warming])  # no thread of ours outlives the generation, nor its ffmpeg
         remove_tree(work_dir)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.render.ffmpeg import probe
-from tests.helpers import run_cli
+from tests.helpers import ROOT, run_cli
 
 FIELDS = {
     "status", "generation_id", "output", "tier", "method", "tts_engine", "width", "height", "duration_s",
@@ -149,7 +149,7 @@ def test_a_music_file_that_is_not_music_is_a_sentence(env, tmp_path):
     assert done.returncode == 2 and "neither a bed" in done.stderr
 
 
-def test_a_generation_in_latin_with_espeak_reads_no_font_file_nor_package_versions(env):
+def test_a_generation_in_latin_with_espeak_imports_neither_fonttools_nor_package_metadata(env):
     """fontTools is imported only for a quote outside Latin (84 ms with the font's read), package
     versions read only when Piper speaks (45 ms): a quote in English with eSpeak NG needs neither."""
     import subprocess
@@ -161,5 +161,7 @@ def test_a_generation_in_latin_with_espeak_reads_no_font_file_nor_package_versio
         "    code = main(['generate', 'Déjà vu — “naïve” café… 50%', '--tier', 'low', '--json'])\n"
         "print(code, sorted(m for m in ('fontTools', 'importlib.metadata') if m in sys.modules))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT, timeout=240
+    )
     assert done.stdout.strip() == "0 []", done.stdout + done.stderr[-500:]
