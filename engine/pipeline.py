@@ -211,11 +211,10 @@ def generate(
         remove_tree(work_dir)
 
 
-@cache
 def _warm() -> None:
-    """What a process does once and mastering then waits for, done while the speech is made:
-    imageio-ffmpeg's check of its binary (`ffmpeg -version`, 20 ms). A failure is left for the call
-    that needs it to report."""
+    """What mastering would otherwise wait for, done while the speech is made: imageio-ffmpeg's check
+    of its binary (`ffmpeg -version`, 20 ms, the first time in a process: it keeps the answer). A
+    failure is left for the call that needs it to report."""
     with suppress(RenderFailed):
         ffmpeg_exe()
 
